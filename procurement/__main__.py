@@ -1,0 +1,3 @@
+from procurement.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""Command line: ``python -m procurement <command>``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from tqdm import tqdm
+
+from procurement.config import get_settings
+from procurement.data.importers import ImportValidationError
+from procurement.forecast.store import ModelStoreError
+
+
+class CliError(Exception):
+    pass
+
+
+def _db():  # type: ignore[no-untyped-def]
+    from procurement.db import get_engine, migrate
+
+    engine = get_engine()
+    migrate(engine)
+    return engine
+
+
+def _bar(desc: str) -> tuple[tqdm, object]:
+    bar = tqdm(
+        total=100,
+        desc=desc,
+        unit="%",
+        file=sys.stderr,
+        bar_format="{l_bar}{bar}| {n:.0f}% {postfix}",
+    )
+
+    def progress(frac: float, msg: str) -> None:
+        bar.n = round(100 * frac)
+        bar.set_postfix_str(msg)
+        bar.refresh()
+
+    return bar, progress
+
+
+def cmd_seed(args: argparse.Namespace) -> None:
+    from procurement import demo
+    from procurement.db import session
+
+    engine = _db()
+    with (
+        session(engine) as s,
+        s.begin(),
+        tqdm(
+            total=args.products * args.days, desc="seeding prices", unit="row", file=sys.stderr
+        ) as bar,
+    ):
+        counts = demo.seed_synthetic(
+            s,
+            args.tenant,
+            args.products,
+            args.days,
+            args.seed,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    print(
+        f"{args.tenant}: {counts.added} prices added, {counts.updated} updated, {counts.unchanged} unchanged"
+    )
+    if args.real:
+        with session(engine) as s, s.begin():
+            c = demo.seed_real(s)
+        print(f"{demo.REAL_TENANT}: {c.added} real prices added, {c.unchanged} unchanged")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from procurement import demo
+    from procurement.db import session
+
+    engine = _db()
+    if args.kind != "prices":
+        raise CliError(f"importing {args.kind} is not supported yet; use prices")
+    with (
+        session(engine) as s,
+        s.begin(),
+        tqdm(desc="storing", unit="row", file=sys.stderr) as bar,
+    ):
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        counts = demo.import_price_file(s, args.tenant, args.file, progress)
+    print(
+        f"{args.file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from procurement.db import session
+    from procurement.forecast.train import train_global_lgbm_model
+
+    engine = _db()
+    bar, progress = _bar(f"training {args.tenant}")
+    with bar, session(engine) as s, s.begin():
+        res = train_global_lgbm_model(s, args.tenant, progress=progress)
+    m = res.metadata["metrics"]
+    print(
+        f"model {res.version}: {res.metadata['n_products']} products, "
+        f"MASE {m['model']['mase']:.3f} (naive {m['naive']['mase']:.3f}), "
+        f"{res.metadata['training_seconds']:.1f}s"
+    )
+
+
+def _model(tenant: str):  # type: ignore[no-untyped-def]
+    from procurement.forecast.predict import load_current
+
+    return load_current(get_settings().model_dir, tenant).model
+
+
+def _write(df: pd.DataFrame, out: str | None) -> None:
+    if out:
+        df.to_csv(out, index=False)
+        print(f"wrote {len(df)} rows to {out}")
+    else:
+        with pd.option_context("display.max_rows", 60, "display.width", 160):
+            print(df.to_string(index=False))
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for p in pairs:
+        name, _, val = p.partition("=")
+        try:
+            out[name] = float(val)
+        except ValueError:
+            raise CliError(f"--what-if {p!r}: expected NAME=FACTOR, e.g. fx=1.05") from None
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from procurement.forecast.predict import predict_prices
+
+    fc = predict_prices(_model(args.tenant), _overrides(args.what_if), skus=args.sku or None)
+    _write(fc, args.out)
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    from procurement.forecast.predict import predict_prices
+    from procurement.recommend import Policy, recommend
+
+    st = get_settings()
+    recs = recommend(
+        predict_prices(_model(args.tenant), _overrides(args.what_if)),
+        Policy(args.min_confidence or st.min_confidence, st.min_saving_pct),
+    )
+    cols = [
+        "sku",
+        "buy_date",
+        "buy_now",
+        "first_price",
+        "buy_price",
+        "saving",
+        "saving_pct",
+        "confidence",
+        "reason",
+    ]
+    _write(recs[cols], args.out)
+
+
+def cmd_backtest(args: argparse.Namespace) -> None:
+    from procurement.data.importers import read_lenient_csv
+    from procurement.forecast.backtest import run_backtest
+    from procurement.forecast.train import params_from
+
+    prices = read_lenient_csv(args.csv)
+    drivers = None
+    if args.drivers:
+        d = read_lenient_csv(args.drivers)
+        drivers = d.rename(columns={"sku": "name", "price": "value"})
+    params = params_from(get_settings())
+    with tqdm(total=args.folds, desc="backtest folds", unit="fold", file=sys.stderr) as bar:
+        res = run_backtest(
+            prices,
+            args.horizon,
+            args.folds,
+            drivers,
+            params,
+            freq=args.freq,
+            progress=lambda i, n: bar.update(i - bar.n),
+        )
+    out = res.forecasts.drop(columns=["y"])
+    out.to_csv(args.out, index=False, date_format="%Y-%m-%d")
+    Path(args.json).write_text(json.dumps(res.metrics, indent=2))
+    m = res.metrics
+    print(
+        f"MASE model {m['model']['mase']:.3f} | naive {m['naive']['mase']:.3f} | seasonal naive "
+        f"{m['seasonal_naive']['mase']:.3f}; 80% coverage {m['coverage_80']:.1%}; advice saves "
+        f"{m['advice']['mean_realized_saving_pct']:.2f}% ({m['advice']['oracle_share']:.0%} of oracle)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    st = get_settings()
+    p = argparse.ArgumentParser(
+        prog="procurement", description="Price forecasts and buy-day advice."
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser(
+        "seed", help="store synthetic demo data (and real energy prices with --real)"
+    )
+    s.add_argument("--tenant", default=st.default_tenant)
+    s.add_argument("--products", type=int, default=200)
+    s.add_argument("--days", type=int, default=730)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument(
+        "--real", action="store_true", help="also load bundled EIA prices as company 'energy'"
+    )
+    s.set_defaults(func=cmd_seed)
+
+    s = sub.add_parser(
+        "import", help="import a CSV file (sku,date,price[,name,supplier,currency,quantity])"
+    )
+    s.add_argument("kind", choices=["prices"])
+    s.add_argument("file")
+    s.add_argument("--tenant", default=st.default_tenant)
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("train", help="train and publish the global LightGBM model of a company")
+    s.add_argument("--tenant", default=st.default_tenant)
+    s.set_defaults(func=cmd_train)
+
+    for name, func, hlp in (
+        ("predict", cmd_predict, "forecast every product with 80%/95% intervals"),
+        ("recommend", cmd_recommend, "best day to buy and expected saving per product"),
+    ):
+        s = sub.add_parser(name, help=hlp)
+        s.add_argument("--tenant", default=st.default_tenant)
+        s.add_argument("--out", help="write CSV here instead of printing")
+        s.add_argument(
+            "--what-if",
+            action="append",
+            default=[],
+            metavar="DRIVER=FACTOR",
+            help="scale a driver's future values, e.g. fx=1.05 or demand=1.2",
+        )
+        if name == "predict":
+            s.add_argument("--sku", action="append", help="only these products")
+        else:
+            s.add_argument("--min-confidence", type=float)
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("backtest", help="rolling-origin backtest of a CSV, without the database")
+    s.add_argument("--csv", required=True, help="sku,date,price file")
+    s.add_argument(
+        "--horizon", type=int, default=st.horizon, help="periods of the series' own frequency"
+    )
+    s.add_argument("--folds", type=int, default=4)
+    s.add_argument("--out", default="forecasts.csv")
+    s.add_argument("--json", default="metrics.json")
+    s.add_argument("--drivers", help="sku,date,price file of related series used as drivers")
+    s.add_argument("--freq", help="D, B or W-MON...; inferred when omitted")
+    s.set_defaults(func=cmd_backtest)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        args.func(args)
+    except ImportValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for e in exc.errors[1:10]:
+            print(f"  {e}", file=sys.stderr)
+        return 2
+    except (CliError, ValueError, ModelStoreError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"error: database unreachable or locked: {exc.orig}", file=sys.stderr)
+        return 3
+    except SQLAlchemyError as exc:
+        print(f"error: database error: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""One settings object, read from environment variables (and an optional .env file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: str = Field("development", description="development | production")
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'data' / 'procurement.db'}"
+    model_dir: Path = PROJECT_ROOT / "models"
+    horizon: int = Field(14, ge=1, le=90)
+    default_tenant: str = "demo"
+    # How many model versions per company are kept on disk; older ones are pruned after a publish.
+    keep_model_versions: int = Field(5, ge=1)
+    # Training knobs; defaults are sized for 10k products x 2 years on a 2-core machine.
+    lgbm_n_estimators: int = Field(200, ge=10)
+    lgbm_learning_rate: float = Field(0.05, gt=0)
+    lgbm_num_leaves: int = Field(31, ge=4)
+    train_max_days: int = Field(730, ge=60, description="history used for training, per product")
+    conformal_windows: int = Field(3, ge=2)
+    random_seed: int = 42
+    # Recommendation: how sure the saving must be before we advise waiting.
+    min_confidence: float = Field(0.7, ge=0.5, lt=1.0)
+    min_saving_pct: float = Field(0.5, ge=0.0, description="percent; smaller savings say buy now")
+    retrain_cron: str = "0 3 * * 0"
+    scheduler_poll_seconds: float = Field(2.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlite_dir_exists(cls, v: str) -> str:
+        if v.startswith("sqlite:///") and ":memory:" not in v:
+            Path(v.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return v
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

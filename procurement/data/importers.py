@@ -1,0 +1,183 @@
+"""Validated reading of price files. Every source (CSV, generator, later APIs) passes through
+``validate_prices`` before anything is stored, so the rules live in one place."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pandas as pd
+
+REQUIRED = ("sku", "date", "price")
+OPTIONAL = ("name", "supplier", "currency", "quantity", "category", "unit")
+MAX_ERRORS_REPORTED = 50
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int | None  # line in the file (header is line 1); None for whole-file problems
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "file"
+        if self.field:
+            where += f", field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+class ImportValidationError(ValueError):
+    """Raised when input is rejected; ``errors`` lists every problem found (up to a cap)."""
+
+    def __init__(self, errors: list[RowError], source: str = "input") -> None:
+        self.errors = errors
+        self.source = source
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        super().__init__(f"{source}: {errors[0]}{more}")
+
+
+def _read_text(src: str | Path | IO[bytes] | bytes) -> str:
+    if isinstance(src, bytes):
+        raw = src
+    elif isinstance(src, (str, Path)):
+        raw = Path(src).read_bytes()
+    else:
+        raw = src.read()
+    if b"\x00" in raw[:65536]:
+        raise ImportValidationError([RowError(None, None, "not a text file (binary content)")])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportValidationError(
+            [RowError(None, None, f"not UTF-8 text (byte {exc.start}); save the file as UTF-8")]
+        ) from None
+
+
+def read_price_csv(src: str | Path | IO[bytes] | bytes, source: str | None = None) -> pd.DataFrame:
+    """Read and validate a CSV with columns ``sku,date,price`` (optional name, supplier, ...)."""
+    label = source or (str(src) if isinstance(src, (str, Path)) else "input")
+    try:
+        text = _read_text(src)
+    except ImportValidationError as exc:
+        raise ImportValidationError(exc.errors, label) from None
+    if not text.strip():
+        raise ImportValidationError([RowError(None, None, "the file is empty")], label)
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.ParserError as exc:
+        raise ImportValidationError(
+            [RowError(None, None, f"not a valid CSV: {exc}")], label
+        ) from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    return validate_prices(df, source=label)
+
+
+def validate_prices(df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+    """Check a price table and return it typed (date as ``datetime.date``, price as float).
+
+    Rows are numbered as lines of a CSV file with a header: the first data row is line 2.
+    """
+    errors: list[RowError] = []
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ImportValidationError(
+            [RowError(1, c, "required column is missing") for c in missing], source
+        )
+    if len(df) == 0:
+        raise ImportValidationError([RowError(None, None, "no data rows (only a header)")], source)
+
+    out = df[[c for c in (*REQUIRED, *OPTIONAL) if c in df.columns]].copy()
+    lines = np.arange(2, len(out) + 2)
+    out["sku"] = out["sku"].astype(str).str.strip()
+    for i in np.flatnonzero((out["sku"] == "").to_numpy()):
+        errors.append(RowError(int(lines[i]), "sku", "is blank"))
+
+    raw_dates = out["date"]
+    if pd.api.types.is_datetime64_any_dtype(raw_dates):
+        parsed = pd.to_datetime(raw_dates)
+    elif len(raw_dates) and not isinstance(raw_dates.iloc[0], str):
+        parsed = pd.to_datetime(raw_dates, errors="coerce")
+    else:
+        parsed = pd.to_datetime(
+            raw_dates.astype(str).str.strip(), format="%Y-%m-%d", errors="coerce"
+        )
+    for i in np.flatnonzero(parsed.isna().to_numpy()):
+        errors.append(
+            RowError(int(lines[i]), "date", f"{raw_dates.iloc[i]!r} is not a date (YYYY-MM-DD)")
+        )
+
+    raw_prices = out["price"]
+    prices = pd.to_numeric(raw_prices, errors="coerce")
+    bad = prices.isna() | ~np.isfinite(prices.fillna(0)) | (prices <= 0)
+    for i in np.flatnonzero(bad.to_numpy()):
+        val = raw_prices.iloc[i]
+        reason = (
+            "is not a number" if pd.isna(prices.iloc[i]) else "must be a positive finite number"
+        )
+        errors.append(RowError(int(lines[i]), "price", f"{val!r} {reason}"))
+
+    if "quantity" in out.columns:
+        raw_q = out["quantity"].replace("", np.nan)
+        q = pd.to_numeric(raw_q, errors="coerce")
+        badq = (raw_q.notna() & q.isna()) | (q < 0) | np.isinf(q.fillna(0))
+        for i in np.flatnonzero(badq.to_numpy()):
+            errors.append(
+                RowError(int(lines[i]), "quantity", f"{raw_q.iloc[i]!r} is not a quantity >= 0")
+            )
+        out["quantity"] = q
+
+    if errors:
+        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source)
+
+    out["date"] = parsed.dt.date
+    out["price"] = prices.astype(float)
+    for col in ("name", "supplier", "currency", "category", "unit"):
+        if col in out.columns:
+            out[col] = out[col].astype(str).str.strip()
+    if "currency" in out.columns:
+        out["currency"] = out["currency"].str.upper().replace("", "USD")
+        badc = ~out["currency"].str.fullmatch(r"[A-Z]{3}")
+        for i in np.flatnonzero(badc.to_numpy()):
+            errors.append(RowError(int(lines[i]), "currency", "must be a 3-letter ISO code"))
+
+    key = out[["sku", "date"]]
+    dup = key.duplicated(keep=False).to_numpy()
+    if dup.any():
+        d = out.loc[dup, ["sku", "date", "price"]].assign(line=lines[dup])
+        for (sku, date), g in d.groupby(["sku", "date"], sort=False):
+            if g["price"].nunique() > 1:
+                ls = ", ".join(str(x) for x in g["line"].tolist()[:5])
+                errors.append(
+                    RowError(
+                        int(g["line"].iloc[1]),
+                        "price",
+                        f"sku {sku} on {date} appears on lines {ls} with different prices",
+                    )
+                )
+        out = out[~key.duplicated(keep="first").to_numpy()]
+    if errors:
+        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source)
+    return out.reset_index(drop=True)
+
+
+def read_lenient_csv(path: str | Path) -> pd.DataFrame:
+    """Read ``sku,date,price`` for analysis (backtests): rows with a missing or non-numeric price
+    are dropped, negative prices are kept (they happen: WTI on 2020-04-20)."""
+    text = _read_text(path)
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    df.columns = [c.strip().lower() for c in df.columns]
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ImportValidationError(
+            [RowError(1, c, "required column is missing") for c in missing], str(path)
+        )
+    df["date"] = pd.to_datetime(df["date"].str.strip(), format="%Y-%m-%d", errors="coerce")
+    df["price"] = pd.to_numeric(df["price"], errors="coerce")
+    df = df.dropna(subset=["date", "price"])
+    df = df[np.isfinite(df["price"]) & (df["sku"].str.strip() != "")]
+    if df.empty:
+        raise ImportValidationError([RowError(None, None, "no usable rows")], str(path))
+    return df[["sku", "date", "price"]]

@@ -1,0 +1,121 @@
+"""Companies, suppliers, products and stock. Every query is scoped to one tenant."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from procurement.db.models import Product, Stock, Supplier, Tenant
+
+
+def get_tenant(session: Session, slug: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+def get_or_create_tenant(session: Session, slug: str, name: str | None = None) -> Tenant:
+    tenant = get_tenant(session, slug)
+    if tenant is None:
+        tenant = Tenant(slug=slug, name=name or slug.replace("-", " ").title())
+        session.add(tenant)
+        session.flush()
+    return tenant
+
+
+def list_tenants(session: Session) -> list[Tenant]:
+    return list(session.scalars(select(Tenant).order_by(Tenant.slug)))
+
+
+def ensure_products(session: Session, tenant_id: int, catalog: pd.DataFrame) -> dict[str, int]:
+    """Create missing suppliers and products from a frame with ``sku`` (and optional name,
+    supplier, currency, category, unit); update their descriptive fields. Returns sku -> id."""
+    cols = [c for c in ("name", "supplier", "currency", "category", "unit") if c in catalog.columns]
+    first = catalog.drop_duplicates("sku", keep="last")[["sku", *cols]]
+
+    supplier_ids: dict[str, int] = dict(
+        session.execute(
+            select(Supplier.name, Supplier.id).where(Supplier.tenant_id == tenant_id)
+        ).all()
+    )
+    if "supplier" in first.columns:
+        new = sorted({s for s in first["supplier"] if s and s not in supplier_ids})
+        for name in new:
+            sup = Supplier(tenant_id=tenant_id, name=name)
+            session.add(sup)
+            session.flush()
+            supplier_ids[name] = sup.id
+
+    existing = {
+        p.sku: p for p in session.scalars(select(Product).where(Product.tenant_id == tenant_id))
+    }
+    new_rows = []
+    for row in first.itertuples(index=False):
+        values = {c: getattr(row, c) for c in cols if getattr(row, c)}
+        if "supplier" in values:
+            values["supplier_id"] = supplier_ids[values.pop("supplier")]
+        prod = existing.get(row.sku)
+        if prod is None:
+            new_rows.append({"tenant_id": tenant_id, "sku": row.sku, **values})
+        else:
+            for k, v in values.items():
+                if getattr(prod, k) != v:
+                    setattr(prod, k, v)
+    if new_rows:
+        session.execute(Product.__table__.insert(), new_rows)
+    session.flush()
+    return dict(
+        session.execute(select(Product.sku, Product.id).where(Product.tenant_id == tenant_id)).all()
+    )
+
+
+def store_stock(session: Session, tenant_id: int, stock: pd.DataFrame) -> int:
+    """Upsert on-hand stock and lead time per sku; unknown skus are an error."""
+    ids = dict(
+        session.execute(select(Product.sku, Product.id).where(Product.tenant_id == tenant_id)).all()
+    )
+    unknown = sorted(set(stock["sku"]) - set(ids))
+    if unknown:
+        raise ValueError(f"stock for unknown sku(s): {', '.join(unknown[:5])}")
+    current = {
+        s.product_id: s for s in session.scalars(select(Stock).where(Stock.tenant_id == tenant_id))
+    }
+    for row in stock.itertuples(index=False):
+        pid = ids[row.sku]
+        st = current.get(pid)
+        if st is None:
+            session.add(
+                Stock(
+                    tenant_id=tenant_id,
+                    product_id=pid,
+                    on_hand=float(row.on_hand),
+                    lead_time_days=int(row.lead_time_days),
+                )
+            )
+        else:
+            st.on_hand = float(row.on_hand)
+            st.lead_time_days = int(row.lead_time_days)
+    session.flush()
+    return len(stock)
+
+
+def load_products(session: Session, tenant_id: int) -> pd.DataFrame:
+    """The catalog with supplier name, stock on hand and lead time, one row per sku."""
+    stmt = (
+        select(
+            Product.sku,
+            Product.name,
+            Product.category,
+            Product.unit,
+            Product.currency,
+            Supplier.name.label("supplier"),
+            Stock.on_hand,
+            Stock.lead_time_days,
+        )
+        .outerjoin(Supplier, Supplier.id == Product.supplier_id)
+        .outerjoin(Stock, Stock.product_id == Product.id)
+        .where(Product.tenant_id == tenant_id)
+        .order_by(Product.sku)
+    )
+    rows = session.execute(stmt).all()
+    cols = ["sku", "name", "category", "unit", "currency", "supplier", "on_hand", "lead_time_days"]
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,154 @@
+"""Typed ORM models. Every table that holds a company's data carries ``tenant_id``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Tenant(Base):
+    __tablename__ = "tenant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class Supplier(Base):
+    __tablename__ = "supplier"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Product(Base):
+    __tablename__ = "product"
+    __table_args__ = (UniqueConstraint("tenant_id", "sku"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    sku: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(300), default="")
+    unit: Mapped[str] = mapped_column(String(30), default="unit")
+    category: Mapped[str] = mapped_column(String(100), default="general")
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    supplier_id: Mapped[int | None] = mapped_column(ForeignKey("supplier.id"), nullable=True)
+
+    supplier: Mapped[Supplier | None] = relationship()
+
+
+class PriceObservation(Base):
+    __tablename__ = "price_observation"
+    __table_args__ = (
+        UniqueConstraint("product_id", "date"),
+        Index("ix_price_tenant_date", "tenant_id", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id", ondelete="CASCADE"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    price: Mapped[float] = mapped_column(Double)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+
+
+class Sale(Base):
+    __tablename__ = "sale"
+    __table_args__ = (
+        UniqueConstraint("product_id", "date"),
+        Index("ix_sale_tenant_date", "tenant_id", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id", ondelete="CASCADE"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    quantity: Mapped[float] = mapped_column(Double)
+
+
+class Stock(Base):
+    __tablename__ = "stock"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("product.id", ondelete="CASCADE"), unique=True
+    )
+    on_hand: Mapped[float] = mapped_column(Double, default=0.0)
+    lead_time_days: Mapped[int] = mapped_column(Integer, default=7)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
+
+class DriverObservation(Base):
+    """An external driver of prices: an exchange rate (``fx``) or a category's commodity index
+    (``index:<category>``)."""
+
+    __tablename__ = "driver_observation"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    date: Mapped[dt.date] = mapped_column(Date)
+    value: Mapped[float] = mapped_column(Double)
+
+
+class ModelRun(Base):
+    __tablename__ = "model_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    requested_by: Mapped[str] = mapped_column(String(100), default="system")
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    data_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    data_end: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    n_products: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    model_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    progress: Mapped[float] = mapped_column(Double, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ImportRun(Base):
+    __tablename__ = "import_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(30), default="prices")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now())
+    rows_added: Mapped[int] = mapped_column(Integer, default=0)
+    rows_updated: Mapped[int] = mapped_column(Integer, default=0)
+    rows_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20), default="ok")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

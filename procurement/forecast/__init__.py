@@ -1,0 +1,1 @@
+"""Forecasting: features, the global LightGBM model, prediction, backtests and the model store."""

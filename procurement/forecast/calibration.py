@@ -1,0 +1,153 @@
+"""Calibrated uncertainty from out-of-sample backtest errors.
+
+mlforecast's conformal intervals take quantiles of each series' own few backtest errors (with 3
+windows that is 3 numbers per series and horizon step), which is too few for 80% and 95% bands.
+For a global model we pool instead: errors are divided by each series' scale (its mean absolute
+period-to-period change), pooled across all series per horizon step, and the split-conformal
+quantile of that pool is scaled back per series. The same backtest gives the distribution of the
+error of the forecast *change* from the first day, which is what the buy-day confidence needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+GRID = np.linspace(0.0, 1.0, 201)
+
+
+def series_scale(frame: pd.DataFrame) -> pd.Series:
+    """Mean absolute one-period change per series (the naive forecast's in-sample MAE)."""
+    d = frame.groupby("unique_id", sort=False)["y"].diff().abs()
+    scale = d.groupby(frame["unique_id"].to_numpy()).mean()
+    fallback = frame.groupby("unique_id")["y"].apply(lambda y: y.abs().mean() * 0.01)
+    scale = scale.where(scale > 0, fallback).fillna(1.0)
+    return scale.where(scale > 0, 1.0)
+
+
+def _conformal_q(scores: np.ndarray, level: float) -> float:
+    n = len(scores)
+    if n == 0:
+        return float("nan")
+    q = min(1.0, math.ceil((n + 1) * level / 100) / n)
+    return float(np.quantile(scores, q))
+
+
+@dataclass
+class Calibration:
+    scale: dict[str, float]
+    q: dict[int, list[float]]  # level -> quantile of |scaled error| per horizon step (index h-1)
+    diff_quantiles: list[list[float]]  # per h (index h-1): quantiles on GRID of scaled change error
+    n_scores: int
+
+    @classmethod
+    def from_backtest(cls, cv: pd.DataFrame, frame: pd.DataFrame, horizon: int) -> Calibration:
+        scale = series_scale(frame)
+        cv = cv.sort_values(["unique_id", "cutoff", "ds"]).copy()
+        cv["h"] = cv.groupby(["unique_id", "cutoff"]).cumcount() + 1
+        s = cv["unique_id"].map(scale).to_numpy()
+        err = (cv["y"].to_numpy() - cv["lgbm"].to_numpy()) / s
+        cv["abs_err"] = np.abs(err)
+        first = cv.groupby(["unique_id", "cutoff"])[["y", "lgbm"]].transform("first")
+        change_err = ((cv["y"] - first["y"]) - (cv["lgbm"] - first["lgbm"])).to_numpy() / s
+        cv["change_err"] = change_err
+        q: dict[int, list[float]] = {80: [], 95: []}
+        diffs: list[list[float]] = []
+        for h in range(1, horizon + 1):
+            at = cv[cv["h"] == h]
+            scores = at["abs_err"].dropna().to_numpy()
+            for level in q:
+                q[level].append(_conformal_q(scores, level))
+            ce = at["change_err"].dropna().to_numpy()
+            diffs.append(np.quantile(ce, GRID).tolist() if h > 1 and len(ce) else [0.0] * len(GRID))
+        return cls(
+            scale={k: float(v) for k, v in scale.items()},
+            q=q,
+            diff_quantiles=diffs,
+            n_scores=len(cv),
+        )
+
+    def apply(self, fc: pd.DataFrame) -> pd.DataFrame:
+        """Add lo/hi 80/95 bands and ``p_cheaper`` (probability the price on that date is below
+        the price on the first forecast date) to a frame with sku, date, y_pred."""
+        fc = fc.sort_values(["sku", "date"]).reset_index(drop=True)
+        h = fc.groupby("sku").cumcount().to_numpy()
+        h = np.minimum(h, len(self.q[80]) - 1)
+        s = fc["sku"].map(self.scale).fillna(float(np.median(list(self.scale.values())))).to_numpy()
+        for level in (80, 95):
+            width = np.asarray(self.q[level])[h] * s
+            fc[f"lo_{level}"] = fc["y_pred"] - width
+            fc[f"hi_{level}"] = fc["y_pred"] + width
+        first = fc.groupby("sku")["y_pred"].transform("first").to_numpy()
+        # P(y_h < y_1) = P(change_err < -(yhat_h - yhat_1)/scale), read off the empirical CDF.
+        z = -(fc["y_pred"].to_numpy() - first) / s
+        p = np.empty(len(fc))
+        for step in np.unique(h):
+            m = h == step
+            qs = np.asarray(self.diff_quantiles[step])
+            if step == 0 or np.ptp(qs) == 0:
+                p[m] = 0.0
+            else:
+                p[m] = np.interp(z[m], qs, GRID, left=0.0, right=1.0)
+        fc["p_cheaper"] = p
+        return fc
+
+
+def backtest_metrics(cv: pd.DataFrame, frame: pd.DataFrame, season: int) -> dict[str, Any]:
+    """MASE and sMAPE of the model and of naive baselines on a mlforecast cross-validation frame."""
+    cv = add_baselines(cv, frame, season)
+    scale = series_scale(frame)
+    obs = cv[cv["observed"].fillna(True).astype(bool)] if "observed" in cv else cv
+    out: dict[str, Any] = {
+        "n_forecasts": len(obs),
+        "n_series": int(obs["unique_id"].nunique()),
+    }
+    for name, col in (("model", "lgbm"), ("naive", "naive"), ("seasonal_naive", "snaive")):
+        out[name] = point_metrics(obs, col, scale)
+    return out
+
+
+def point_metrics(obs: pd.DataFrame, col: str, scale: pd.Series) -> dict[str, float]:
+    err = (obs["y"] - obs[col]).abs()
+    mae = err.groupby([obs["unique_id"], obs["cutoff"]]).mean()
+    s = mae.index.get_level_values(0).map(scale)
+    denom = obs["y"].abs() + obs[col].abs()
+    smape = np.where(denom > 0, 2 * err / denom.where(denom > 0, 1), 0.0)
+    return {
+        "mase": float(np.mean(mae.to_numpy() / np.asarray(s))),
+        "smape": float(100 * np.mean(smape)),
+        "mae": float(err.mean()),
+    }
+
+
+def add_baselines(cv: pd.DataFrame, frame: pd.DataFrame, season: int) -> pd.DataFrame:
+    """Naive (last value at the cutoff) and seasonal naive (same period one season earlier,
+    repeated) forecasts for every row of a cross-validation frame."""
+    hist = frame[["unique_id", "ds", "y"]]
+    last = hist.rename(columns={"ds": "cutoff", "y": "naive"})
+    cv = cv.merge(last, on=["unique_id", "cutoff"], how="left")
+    cv = cv.sort_values(["unique_id", "cutoff", "ds"]).reset_index(drop=True)
+    h = cv.groupby(["unique_id", "cutoff"]).cumcount().to_numpy()  # 0-based step
+    # the seasonal-naive value for step h is the observation (season - h % season) periods
+    # before the cutoff... expressed as a position in each series' own calendar
+    pos = hist.groupby("unique_id").cumcount()
+    keyed = hist.assign(pos=pos.to_numpy())
+    cut_pos = (
+        cv[["unique_id", "cutoff"]]
+        .merge(
+            keyed.rename(columns={"ds": "cutoff"})[["unique_id", "cutoff", "pos"]],
+            on=["unique_id", "cutoff"],
+            how="left",
+        )["pos"]
+        .to_numpy()
+    )
+    target_pos = cut_pos - season + 1 + (h % season)
+    look = keyed.set_index(["unique_id", "pos"])["y"]
+    idx = pd.MultiIndex.from_arrays([cv["unique_id"].to_numpy(), target_pos])
+    cv["snaive"] = look.reindex(idx).to_numpy()
+    cv["snaive"] = cv["snaive"].fillna(cv["naive"])
+    return cv

@@ -1,0 +1,203 @@
+"""Feature engineering around mlforecast: frequency, gap filling and the exogenous drivers.
+
+Lags, rolling statistics and calendar features of the price itself are mlforecast's job (see
+``model.make_forecaster``); this module turns drivers (exchange rate, commodity indices, demand)
+into per-product, per-date columns, for history and for the forecast horizon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from utilsforecast.preprocessing import fill_gaps
+
+GLOBAL_INDEX = "index"  # drivers named "index:<category>" feed one shared feature
+
+
+@dataclass(frozen=True)
+class FreqSpec:
+    """What a series' frequency implies for features."""
+
+    freq: str
+    season: int  # periods in one seasonal cycle (for seasonal-naive and MASE)
+    lags: tuple[int, ...]
+    driver_lags: tuple[int, ...]
+    windows: tuple[int, int]  # short and long rolling windows
+    date_features: tuple[str, ...]
+
+
+def spec_for(freq: str) -> FreqSpec:
+    if freq == "D":
+        return FreqSpec(
+            "D", 7, (1, 2, 7, 14, 21, 28), (1, 7), (7, 28), ("dayofweek", "month", "dayofyear")
+        )
+    if freq == "B":
+        return FreqSpec("B", 5, (1, 2, 5, 10, 20), (1, 5), (5, 20), ("dayofweek", "month"))
+    if freq.startswith("W"):
+        return FreqSpec(freq, 52, (1, 2, 3, 4, 52), (1, 2), (4, 13), ("month",))
+    raise ValueError(f"unsupported frequency {freq!r}")
+
+
+def infer_freq(df: pd.DataFrame, id_col: str = "unique_id", time_col: str = "ds") -> str:
+    """Daily ('D'), business-daily ('B') or weekly ('W-<DAY>'), from the spacing of the dates."""
+    ds = pd.to_datetime(df[time_col])
+    d = ds.groupby(df[id_col].to_numpy()).diff().dt.days.dropna()
+    if d.empty:
+        raise ValueError("need at least two dates per series to infer the frequency")
+    step = float(d.median())
+    if step <= 1.5:
+        return "D" if (ds.dt.dayofweek >= 5).mean() > 0.02 else "B"
+    if 5 <= step <= 8:
+        day = ds.dt.day_name().str[:3].str.upper().mode().iloc[0]
+        return f"W-{day}"
+    raise ValueError(f"cannot forecast series spaced {step:g} days apart (need daily or weekly)")
+
+
+def regularize(df: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """Put every series on a regular calendar; fill holidays and gaps with the last known price.
+
+    Adds ``observed`` (False on filled rows) so metrics can be computed on real observations only.
+    """
+    base = df[["unique_id", "ds", "y"]].dropna(subset=["y"])
+    base = base.assign(ds=pd.to_datetime(base["ds"]).dt.normalize())
+    if freq.startswith("W"):
+        base = base.assign(ds=base["ds"].dt.to_period(freq).dt.end_time.dt.normalize())
+    elif freq == "B":
+        base = base[base["ds"].dt.dayofweek < 5]
+    base = base.drop_duplicates(["unique_id", "ds"], keep="last")
+    full = fill_gaps(base, freq=freq, start="per_serie", end="per_serie")
+    full = full.sort_values(["unique_id", "ds"], ignore_index=True)
+    full["observed"] = full["y"].notna()
+    full["y"] = full.groupby("unique_id", sort=False)["y"].ffill()
+    return full
+
+
+def _calendar(start: pd.Timestamp, end: pd.Timestamp, freq: str) -> pd.DatetimeIndex:
+    return pd.date_range(start, end, freq=freq)
+
+
+def _driver_wide(
+    drivers: pd.DataFrame,
+    calendar: pd.DatetimeIndex,
+    last_known: pd.Timestamp,
+    overrides: Mapping[str, float] | None,
+) -> pd.DataFrame:
+    """Driver levels on ``calendar``: history carried forward, future = last value x what-if factor."""
+    wide = drivers.pivot_table(index="ds", columns="name", values="value", aggfunc="last")
+    wide = wide.sort_index()
+    wide = wide[wide.index <= last_known]
+    wide = wide.reindex(wide.index.union(calendar)).ffill().reindex(calendar)
+    if overrides:
+        future = wide.index > last_known
+        for name, factor in overrides.items():
+            if name in wide.columns:
+                wide.loc[future, name] = wide.loc[future, name] * float(factor)
+    return wide
+
+
+def _rel_change(wide: pd.DataFrame) -> pd.DataFrame:
+    prev = wide.shift(1)
+    # relative change rather than log return: prices can be zero or negative (WTI, April 2020)
+    return (wide - prev) / prev.abs().where(prev.abs() > 1e-9)
+
+
+def driver_features(
+    keys: pd.DataFrame,
+    spec: FreqSpec,
+    drivers: pd.DataFrame | None,
+    categories: Mapping[str, str] | None,
+    sales: pd.DataFrame | None,
+    last_known: pd.Timestamp,
+    overrides: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Exogenous columns for each (unique_id, ds) in ``keys``.
+
+    Every feature at date t uses driver values up to t-1 only, so future dates need driver values
+    only up to the day before; those come from the driver's own forecast (last value) times the
+    what-if factor in ``overrides`` (keys: driver names, or ``demand``).
+    """
+    out = keys[["unique_id", "ds"]].copy()
+    if len(out) == 0:
+        return out
+    cal = _calendar(
+        out["ds"].min()
+        - pd.tseries.frequencies.to_offset(spec.freq)
+        * (max(spec.windows) + max(spec.driver_lags) + 2),
+        out["ds"].max(),
+        spec.freq,
+    )
+
+    if drivers is not None and len(drivers):
+        wide = _driver_wide(drivers, cal, last_known, overrides)
+        chg = _rel_change(wide)
+        glob = [c for c in wide.columns if ":" not in c]
+        feats = {}
+        for lag in spec.driver_lags:
+            shifted = chg.shift(lag)
+            for c in glob:
+                feats[f"drv_{_safe(c)}_chg_l{lag}"] = shifted[c]
+        gframe = pd.DataFrame(feats, index=cal)
+        gframe.index.name = "ds"
+        if len(gframe.columns):
+            out = out.merge(gframe.reset_index(), on="ds", how="left")
+
+        idx_cols = [c for c in wide.columns if c.startswith(f"{GLOBAL_INDEX}:")]
+        if idx_cols and categories:
+            cat_of = out["unique_id"].map(categories)
+            parts = []
+            for c in idx_cols:
+                cat = c.split(":", 1)[1]
+                part = pd.DataFrame({"ds": cal, "category": cat})
+                for lag in spec.driver_lags:
+                    part[f"index_chg_l{lag}"] = chg[c].shift(lag).to_numpy()
+                parts.append(part)
+            idx = pd.concat(parts, ignore_index=True)
+            out = out.assign(category=cat_of.to_numpy()).merge(
+                idx, on=["category", "ds"], how="left"
+            )
+            out = out.drop(columns="category")
+
+    if sales is not None and len(sales):
+        out = out.merge(
+            _demand_features(sales, cal, spec, last_known, overrides),
+            on=["unique_id", "ds"],
+            how="left",
+        )
+    return out
+
+
+def _demand_features(
+    sales: pd.DataFrame,
+    cal: pd.DatetimeIndex,
+    spec: FreqSpec,
+    last_known: pd.Timestamp,
+    overrides: Mapping[str, float] | None,
+) -> pd.DataFrame:
+    """Demand pressure: recent sales against their longer average, lagged like the drivers."""
+    wide = sales.pivot_table(index="ds", columns="unique_id", values="quantity", aggfunc="sum")
+    wide = wide[wide.index <= last_known].reindex(cal)
+    short, long_ = spec.windows
+    future = wide.index > last_known
+    if future.any():
+        hist = wide.loc[~future].tail(long_)
+        # the future demand's own forecast: recent average, times the what-if factor
+        level = hist.mean()
+        factor = float((overrides or {}).get("demand", 1.0))
+        wide.loc[future] = np.tile((level * factor).to_numpy(), (int(future.sum()), 1))
+    wide = wide.fillna(0.0)
+    ratio = wide.rolling(short, min_periods=1).mean() / wide.rolling(
+        long_, min_periods=1
+    ).mean().replace(0, np.nan)
+    frames = {}
+    for lag in spec.driver_lags:
+        frames[f"demand_ratio_l{lag}"] = ratio.shift(lag)
+    stacked = pd.concat({k: v.stack(future_stack=True) for k, v in frames.items()}, axis=1)
+    stacked.index.names = ["ds", "unique_id"]
+    return stacked.reset_index()
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).lower()

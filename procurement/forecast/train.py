@@ -1,0 +1,132 @@
+"""Training from the database: load a company's history in bulk, fit, backtest, save, record."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from procurement.config import Settings, get_settings
+from procurement.db import catalog, history
+from procurement.db.models import ModelRun
+from procurement.forecast import store
+from procurement.forecast.features import infer_freq
+from procurement.forecast.model import (
+    ModelParams,
+    PriceModel,
+    TrainingData,
+    describe_params,
+    fit_price_model,
+)
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: str
+    metadata: dict[str, Any]
+    model: PriceModel
+
+
+def params_from(settings: Settings) -> ModelParams:
+    return ModelParams(
+        n_estimators=settings.lgbm_n_estimators,
+        learning_rate=settings.lgbm_learning_rate,
+        num_leaves=settings.lgbm_num_leaves,
+        conformal_windows=settings.conformal_windows,
+        max_history=settings.train_max_days,
+        seed=settings.random_seed,
+    )
+
+
+def load_training_data(
+    session: Session, tenant_id: int, max_days: int | None = None
+) -> TrainingData:
+    """A company's prices, drivers, sales and categories, as the model wants them."""
+    _, last, n = history.price_range(session, tenant_id)
+    if n == 0 or last is None:
+        raise ValueError("no price history yet: import prices or run `procurement seed`")
+    since = None
+    if max_days:
+        # a month more than the model uses, for the rolling windows of the first rows
+        since = last - dt.timedelta(days=int(max_days * 1.5) + 60)
+    prices = history.load_prices(session, tenant_id, since).rename(
+        columns={"sku": "unique_id", "date": "ds", "price": "y"}
+    )
+    drivers = history.load_drivers(session, tenant_id, since).rename(columns={"date": "ds"})
+    sales = history.load_sales(session, tenant_id, since).rename(
+        columns={"sku": "unique_id", "date": "ds"}
+    )
+    products = catalog.load_products(session, tenant_id)
+    return TrainingData(
+        prices=prices,
+        drivers=drivers if len(drivers) else None,
+        sales=sales if len(sales) else None,
+        categories=dict(zip(products["sku"], products["category"], strict=True)),
+    )
+
+
+def train_global_lgbm_model(
+    session: Session,
+    tenant: str,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    run: ModelRun | None = None,
+    make_current: bool = True,
+) -> TrainResult:
+    """Train one global model for ``tenant`` and publish it under a new version."""
+    settings = settings or get_settings()
+    say = progress or (lambda f, m: None)
+    ten = catalog.get_tenant(session, tenant)
+    if ten is None:
+        raise ValueError(f"unknown company {tenant!r}")
+    started = dt.datetime.now(dt.UTC)
+    say(0.02, "loading history from the database")
+    data = load_training_data(session, ten.id, settings.train_max_days)
+    freq = infer_freq(data.prices)
+    params = params_from(settings)
+    model = fit_price_model(data, freq, settings.horizon, params, progress=say)
+    say(0.92, "saving and checking the model")
+    ds = pd.to_datetime(data.prices["ds"])
+    meta = {
+        "version": store.new_version(),
+        "trained_at": started.isoformat(),
+        "training_seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2),
+        "data_start": str(ds.min().date()),
+        "data_end": str(ds.max().date()),
+        "n_products": len(model.products),
+        "n_rows": len(data.prices),
+        "freq": freq,
+        "horizon": settings.horizon,
+        "features": model.features,
+        "exogenous": model.exog,
+        "params": describe_params(params),
+        "metrics": model.metrics,
+    }
+    saved = store.save_version(settings.model_dir, tenant, model, meta, make_current=make_current)
+    store.prune(settings.model_dir, tenant, settings.keep_model_versions)
+    if run is None:
+        run = ModelRun(
+            tenant_id=ten.id,
+            requested_by="cli",
+            status="running",
+            started_at=started.replace(tzinfo=None),
+        )
+        session.add(run)
+    run.version = saved.version
+    run.status = "done"
+    run.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    run.data_start = ds.min().date()
+    run.data_end = ds.max().date()
+    run.n_products = len(model.products)
+    run.metrics = model.metrics
+    run.model_path = str(saved.path)
+    run.progress = 1.0
+    session.flush()
+    say(1.0, f"model {saved.version} is current")
+    return TrainResult(saved.version, saved.metadata, model)

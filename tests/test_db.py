@@ -1,0 +1,100 @@
+"""The data layer against real SQLite and MariaDB: idempotent, transactional, tenant-scoped."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from procurement import demo
+from procurement.data.importers import ImportValidationError, validate_prices
+from procurement.db import catalog, history, migrate
+from procurement.db.models import PriceObservation, Product, Sale
+
+
+def _count(session: Session, model) -> int:
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def test_migrate_twice_is_a_no_op(db) -> None:
+    migrate(db)
+    migrate(db)
+
+
+def test_import_same_file_twice_changes_nothing(session: Session, tmp_path) -> None:
+    f = tmp_path / "p.csv"
+    f.write_text(
+        "sku,date,price,quantity,supplier\nA,2026-01-01,1.0,5,Acme\nA,2026-01-02,1.1,,Acme\nB,2026-01-01,7,2,Beta\n"
+    )
+    with session.begin():
+        first = demo.import_price_file(session, "acme", f)
+    with session.begin():
+        second = demo.import_price_file(session, "acme", f)
+    assert (first.added, first.updated, first.unchanged) == (3, 0, 0)
+    assert (second.added, second.updated, second.unchanged) == (0, 0, 3)
+    assert _count(session, PriceObservation) == 3
+    assert _count(session, Sale) == 2
+
+
+def test_corrected_file_updates_changed_prices_only(session: Session, tmp_path) -> None:
+    f = tmp_path / "p.csv"
+    f.write_text("sku,date,price\nA,2026-01-01,1.0\nA,2026-01-02,1.1\n")
+    with session.begin():
+        demo.import_price_file(session, "acme", f)
+    f.write_text("sku,date,price\nA,2026-01-01,1.0\nA,2026-01-02,1.25\n")
+    with session.begin():
+        counts = demo.import_price_file(session, "acme", f)
+    assert (counts.added, counts.updated, counts.unchanged) == (0, 1, 1)
+    ten = catalog.get_tenant(session, "acme")
+    prices = history.load_prices(session, ten.id)
+    assert prices["price"].tolist() == [1.0, 1.25]
+
+
+def test_file_with_one_bad_row_stores_nothing(session: Session, tmp_path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("sku,date,price\nA,2026-01-01,1.0\n")
+    with session.begin():
+        demo.import_price_file(session, "acme", good)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sku,date,price\nB,2026-01-01,2.0\nC,2026-01-02,-3\n")
+    with pytest.raises(ImportValidationError, match="line 3, field 'price'"), session.begin():
+        demo.import_price_file(session, "acme", bad)
+    assert _count(session, PriceObservation) == 1
+    assert _count(session, Product) == 1
+
+
+def test_failure_during_store_rolls_back_everything(session: Session) -> None:
+    df = validate_prices(
+        pd.DataFrame({"sku": ["A", "B"], "date": ["2026-01-01"] * 2, "price": ["1", "2"]})
+    )
+    with pytest.raises(RuntimeError), session.begin():
+        ten = catalog.get_or_create_tenant(session, "acme")
+        history.store_prices(session, ten.id, df)
+        raise RuntimeError("crash after writing")
+    assert _count(session, PriceObservation) == 0
+    assert catalog.get_tenant(session, "acme") is None
+
+
+def test_companies_with_the_same_sku_see_only_their_own_prices(session: Session) -> None:
+    for slug, price in (("a", 1.0), ("b", 99.0)):
+        df = validate_prices(
+            pd.DataFrame({"sku": ["X"], "date": ["2026-01-01"], "price": [str(price)]})
+        )
+        with session.begin():
+            ten = catalog.get_or_create_tenant(session, slug)
+            history.store_prices(session, ten.id, df)
+    a = catalog.get_tenant(session, "a")
+    assert history.load_prices(session, a.id)["price"].tolist() == [1.0]
+    assert catalog.load_products(session, a.id)["sku"].tolist() == ["X"]
+
+
+def test_seed_writes_prices_drivers_sales_and_stock(session: Session) -> None:
+    with session.begin():
+        counts = demo.seed_synthetic(session, "demo", n_products=5, n_days=90)
+    ten = catalog.get_tenant(session, "demo")
+    assert counts.added == 5 * 90
+    assert set(history.load_drivers(session, ten.id)["name"]) >= {"fx", "index:steel"}
+    products = catalog.load_products(session, ten.id)
+    assert products["on_hand"].notna().all() and products["supplier"].notna().all()
+    assert len(history.load_sales(session, ten.id)) == 5 * 90

@@ -1,0 +1,119 @@
+"""Forecasting core: frequency, gaps, the global model, what-if drivers, the backtest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from procurement.forecast.backtest import run_backtest
+from procurement.forecast.features import infer_freq, regularize
+from procurement.forecast.model import ModelParams
+
+
+def _frame(dates, uid="A") -> pd.DataFrame:
+    return pd.DataFrame(
+        {"unique_id": uid, "ds": pd.to_datetime(dates), "y": np.arange(len(dates), dtype=float)}
+    )
+
+
+@pytest.mark.parametrize(
+    ("dates", "freq"),
+    [
+        (pd.date_range("2026-01-01", periods=30, freq="D"), "D"),
+        (pd.bdate_range("2026-01-01", periods=30).delete([3, 9]), "B"),  # holidays missing
+        (pd.date_range("2026-01-05", periods=20, freq="W-MON"), "W-MON"),
+    ],
+)
+def test_infer_freq_when_series_has_holidays_or_weeks(dates, freq) -> None:
+    assert infer_freq(_frame(dates)) == freq
+
+
+def test_infer_freq_refuses_monthly_data() -> None:
+    with pytest.raises(ValueError, match="daily or weekly"):
+        infer_freq(_frame(pd.date_range("2026-01-01", periods=12, freq="MS")))
+
+
+def test_regularize_fills_gaps_with_last_price_and_marks_them() -> None:
+    df = _frame(["2026-01-01", "2026-01-02", "2026-01-05"])
+    out = regularize(df, "D")
+    assert out["ds"].dt.day.tolist() == [1, 2, 3, 4, 5]
+    assert out["y"].tolist() == [0, 1, 1, 1, 2]
+    assert out["observed"].tolist() == [True, True, False, False, True]
+
+
+def test_predict_gives_horizon_rows_per_product_with_nested_intervals(fitted_model) -> None:
+    fc = fitted_model.predict()
+    assert len(fc) == 14 * len(fitted_model.products)
+    assert fc.groupby("sku").size().eq(14).all()
+    assert (fc["lo_95"] <= fc["lo_80"]).all() and (fc["lo_80"] < fc["y_pred"]).all()
+    assert (fc["y_pred"] < fc["hi_80"]).all() and (fc["hi_80"] <= fc["hi_95"]).all()
+    assert fc["date"].min() == fitted_model.last_date + pd.Timedelta(days=1)
+    assert fc["p_cheaper"].between(0, 1).all()
+
+
+def test_intervals_widen_with_the_horizon(fitted_model) -> None:
+    fc = fitted_model.predict()
+    width = (fc["hi_80"] - fc["lo_80"]).groupby(fc.groupby("sku").cumcount()).mean()
+    assert width.iloc[-1] > width.iloc[0]
+
+
+def test_what_if_higher_commodity_index_raises_forecast_after_pass_through_lag(
+    fitted_model,
+) -> None:
+    base = fitted_model.predict()
+    cats = pd.Series(fitted_model.categories)
+    cat = cats.value_counts().index[0]
+    up = fitted_model.predict(overrides={f"index:{cat}": 1.3})
+    skus = cats[cats == cat].index
+    diff = (up["y_pred"] - base["y_pred"])[base["sku"].isin(skus)]
+    late = base.groupby("sku").cumcount()[base["sku"].isin(skus)] >= 8
+    assert diff[late].mean() > 0
+    others = ~base["sku"].isin(skus)
+    assert np.allclose(up.loc[others, "y_pred"], base.loc[others, "y_pred"])
+
+
+def test_what_if_changes_nothing_when_factor_is_one(fitted_model) -> None:
+    a = fitted_model.predict()
+    b = fitted_model.predict(overrides={"fx": 1.0, "demand": 1.0})
+    assert np.allclose(a["y_pred"], b["y_pred"])
+
+
+def test_model_beats_naive_on_synthetic_structure(fitted_model) -> None:
+    m = fitted_model.metrics
+    assert m["model"]["mase"] < m["naive"]["mase"]
+
+
+def test_backtest_survives_gaps_missing_values_and_negative_prices() -> None:
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2024-01-01", periods=300)
+    rows = []
+    for sku in ("OIL", "GAS"):
+        y = 20 + np.cumsum(rng.normal(0, 1, len(dates)))
+        df = pd.DataFrame({"sku": sku, "date": dates, "price": y})
+        rows.append(df.drop(index=[10, 50, 51, 52]))  # holidays and a gap
+    prices = pd.concat(rows)
+    prices.loc[prices.index[100], "price"] = -5.0
+    prices.loc[prices.index[120], "price"] = np.nan
+    res = run_backtest(
+        prices, horizon=5, folds=3, params=ModelParams(n_estimators=20, max_history=None)
+    )
+    fc = res.forecasts
+    assert list(fc.columns[:7]) == ["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy"]
+    assert fc.groupby(["sku", "cutoff"])["buy"].sum().eq(1).all()
+    assert len(fc) == 2 * 3 * 5
+    assert res.metrics["freq"] == "B"
+    assert np.isfinite(res.metrics["model"]["mase"]) and 0 <= res.metrics["coverage_80"] <= 1
+    assert res.metrics["advice"]["windows"] == 6
+
+
+def test_backtest_on_synthetic_data_captures_most_of_the_oracle_saving(small_data) -> None:
+    res = run_backtest(
+        small_data.prices[["sku", "date", "price"]],
+        14,
+        2,
+        params=ModelParams(n_estimators=60, max_history=None),
+    )
+    adv = res.metrics["advice"]
+    assert adv["mean_realized_saving_pct"] > 0
+    assert adv["oracle_share"] > 0.3

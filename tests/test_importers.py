@@ -1,0 +1,79 @@
+"""Validation of price files: every bad input names the line and the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from procurement.data.importers import ImportValidationError, read_price_csv
+
+HEADER = b"sku,date,price\n"
+
+
+def _errors(content: bytes) -> list[str]:
+    with pytest.raises(ImportValidationError) as exc:
+        read_price_csv(content, source="f.csv")
+    return [str(e) for e in exc.value.errors]
+
+
+def test_valid_file_is_typed_and_keeps_optional_columns() -> None:
+    df = read_price_csv(
+        b"sku,date,price,name,supplier,currency,quantity\nA,2026-01-02,1.5,Bolt,Acme,eur,3\n"
+    )
+    assert df.loc[0, "price"] == 1.5
+    assert str(df.loc[0, "date"]) == "2026-01-02"
+    assert df.loc[0, "currency"] == "EUR"
+    assert df.loc[0, "quantity"] == 3
+
+
+def test_missing_column_is_named() -> None:
+    errs = _errors(b"sku,price\nA,1\n")
+    assert errs == ["line 1, field 'date': required column is missing"]
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        (b"A,2026-02-30,1.0", "date"),  # impossible date
+        (b"A,25/11/2026,1.0", "date"),  # not ISO
+        (b"A,yesterday,1.0", "date"),
+        (b"A,2026-01-01,-1", "price"),
+        (b"A,2026-01-01,0", "price"),
+        (b"A,2026-01-01,abc", "price"),
+        (b"A,2026-01-01,inf", "price"),
+        (b"A,2026-01-01,nan", "price"),
+        (b"A,2026-01-01,", "price"),
+        (b" ,2026-01-01,1.0", "sku"),
+    ],
+)
+def test_bad_value_names_line_and_field(row: bytes, field: str) -> None:
+    errs = _errors(HEADER + b"A,2026-01-01,1.0\n" + row + b"\n")
+    assert errs[0].startswith(f"line 3, field '{field}'")
+
+
+def test_same_sku_and_date_with_different_prices_is_an_error() -> None:
+    errs = _errors(HEADER + b"A,2026-01-01,1.0\nB,2026-01-01,2.0\nA,2026-01-01,1.5\n")
+    assert "lines 2, 4" in errs[0] and "different prices" in errs[0]
+
+
+def test_exact_duplicates_are_collapsed() -> None:
+    df = read_price_csv(HEADER + b"A,2026-01-01,1.0\nA,2026-01-01,1.0\n")
+    assert len(df) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (HEADER, "only a header"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a text file"),
+        ("sku,date,price\nÄ,2026-01-01,1\n".encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_unusable_files_are_rejected(content: bytes, message: str) -> None:
+    assert message in _errors(content)[0]
+
+
+def test_all_problems_are_reported_not_only_the_first() -> None:
+    errs = _errors(HEADER + b"A,2026-01-01,-1\nB,bad,2\nC,2026-01-01,x\n")
+    assert len(errs) == 3

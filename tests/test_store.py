@@ -1,0 +1,65 @@
+"""Model files are published atomically, verified on load, and never replaced by a broken one."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from procurement.forecast import store
+
+
+class NanModel:
+    """A model that loads fine but forecasts NaN for one product."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.products = inner.products
+
+    def predict(self):
+        fc = self.inner.predict()
+        fc.loc[0, "y_pred"] = float("nan")
+        return fc
+
+
+def test_save_version_publishes_model_and_metadata(tmp_path, fitted_model) -> None:
+    saved = store.save_version(tmp_path, "acme", fitted_model, {"trained_at": "now"})
+    assert store.current_version(tmp_path, "acme") == saved.version
+    meta = json.loads((saved.path / store.META_FILE).read_text())
+    assert meta["libraries"]["lightgbm"] and len(meta["sha256"]) == 64
+    loaded = store.load_version(tmp_path, "acme")
+    pd.testing.assert_frame_equal(loaded.model.predict(), fitted_model.predict())
+    assert not list((tmp_path / "acme").glob(".tmp-*"))
+
+
+def test_corrupt_model_file_is_refused_and_previous_stays_usable(tmp_path, fitted_model) -> None:
+    first = store.save_version(tmp_path, "acme", fitted_model, {})
+    second = store.save_version(tmp_path, "acme", fitted_model, {}, make_current=False)
+    (second.path / store.MODEL_FILE).write_bytes(b"garbage")
+    with pytest.raises(store.ModelStoreError, match="corrupt"):
+        store.load_version(tmp_path, "acme", second.version)
+    assert store.current_version(tmp_path, "acme") == first.version
+    assert len(store.load_version(tmp_path, "acme").model.predict()) > 0
+
+
+def test_model_that_predicts_nan_is_not_published(tmp_path, fitted_model, monkeypatch) -> None:
+    good = store.save_version(tmp_path, "acme", fitted_model, {})
+    with pytest.raises(store.ModelStoreError, match="non-finite"):
+        store.save_version(tmp_path, "acme", NanModel(fitted_model), {})  # type: ignore[arg-type]
+    assert store.current_version(tmp_path, "acme") == good.version
+    assert [m["version"] for m in store.list_versions(tmp_path, "acme")] == [good.version]
+
+
+def test_no_model_yet_says_how_to_get_one(tmp_path) -> None:
+    with pytest.raises(store.ModelStoreError, match="procurement train"):
+        store.load_version(tmp_path, "nobody")
+
+
+def test_prune_keeps_newest_and_current(tmp_path, fitted_model) -> None:
+    versions = [store.save_version(tmp_path, "acme", fitted_model, {}).version for _ in range(3)]
+    store.set_current(tmp_path, "acme", versions[0])
+    removed = store.prune(tmp_path, "acme", keep=1)
+    assert removed == [versions[1]]
+    left = {m["version"] for m in store.list_versions(tmp_path, "acme")}
+    assert left == {versions[0], versions[2]}
