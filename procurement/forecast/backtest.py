@@ -54,7 +54,7 @@ def run_backtest(
         raise ValueError("series too short for that many folds")
     cutoffs = [calendar[-1 - (folds - i) * horizon] for i in range(folds)]
 
-    rows, recs_all = [], []
+    rows, recs_all, shrinks = [], [], []
     model_pts: list[pd.DataFrame] = []
     for i, cutoff in enumerate(cutoffs):
         train_raw = raw[raw["ds"] <= cutoff]
@@ -64,6 +64,7 @@ def run_backtest(
         )
         model = fit_price_model(data, freq, horizon, params)
         fc = model.predict(horizon)
+        shrinks.append(model.shrink)
         fc["cutoff"] = cutoff
         recs = recommend(fc, policy)
         buy = recs.set_index("sku")["buy_date"]
@@ -92,6 +93,7 @@ def run_backtest(
     allfc = pd.concat(rows, ignore_index=True)
     cv = pd.concat(model_pts, ignore_index=True)
     metrics = _metrics(cv, allfc, panel, cutoffs, spec.season, freq, horizon, folds)
+    metrics["shrink_to_naive_per_fold"] = shrinks
     out = allfc[["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy", "y"]].copy()
     return BacktestResult(forecasts=out, metrics=metrics)
 
@@ -106,7 +108,7 @@ def _metrics(
     horizon: int,
     folds: int,
 ) -> dict[str, Any]:
-    obs = cv[cv["observed"].fillna(False).astype(bool) & cv["y"].notna()]
+    obs = cv[cv["observed"].astype("boolean").fillna(False).astype(bool) & cv["y"].notna()]
     scale = pd.concat([series_scale(panel[panel["ds"] <= c]).rename(c) for c in cutoffs], axis=1)
 
     # MASE per (series, fold) with the scale known at that fold's cutoff
@@ -143,9 +145,9 @@ def _metrics(
     paid = win[win["buy"] == 1].set_index(["sku", "cutoff"])["y"].reindex(first.index).fillna(first)
     realized = first - paid
     oracle = first - low
-    waits = int(
-        (win[win["buy"] == 1].groupby(["sku", "cutoff"])["date"].first() > g["date"].first()).sum()
-    )
+    fg = fc.sort_values(["sku", "cutoff", "date"]).groupby(["sku", "cutoff"], sort=False)
+    buy_dates = fc[fc["buy"] == 1].set_index(["sku", "cutoff"])["date"]
+    waits = int((buy_dates > fg["date"].first().reindex(buy_dates.index)).sum())
     m["advice"] = {
         "windows": len(first),
         "wait_advised": waits,

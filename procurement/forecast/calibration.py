@@ -29,6 +29,60 @@ def series_scale(frame: pd.DataFrame) -> pd.Series:
     return scale.where(scale > 0, 1.0)
 
 
+def recent_scale(frame: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Mean absolute one-period change over the last ``window`` periods, at every row
+    (``unique_id, ds, scale``). Intervals scaled by it widen when a market turns volatile."""
+    d = frame.groupby("unique_id", sort=False)["y"].diff().abs()
+    roll = d.groupby(frame["unique_id"].to_numpy(), sort=False).transform(
+        lambda x: x.rolling(window, min_periods=5).mean()
+    )
+    full = series_scale(frame)
+    out = frame[["unique_id", "ds"]].copy()
+    out["scale"] = roll.to_numpy()
+    fallback = out["unique_id"].map(full)
+    out["scale"] = out["scale"].where(out["scale"] > 0, fallback)
+    return out
+
+
+def add_naive(cv: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    if "naive" in cv.columns:
+        return cv
+    last = frame[["unique_id", "ds", "y"]].rename(columns={"ds": "cutoff", "y": "naive"})
+    return cv.merge(last, on=["unique_id", "cutoff"], how="left")
+
+
+def choose_shrinkage(cv: pd.DataFrame, frame: pd.DataFrame, min_t: float = 2.0) -> float:
+    """How far to trust the model over the naive forecast, judged on out-of-sample windows.
+
+    Forecast = naive + a * (model - naive), with ``a`` in [0, 1]. A value of ``a`` > 0 is used only
+    when its gain over the naive forecast is consistent across backtest windows (t-statistic of
+    the per-window gains above ``min_t``); otherwise ``a`` = 0. Where prices are a random walk,
+    the model's moves are noise and a lucky window must not let them through: the forecast stays
+    the last price and the advice "buy now", instead of an invented saving.
+    """
+    scale = cv["unique_id"].map(series_scale(frame)).to_numpy()
+    obs = cv["observed"].astype("boolean").fillna(True).to_numpy(bool) if "observed" in cv else None
+    y, m, n = cv["y"].to_numpy(), cv["lgbm"].to_numpy(), cv["naive"].to_numpy()
+    keep = np.isfinite(y) & np.isfinite(m) & np.isfinite(n)
+    if obs is not None:
+        keep &= obs
+    if not keep.any():
+        return 0.0
+    windows = cv.loc[keep, "cutoff"].to_numpy()
+    base = np.abs(y - n)[keep] / scale[keep]
+    best, best_gain = 0.0, 0.0
+    for a in np.linspace(0.1, 1, 10):
+        err = np.abs(y - (n + a * (m - n)))[keep] / scale[keep]
+        gain = pd.Series(base - err).groupby(windows).mean()
+        if len(gain) < 2:
+            continue
+        se = gain.std(ddof=1) / np.sqrt(len(gain))
+        t = gain.mean() / se if se > 0 else (np.inf if gain.mean() > 0 else 0.0)
+        if t > min_t and gain.mean() > best_gain:
+            best, best_gain = float(a), float(gain.mean())
+    return best
+
+
 def _conformal_q(scores: np.ndarray, level: float) -> float:
     n = len(scores)
     if n == 0:
@@ -45,11 +99,17 @@ class Calibration:
     n_scores: int
 
     @classmethod
-    def from_backtest(cls, cv: pd.DataFrame, frame: pd.DataFrame, horizon: int) -> Calibration:
-        scale = series_scale(frame)
+    def from_backtest(
+        cls, cv: pd.DataFrame, frame: pd.DataFrame, horizon: int, vol_window: int
+    ) -> Calibration:
+        rs = recent_scale(frame, vol_window)
         cv = cv.sort_values(["unique_id", "cutoff", "ds"]).copy()
         cv["h"] = cv.groupby(["unique_id", "cutoff"]).cumcount() + 1
-        s = cv["unique_id"].map(scale).to_numpy()
+        at_cut = rs.rename(columns={"ds": "cutoff"})
+        s = cv[["unique_id", "cutoff"]].merge(at_cut, on=["unique_id", "cutoff"], how="left")[
+            "scale"
+        ]
+        s = s.to_numpy()
         err = (cv["y"].to_numpy() - cv["lgbm"].to_numpy()) / s
         cv["abs_err"] = np.abs(err)
         first = cv.groupby(["unique_id", "cutoff"])[["y", "lgbm"]].transform("first")
@@ -64,6 +124,7 @@ class Calibration:
                 q[level].append(_conformal_q(scores, level))
             ce = at["change_err"].dropna().to_numpy()
             diffs.append(np.quantile(ce, GRID).tolist() if h > 1 and len(ce) else [0.0] * len(GRID))
+        scale = rs.groupby("unique_id", sort=False)["scale"].last()
         return cls(
             scale={k: float(v) for k, v in scale.items()},
             q=q,
@@ -99,7 +160,7 @@ class Calibration:
 
 def backtest_metrics(cv: pd.DataFrame, frame: pd.DataFrame, season: int) -> dict[str, Any]:
     """MASE and sMAPE of the model and of naive baselines on a mlforecast cross-validation frame."""
-    cv = add_baselines(cv, frame, season)
+    cv = add_baselines(cv.drop(columns=["naive"], errors="ignore"), frame, season)
     scale = series_scale(frame)
     obs = cv[cv["observed"].fillna(True).astype(bool)] if "observed" in cv else cv
     out: dict[str, Any] = {

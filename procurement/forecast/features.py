@@ -27,17 +27,18 @@ class FreqSpec:
     driver_lags: tuple[int, ...]
     windows: tuple[int, int]  # short and long rolling windows
     date_features: tuple[str, ...]
+    vol_window: int  # periods of recent volatility that scale the intervals
 
 
 def spec_for(freq: str) -> FreqSpec:
     if freq == "D":
         return FreqSpec(
-            "D", 7, (1, 2, 7, 14, 21, 28), (1, 7), (7, 28), ("dayofweek", "month", "dayofyear")
+            "D", 7, (1, 2, 7, 14, 21, 28), (1, 7), (7, 28), ("dayofweek", "month", "dayofyear"), 60
         )
     if freq == "B":
-        return FreqSpec("B", 5, (1, 2, 5, 10, 20), (1, 5), (5, 20), ("dayofweek", "month"))
+        return FreqSpec("B", 5, (1, 2, 5, 10, 20), (1, 5), (5, 20), ("dayofweek", "month"), 60)
     if freq.startswith("W"):
-        return FreqSpec(freq, 52, (1, 2, 3, 4, 52), (1, 2), (4, 13), ("month",))
+        return FreqSpec(freq, 52, (1, 2, 3, 4, 52), (1, 2), (4, 13), ("month",), 26)
     raise ValueError(f"unsupported frequency {freq!r}")
 
 

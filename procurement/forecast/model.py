@@ -12,10 +12,16 @@ import numpy as np
 import pandas as pd
 from mlforecast import MLForecast
 from mlforecast.lag_transforms import RollingMean, RollingStd
-from mlforecast.target_transforms import Differences, LocalStandardScaler
+from mlforecast.target_transforms import Differences
 
-from procurement.forecast.calibration import Calibration, backtest_metrics
+from procurement.forecast.calibration import (
+    Calibration,
+    add_naive,
+    backtest_metrics,
+    choose_shrinkage,
+)
 from procurement.forecast.features import FreqSpec, driver_features, regularize, spec_for
+from procurement.forecast.transforms import LocalScale
 
 LEVELS = (80, 95)
 Progress = Callable[[float, str], None]
@@ -26,7 +32,7 @@ class ModelParams:
     n_estimators: int = 200
     learning_rate: float = 0.05
     num_leaves: int = 31
-    conformal_windows: int = 3
+    conformal_windows: int = 6
     max_history: int | None = 730  # periods per series used for training
     seed: int = 42
 
@@ -56,7 +62,7 @@ def make_forecaster(spec: FreqSpec, params: ModelParams) -> MLForecast:
         lag_transforms={1: [RollingMean(short), RollingMean(long_), RollingStd(long_)]},
         date_features=list(spec.date_features),
         # Prices are close to random walks: model the change, scaled per product, not the level.
-        target_transforms=[Differences([1]), LocalStandardScaler()],
+        target_transforms=[Differences([1]), LocalScale()],
         num_threads=1,
     )
 
@@ -85,6 +91,7 @@ class PriceModel:
     last_price: dict[str, float]
     calibration: Calibration | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    shrink: float = 1.0  # forecast = naive + shrink * (model - naive), chosen on the backtest
 
     @property
     def products(self) -> list[str]:
@@ -132,6 +139,8 @@ class PriceModel:
             x = x[x["unique_id"].isin(ids)]
         fc = self.fcst.predict(h, X_df=x, ids=ids).rename(columns={"lgbm": "y_pred"})
         fc = fc.rename(columns={"unique_id": "sku", "ds": "date"})
+        last = fc["sku"].map(self.last_price).to_numpy()
+        fc["y_pred"] = last + self.shrink * (fc["y_pred"].to_numpy() - last)
         if self.calibration is None:
             raise RuntimeError("model has no calibration; retrain it")
         return self.calibration.apply(fc)
@@ -195,8 +204,13 @@ def fit_price_model(
         static_features=[],
     )
     cv = cv.merge(frame[["unique_id", "ds", "observed"]], on=["unique_id", "ds"], how="left")
-    calib = Calibration.from_backtest(cv, frame, horizon)
+    cv = add_naive(cv, frame)
+    shrink = choose_shrinkage(cv, frame)
+    cv["lgbm_raw"] = cv["lgbm"]
+    cv["lgbm"] = cv["naive"] + shrink * (cv["lgbm"] - cv["naive"])
+    calib = Calibration.from_backtest(cv, frame, horizon, spec.vol_window)
     metrics = backtest_metrics(cv, frame, spec.season)
+    metrics["shrink_to_naive"] = shrink
     say(0.5, f"training LightGBM on {len(train):,} rows x {n_feat} features")
     fcst = make_forecaster(spec, params)
     fcst.fit(train, static_features=[], keep_last_n=max(max(spec.lags), max(spec.windows)) + 1)
@@ -225,6 +239,7 @@ def fit_price_model(
         last_price={k: float(v) for k, v in last_price.items()},
         calibration=calib,
         metrics=metrics,
+        shrink=shrink,
     )
 
 

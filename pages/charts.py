@@ -1,0 +1,96 @@
+"""Altair charts used by the pages."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+
+def price_forecast(
+    history: pd.DataFrame, forecast: pd.DataFrame, buy_date: pd.Timestamp
+) -> alt.LayerChart:
+    """Price history, the forecast with 80%/95% bands, and the recommended buy day."""
+    zoom = alt.selection_interval(bind="scales", encodings=["x"])
+    x = alt.X("date:T", title=None)
+    hist = (
+        alt.Chart(history)
+        .mark_line(color="#334155")
+        .encode(
+            x=x,
+            y=alt.Y("price:Q", title="Price", scale=alt.Scale(zero=False)),
+            tooltip=[
+                alt.Tooltip("date:T", format="%a %d %b %Y"),
+                alt.Tooltip("price:Q", format=",.2f"),
+            ],
+        )
+        .add_params(zoom)
+    )
+    band95 = (
+        alt.Chart(forecast)
+        .mark_area(opacity=0.15, color="#1f6f5c")
+        .encode(x=x, y="lo_95:Q", y2="hi_95:Q")
+    )
+    band80 = (
+        alt.Chart(forecast)
+        .mark_area(opacity=0.3, color="#1f6f5c")
+        .encode(x=x, y="lo_80:Q", y2="hi_80:Q")
+    )
+    line = (
+        alt.Chart(forecast)
+        .mark_line(color="#1f6f5c", strokeDash=[5, 3], point=True)
+        .encode(
+            x=x,
+            y="y_pred:Q",
+            tooltip=[
+                alt.Tooltip("date:T", format="%a %d %b %Y", title="Date"),
+                alt.Tooltip("y_pred:Q", format=",.2f", title="Forecast"),
+                alt.Tooltip("lo_80:Q", format=",.2f", title="80% low"),
+                alt.Tooltip("hi_80:Q", format=",.2f", title="80% high"),
+                alt.Tooltip("p_cheaper:Q", format=".0%", title="Cheaper than today"),
+            ],
+        )
+    )
+    buy = forecast[forecast["date"] == buy_date]
+    marker = (
+        alt.Chart(buy.assign(label="Buy"))
+        .mark_point(shape="triangle-down", size=220, filled=True, color="#d97706")
+        .encode(
+            x=x, y="y_pred:Q", tooltip=[alt.Tooltip("date:T", format="%a %d %b", title="Buy on")]
+        )
+    )
+    rule = alt.Chart(buy).mark_rule(color="#d97706", strokeDash=[2, 2]).encode(x=x)
+    return alt.layer(band95, band80, hist, line, rule, marker).properties(height=380)
+
+
+def metric_bars(metrics: pd.DataFrame) -> alt.Chart:
+    """MASE of the model beside the naive baselines (lower is better)."""
+    return (
+        alt.Chart(metrics)
+        .mark_bar()
+        .encode(
+            x=alt.X("mase:Q", title="MASE (lower is better)"),
+            y=alt.Y("forecast:N", sort="x", title=None),
+            color=alt.condition(
+                alt.datum.forecast == "model", alt.value("#1f6f5c"), alt.value("#94a3b8")
+            ),
+            tooltip=[
+                "forecast",
+                alt.Tooltip("mase:Q", format=".3f"),
+                alt.Tooltip("smape:Q", format=".2f"),
+            ],
+        )
+        .properties(height=140)
+    )
+
+
+def importance_bars(imp: pd.DataFrame) -> alt.Chart:
+    return (
+        alt.Chart(imp)
+        .mark_bar(color="#1f6f5c")
+        .encode(
+            x=alt.X("share:Q", title="Share of gain", axis=alt.Axis(format="%")),
+            y=alt.Y("feature:N", sort="-x", title=None),
+            tooltip=["feature", alt.Tooltip("share:Q", format=".1%")],
+        )
+        .properties(height=alt.Step(18))
+    )

@@ -1,0 +1,157 @@
+"""What a buyer sees: advice per product, sized by demand and constrained by stock and lead time.
+
+Pure functions of DataFrames and a model, plus a few loaders that take a session; the app's pages
+and the CLI call these and only render the result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from procurement.db import history
+from procurement.db.models import PriceObservation, Product, Sale
+from procurement.forecast.model import PriceModel
+from procurement.recommend import Policy, recommend
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The buyer's side of a what-if: how much is needed and how long they can wait."""
+
+    quantity: float
+    on_hand: float
+    daily_demand: float
+    lead_time_days: int
+    min_confidence: float
+
+
+def demand_per_day(session: Session, tenant_id: int, days: int = 28) -> pd.Series:
+    """Average daily quantity sold per sku over the last ``days`` days of sales data."""
+    last = session.scalar(select(func.max(Sale.date)).where(Sale.tenant_id == tenant_id))
+    if last is None:
+        return pd.Series(dtype=float)
+    since = last - dt.timedelta(days=days - 1)
+    rows = session.execute(
+        select(Product.sku, func.sum(Sale.quantity))
+        .join(Product, Product.id == Sale.product_id)
+        .where(Sale.tenant_id == tenant_id, Sale.date >= since)
+        .group_by(Product.sku)
+    ).all()
+    return pd.Series({sku: float(q) / days for sku, q in rows}, dtype=float)
+
+
+def max_wait_days(on_hand: pd.Series, daily_demand: pd.Series, lead_time: pd.Series) -> pd.Series:
+    """Days a buyer can wait before ordering without running out: stock cover minus lead time."""
+    cover = on_hand / daily_demand.where(daily_demand > 0)
+    return np.floor((cover - lead_time).clip(lower=0)).fillna(np.inf)
+
+
+def advice_table(
+    model: PriceModel,
+    products: pd.DataFrame,
+    demand: pd.Series,
+    policy: Policy,
+    overrides: Mapping[str, float] | None = None,
+    forecast: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per product: recommendation, quantity needed over the horizon, total saving."""
+    fc = forecast if forecast is not None else model.predict(overrides=overrides)
+    cat = products.set_index("sku")
+    dem = demand.reindex(cat.index).fillna(0.0)
+    qty = (dem * model.horizon).round()
+    wait = max_wait_days(
+        cat["on_hand"].astype(float).fillna(np.inf),
+        dem,
+        cat["lead_time_days"].astype(float).fillna(0),
+    )
+    recs = recommend(fc, policy, max_wait=wait, quantity=qty)
+    recs = recs.merge(products, on="sku", how="left")
+    recs["quantity"] = recs["sku"].map(qty).fillna(0.0)
+    recs["daily_demand"] = recs["sku"].map(dem).fillna(0.0)
+    return recs
+
+
+def summary(recs: pd.DataFrame) -> dict[str, float]:
+    """Headline numbers for the overview page."""
+    wait = ~recs["buy_now"]
+    return {
+        "products": len(recs),
+        "cheaper_later": int(wait.sum()),
+        "rising": int((recs["buy_now"] & (recs["trend_pct"] > 0.5)).sum()),
+        "total_saving": float(recs.loc[wait, "saving_total"].sum()),
+        "spend": float((recs["first_price"] * recs["quantity"]).sum()),
+    }
+
+
+def product_advice(
+    model: PriceModel,
+    sku: str,
+    decision: Decision,
+    overrides: Mapping[str, float] | None = None,
+    min_saving_pct: float = 0.5,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Forecast of one product under what-if driver factors, and the advice for the buyer's
+    situation (quantity, stock, lead time, required confidence)."""
+    fc = model.predict(overrides=overrides, ids=[sku])
+    wait = max_wait_days(
+        pd.Series({sku: decision.on_hand}),
+        pd.Series({sku: decision.daily_demand}),
+        pd.Series({sku: float(decision.lead_time_days)}),
+    )
+    rec = recommend(
+        fc,
+        Policy(decision.min_confidence, min_saving_pct),
+        max_wait=wait,
+        quantity=pd.Series({sku: decision.quantity}),
+    ).iloc[0]
+    return fc, rec
+
+
+def what_if_drivers(model: PriceModel, sku: str) -> list[tuple[str, str]]:
+    """(override key, label) of the drivers this product's forecast depends on."""
+    out = []
+    if any(c.startswith("drv_fx_") for c in model.exog):
+        out.append(("fx", "Exchange rate"))
+    cat = model.categories.get(sku)
+    if cat and any(c.startswith("index_") for c in model.exog):
+        out.append((f"index:{cat}", f"{cat.title()} commodity index"))
+    if any(c.startswith("demand_") for c in model.exog):
+        out.append(("demand", "Demand"))
+    return out
+
+
+def price_history(session: Session, tenant_id: int, sku: str, days: int = 180) -> pd.DataFrame:
+    """Recent prices of one product: ``date, price``."""
+    last = session.scalar(
+        select(func.max(PriceObservation.date))
+        .join(Product, Product.id == PriceObservation.product_id)
+        .where(PriceObservation.tenant_id == tenant_id, Product.sku == sku)
+    )
+    if last is None:
+        return pd.DataFrame(columns=["date", "price"])
+    since = last - dt.timedelta(days=days)
+    rows = session.execute(
+        select(PriceObservation.date, PriceObservation.price)
+        .join(Product, Product.id == PriceObservation.product_id)
+        .where(
+            PriceObservation.tenant_id == tenant_id,
+            Product.sku == sku,
+            PriceObservation.date >= since,
+        )
+        .order_by(PriceObservation.date)
+    ).all()
+    df = pd.DataFrame(rows, columns=["date", "price"])
+    df["date"] = pd.to_datetime(df["date"])
+    return df
+
+
+def data_freshness(session: Session, tenant_id: int) -> dict[str, object]:
+    first, last, n = history.price_range(session, tenant_id)
+    return {"first": first, "last": last, "observations": n}
