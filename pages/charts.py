@@ -89,8 +89,8 @@ def importance_bars(imp: pd.DataFrame) -> alt.Chart:
         .mark_bar(color="#1f6f5c")
         .encode(
             x=alt.X("share:Q", title="Share of gain", axis=alt.Axis(format="%")),
-            y=alt.Y("feature:N", sort="-x", title=None),
+            y=alt.Y("feature:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
             tooltip=["feature", alt.Tooltip("share:Q", format=".1%")],
         )
-        .properties(height=alt.Step(18))
+        .properties(height=alt.Step(22))
     )

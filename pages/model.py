@@ -37,17 +37,21 @@ if not meta:
     st.info("No model yet: press **Retrain** to train the first one.")
     st.stop()
 
+m = meta["metrics"]
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Version", meta["version"][:15])
+c1.metric(
+    "Error vs naive (MASE ratio)",
+    f"{m['model']['mase'] / m['naive']['mase']:.2f}",
+    help="Below 1: better than repeating the last price",
+)
 c2.metric("Trained", pd.Timestamp(meta["trained_at"]).strftime("%d %b %H:%M"))
 c3.metric("Products", meta["n_products"])
 c4.metric("Training time", f"{meta.get('training_seconds', 0):.0f} s")
 st.caption(
-    f"Data {meta['data_start']} to {meta['data_end']} ({meta['freq']}), horizon {meta['horizon']}, "
+    f"Version `{meta['version']}`. Data {meta['data_start']} to {meta['data_end']} ({meta['freq']}), horizon {meta['horizon']}, "
     f"LightGBM {meta['libraries']['lightgbm']}, mlforecast {meta['libraries']['mlforecast']}."
 )
 
-m = meta["metrics"]
 left, right = st.columns(2)
 with left:
     st.subheader("Backtest against naive forecasts")

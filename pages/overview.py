@@ -38,6 +38,10 @@ st.dataframe(
     width="stretch",
     column_config={
         "link": st.column_config.LinkColumn("SKU", display_text=r"sku=(.*)"),
+        "name": "Product",
+        "category": "Category",
+        "supplier": "Supplier",
+        "advice": st.column_config.TextColumn("Advice", width="large"),
         "buy_date": st.column_config.DateColumn("Buy on", format="ddd D MMM"),
         "saving_pct": st.column_config.NumberColumn("Saving %", format="%.1f%%"),
         "saving_total": st.column_config.NumberColumn("Saving (qty x price)", format="%.0f"),

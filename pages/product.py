@@ -20,7 +20,7 @@ if st.query_params.get("sku") != sku:
     st.query_params["sku"] = sku
 row = products.set_index("sku").loc[sku]
 with session(engine()) as s:
-    hist = buying.price_history(s, ctx.tenant_id, sku, days=180)
+    hist = buying.price_history(s, ctx.tenant_id, sku, days=90)
 default_rec = advice_for(ctx).set_index("sku").loc[sku]
 
 

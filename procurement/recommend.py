@@ -107,7 +107,9 @@ def recommend(
 
 def _reason(wait: bool, date: pd.Timestamp, saving_pct: float, conf: float, trend: float) -> str:
     if wait:
-        return f"Buy on {date:%a %d %b}: expected {saving_pct:.1f}% cheaper than today, {conf:.0%} likely"
+        # a backtest can't justify certainty; never print 100%
+        likely = ">99%" if conf > 0.99 else f"{conf:.0%}"
+        return f"Buy on {date:%a %d %b}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
     if trend > 0.5:
         return f"Buy now: price forecast to rise {trend:.1f}% over the horizon"
     return "Buy now: no reliable saving from waiting"

@@ -13,10 +13,13 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
-from procurement.config import Settings
+from procurement import demo
+from procurement.config import Settings, get_settings
 from procurement.data.synthetic import SyntheticData, generate
 from procurement.db import make_engine, migrate
+from procurement.db import session as db_session
 from procurement.db.models import Base
+from procurement.forecast.train import train_global_lgbm_model
 
 MARIADB_ROOT = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
@@ -115,3 +118,28 @@ def fitted_model(small_data: SyntheticData):
     return fit_price_model(
         training_data(small_data), "D", 14, ModelParams(n_estimators=60, max_history=240)
     )
+
+
+@pytest.fixture(scope="session")
+def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment of a seeded SQLite database with a trained model, for app tests."""
+    tmp = tmp_path_factory.mktemp("app")
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp / 'app.db'}",
+        "MODEL_DIR": str(tmp / "models"),
+        "LGBM_N_ESTIMATORS": "40",
+        "TRAIN_MAX_DAYS": "200",
+    }
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        mp.setenv(k, v)
+    get_settings.cache_clear()
+    engine = make_engine(env["DATABASE_URL"])
+    migrate(engine)
+    with db_session(engine) as s, s.begin():
+        demo.seed_synthetic(s, "demo", n_products=15, n_days=200)
+    with db_session(engine) as s, s.begin():
+        train_global_lgbm_model(s, "demo", get_settings())
+    yield env
+    mp.undo()
+    get_settings.cache_clear()

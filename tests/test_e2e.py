@@ -1,0 +1,66 @@
+"""The app as a user gets it: `streamlit run`, loaded in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from screenshot import chromium_path, screenshot  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed")
+def test_product_page_renders_its_chart_in_a_real_browser(app_env, tmp_path) -> None:
+    port = _free_port()
+    env = {**os.environ, **app_env}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        out = tmp_path / "product.png"
+        screenshot(
+            f"http://127.0.0.1:{port}/product?sku=SKU-00002",
+            str(out),
+            selector="[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg",
+        )
+        assert out.stat().st_size > 20_000
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
