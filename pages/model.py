@@ -3,34 +3,95 @@ import streamlit as st
 
 from pages.charts import importance_bars, metric_bars
 from pages.common import engine, page_setup
+from procurement import retrain
 from procurement.config import get_settings
-from procurement.db import session
+from procurement.db import runs, session
+from procurement.db.models import ModelRun
 from procurement.forecast import store
-from procurement.forecast.train import train_global_lgbm_model
 
 ctx = page_setup("Model", need_model=False)
 st_settings = get_settings()
 
 
-def retrain() -> None:
+def train_here() -> None:
+    """No sidecar running: work the queued request in this process, with progress."""
     with st.status("Retraining the model...", expanded=True) as status:
         bar = st.progress(0.0)
 
         def progress(frac: float, msg: str) -> None:
             bar.progress(min(max(frac, 0.0), 1.0), text=msg)
 
-        try:
-            with session(engine()) as s, s.begin():
-                res = train_global_lgbm_model(s, ctx.tenant, progress=progress)
-        except Exception as exc:  # show any failure to the buyer; the old model stays current
-            status.update(label=f"Retraining failed: {exc}", state="error")
+        run_id = retrain.process_next(
+            engine(), st_settings, tenant_id=ctx.tenant_id, progress=progress
+        )
+        if run_id is None:
+            status.update(
+                label="Another training is running; your request is queued.", state="running"
+            )
             return
-        status.update(label=f"Model {res.version} is now in use", state="complete")
+        with session(engine()) as s:
+            run = s.get(ModelRun, run_id)
+        if run.status == "done":
+            status.update(label=f"Model {run.version} is now in use", state="complete")
+        else:
+            status.update(label=f"Retraining {run.status}: {run.message}", state="error")
+            return
     st.rerun()
 
 
 if st.button("Retrain", type="primary", icon=":material/refresh:", key="retrain"):
-    retrain()
+    who = st.session_state.get("username") or "app"
+    run_id, created = retrain.request(engine(), ctx.tenant, who)
+    if retrain.scheduler_alive(engine()):
+        st.toast(
+            "Retrain queued: the scheduler picks it up within seconds."
+            if created
+            else "A retrain is already queued."
+        )
+    else:
+        train_here()
+
+
+@st.fragment(run_every=2)
+def run_status() -> None:
+    with session(engine()) as s:
+        recent = runs.list_runs(s, ctx.tenant_id, limit=10)
+    active = [r for r in recent if r.status in ("queued", "running")]
+    for r in active:
+        if r.status == "running":
+            st.progress(
+                min(max(r.progress or 0.0, 0.0), 1.0), text=f"Training (run {r.id}): {r.message}"
+            )
+        else:
+            st.info(
+                f"Retrain queued by {r.requested_by} at {r.requested_at:%H:%M:%S}",
+                icon=":material/schedule:",
+            )
+    if active and ctx.version != store.current_version(st_settings.model_dir, ctx.tenant):
+        st.rerun()  # a new model went live: reload the page with it
+    if recent:
+        with st.expander("Training runs", expanded=bool(active)):
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "run": r.id,
+                            "status": r.status,
+                            "requested by": r.requested_by,
+                            "requested": r.requested_at,
+                            "finished": r.finished_at,
+                            "version": r.version,
+                            "message": r.message,
+                        }
+                        for r in recent
+                    ]
+                ),
+                hide_index=True,
+                width="stretch",
+            )
+
+
+run_status()
 
 meta = ctx.metadata
 if not meta:
@@ -89,5 +150,10 @@ if older:
     c1, c2 = st.columns([3, 1])
     target = c1.selectbox("Roll back to", older, key="rollback_to")
     if c2.button("Roll back", key="rollback"):
-        store.set_current(st_settings.model_dir, ctx.tenant, target)
-        st.rerun()
+        try:
+            store.set_current(st_settings.model_dir, ctx.tenant, target)
+        except store.ModelStoreError as exc:
+            st.error(f"Cannot roll back: {exc}")
+        else:
+            retrain.refresh_forecasts(engine(), st_settings, ctx.tenant, target)
+            st.rerun()

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     min_saving_pct: float = Field(0.5, ge=0.0, description="percent; smaller savings say buy now")
     retrain_cron: str = "0 3 * * 0"
     scheduler_poll_seconds: float = Field(2.0, gt=0)
+    # A trainer renews its lease every third of this; a crashed one blocks others at most this long.
+    lock_ttl_seconds: float = Field(120.0, gt=0)
+    # A new model is published only if its backtest error ratio (MASE / naive MASE) is not worse
+    # than the current model's by more than this fraction; otherwise it is kept, not promoted.
+    promote_margin: float = Field(0.10, ge=0)
+    refresh_hour_utc: int = Field(5, ge=0, le=23)
 
     @field_validator("database_url")
     @classmethod

@@ -120,7 +120,11 @@ class DriverObservation(Base):
 
 
 class ModelRun(Base):
+    """A training run; also the retrain queue (status queued -> running -> done/failed/rejected)."""
+
     __tablename__ = "model_run"
+    # At most one queued run per company: the unique slot is 'queued' while waiting, NULL after.
+    __table_args__ = (UniqueConstraint("tenant_id", "queue_slot", name="uq_model_run_queue_slot"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
@@ -137,6 +141,41 @@ class ModelRun(Base):
     model_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
     progress: Mapped[float] = mapped_column(Double, default=0.0)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    queue_slot: Mapped[str | None] = mapped_column(String(10), nullable=True)
+
+
+class JobLock(Base):
+    """A lease: one holder at a time, until it is released or expires (a crashed holder)."""
+
+    __tablename__ = "job_lock"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class PriceForecast(Base):
+    """Forecasts of the current model, refreshed by the scheduler so pages need not predict."""
+
+    __tablename__ = "price_forecast"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "version", "sku", "date"),
+        Index("ix_forecast_tenant_version", "tenant_id", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(100))
+    date: Mapped[dt.date] = mapped_column(Date)
+    y_pred: Mapped[float] = mapped_column(Double)
+    lo_80: Mapped[float] = mapped_column(Double)
+    hi_80: Mapped[float] = mapped_column(Double)
+    lo_95: Mapped[float] = mapped_column(Double)
+    hi_95: Mapped[float] = mapped_column(Double)
+    p_cheaper: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
 
 
 class ImportRun(Base):

@@ -122,14 +122,18 @@ def save_version(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if make_current:
-        set_current(model_dir, tenant, version)
+        set_current(model_dir, tenant, version, verify=False)
     return StoredModel(version, final, meta, loaded.model)
 
 
-def set_current(model_dir: Path, tenant: str, version: str) -> None:
+def set_current(model_dir: Path, tenant: str, version: str, verify: bool = True) -> None:
+    """Make ``version`` current (publish or roll back); a version that fails to load or to
+    predict finite values for every product is refused and the current one stays."""
     root = tenant_dir(model_dir, tenant)
     if not (root / version / META_FILE).exists():
         raise ModelStoreError(f"no model version {version!r} for {tenant!r}")
+    if verify:
+        check_model(_load_dir(root / version).model)
     _write_json_atomic(
         root / POINTER, {"version": version, "switched_at": dt.datetime.now(dt.UTC).isoformat()}
     )

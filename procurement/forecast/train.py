@@ -108,8 +108,17 @@ def train_global_lgbm_model(
         "params": describe_params(params),
         "metrics": model.metrics,
     }
-    saved = store.save_version(settings.model_dir, tenant, model, meta, make_current=make_current)
+    verdict = promotion_verdict(
+        store.read_metadata(settings.model_dir, tenant), meta, settings.promote_margin
+    )
+    meta["promotion"] = verdict or "promoted"
+    saved = store.save_version(
+        settings.model_dir, tenant, model, meta, make_current=make_current and verdict is None
+    )
     store.prune(settings.model_dir, tenant, settings.keep_model_versions)
+    # report before writing the run row: a progress writer on another connection must not wait
+    # for this transaction (SQLite has one writer at a time)
+    say(1.0, f"model {saved.version} is current" if verdict is None else verdict)
     if run is None:
         run = ModelRun(
             tenant_id=ten.id,
@@ -119,7 +128,8 @@ def train_global_lgbm_model(
         )
         session.add(run)
     run.version = saved.version
-    run.status = "done"
+    run.status = "done" if verdict is None else "rejected"
+    run.message = verdict or "published"
     run.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     run.data_start = ds.min().date()
     run.data_end = ds.max().date()
@@ -128,5 +138,28 @@ def train_global_lgbm_model(
     run.model_path = str(saved.path)
     run.progress = 1.0
     session.flush()
-    say(1.0, f"model {saved.version} is current")
     return TrainResult(saved.version, saved.metadata, model)
+
+
+def _error_ratio(meta: dict[str, Any]) -> float | None:
+    try:
+        return float(meta["metrics"]["model"]["mase"]) / float(meta["metrics"]["naive"]["mase"])
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def promotion_verdict(
+    current: dict[str, Any] | None, new: dict[str, Any], margin: float
+) -> str | None:
+    """None if the new model may replace the current one, else the reason it may not.
+
+    Compares MASE relative to the naive forecast, which stays comparable when the data changed.
+    """
+    if current is None:
+        return None
+    old, cand = _error_ratio(current), _error_ratio(new)
+    if old is None or cand is None:
+        return None
+    if cand > old * (1 + margin):
+        return f"kept, not promoted: backtest error ratio {cand:.3f} is worse than the current {old:.3f}"
+    return None

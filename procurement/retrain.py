@@ -1,0 +1,176 @@
+"""Retraining as a queued job: request, one trainer at a time (a lease in the database), progress
+for the app, safe publishing, and recovery after a crash. Used by the sidecar scheduler, and by
+the app when no sidecar is running."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from procurement.config import Settings
+from procurement.db import catalog, forecasts, runs, session
+from procurement.db.models import ModelRun, Tenant
+from procurement.forecast import store
+
+TRAIN_LOCK = "training"
+HEARTBEAT = "heartbeat:scheduler"
+log = logging.getLogger(__name__)
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def request(engine: Engine, tenant: str, who: str) -> tuple[int, bool]:
+    """Queue a retrain of ``tenant``; ten clicks while one waits give one run, not ten."""
+    with session(engine) as s, s.begin():
+        ten = catalog.get_tenant(s, tenant)
+        if ten is None:
+            raise ValueError(f"unknown company {tenant!r}")
+        run, created = runs.request_retrain(s, ten.id, who)
+        return run.id, created
+
+
+def _pid_alive(holder: str) -> bool:
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine: trust the lease's expiry instead
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(engine: Engine) -> int:
+    """After a crash: free a lease held by a dead process on this host and requeue its run."""
+    with session(engine) as s, s.begin():
+        lock = runs.lock_info(s, TRAIN_LOCK)
+        if lock is not None and (lock.expires_at < runs.now() or not _pid_alive(lock.holder)):
+            runs.break_lock(s, TRAIN_LOCK)
+            lock = None
+        if lock is None:
+            return runs.requeue_orphans(s)
+    return 0
+
+
+class _KeepAlive(threading.Thread):
+    """Renews the training lease while LightGBM is busy and reports nothing."""
+
+    def __init__(self, engine: Engine, holder: str, ttl: float) -> None:
+        super().__init__(daemon=True)
+        self.engine, self.holder, self.ttl = engine, holder, ttl
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(max(self.ttl / 3, 0.5)):
+            try:
+                with session(self.engine) as s, s.begin():
+                    runs.renew_lock(s, TRAIN_LOCK, self.holder, self.ttl)
+            except Exception:  # a missed renewal is retried; the lease has slack
+                log.warning("could not renew the training lease", exc_info=True)
+
+
+def process_next(
+    engine: Engine,
+    settings: Settings,
+    holder: str | None = None,
+    tenant_id: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> int | None:
+    """Take the lease, train the oldest queued run, publish, release. Returns the run id, or
+    None when another trainer holds the lease or nothing is queued."""
+    holder = holder or holder_id()
+    ttl = settings.lock_ttl_seconds
+    with session(engine) as s, s.begin():
+        if not runs.acquire_lock(s, TRAIN_LOCK, holder, ttl):
+            return None
+    keepalive = _KeepAlive(engine, holder, ttl)
+    keepalive.start()
+    try:
+        with session(engine) as s, s.begin():
+            run = runs.claim_next(s, tenant_id)
+            if run is None:
+                return None
+            run_id = run.id
+            slug = s.get(Tenant, run.tenant_id).slug  # type: ignore[union-attr]
+        _train(engine, settings, run_id, slug, progress)
+        return run_id
+    finally:
+        keepalive.stop.set()
+        keepalive.join(timeout=5)
+        with session(engine) as s, s.begin():
+            runs.release_lock(s, TRAIN_LOCK, holder)
+
+
+def _train(
+    engine: Engine,
+    settings: Settings,
+    run_id: int,
+    slug: str,
+    progress: Callable[[float, str], None] | None,
+) -> None:
+    from procurement.forecast.train import train_global_lgbm_model
+
+    last = [0.0]
+
+    def say(frac: float, msg: str) -> None:
+        if progress:
+            progress(frac, msg)
+        if time.monotonic() - last[0] < 0.5 and frac < 1:
+            return
+        last[0] = time.monotonic()
+        with session(engine) as s2, s2.begin():
+            r = s2.get(ModelRun, run_id)
+            if r is not None:
+                r.progress, r.message = frac, msg
+
+    try:
+        with session(engine) as s, s.begin():
+            run = s.get(ModelRun, run_id)
+            res = train_global_lgbm_model(s, slug, settings, progress=say, run=run)
+            promoted = run.status == runs.DONE  # type: ignore[union-attr]
+        if promoted:
+            refresh_forecasts(engine, settings, slug, res.version)
+    except Exception as exc:
+        log.exception("training %s failed", slug)
+        with session(engine) as s, s.begin():
+            r = s.get(ModelRun, run_id)
+            if r is not None:
+                r.status, r.message, r.finished_at = (
+                    runs.FAILED,
+                    f"{type(exc).__name__}: {exc}",
+                    runs.now(),
+                )
+
+
+def refresh_forecasts(
+    engine: Engine, settings: Settings, slug: str, version: str | None = None
+) -> int:
+    """Predict every product with the current model and store the forecasts for the pages."""
+    stored = store.load_version(settings.model_dir, slug, version)
+    fc = stored.model.predict()
+    with session(engine) as s, s.begin():
+        ten = catalog.get_tenant(s, slug)
+        if ten is None:
+            return 0
+        return forecasts.store_forecast(s, ten.id, stored.version, fc)
+
+
+def heartbeat(engine: Engine, holder: str, ttl: float) -> None:
+    with session(engine) as s, s.begin():
+        runs.acquire_lock(s, HEARTBEAT, holder, ttl)
+
+
+def scheduler_alive(engine: Engine) -> bool:
+    with session(engine) as s:
+        lock = runs.lock_info(s, HEARTBEAT)
+        return lock is not None and lock.expires_at > runs.now()

@@ -1,0 +1,51 @@
+"""The sidecar scheduler: ``python -m procurement.scheduler``.
+
+APScheduler with its job store in the application database. Jobs: work the retrain queue every
+few seconds (requests come from the app's Retrain button), retrain every company on a cron
+schedule, and refresh stored forecasts daily. One training at a time across processes is
+guaranteed by a lease in the database, not by this process.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from procurement import retrain
+from procurement.config import get_settings
+from procurement.db import catalog, get_engine, session
+
+log = logging.getLogger("procurement.scheduler")
+
+
+def process_queue() -> None:
+    """Heartbeat, then train queued runs until the queue is empty or another trainer has it."""
+    settings = get_settings()
+    engine = get_engine()
+    holder = retrain.holder_id()
+    retrain.heartbeat(engine, holder, max(3 * settings.scheduler_poll_seconds, 15))
+    while (run_id := retrain.process_next(engine, settings, holder)) is not None:
+        log.info("finished run %s", run_id)
+        retrain.heartbeat(engine, holder, max(3 * settings.scheduler_poll_seconds, 15))
+
+
+def enqueue_all() -> None:
+    """The scheduled retrain: queue every company (requests already waiting are reused)."""
+    engine = get_engine()
+    with session(engine) as s:
+        slugs = [t.slug for t in catalog.list_tenants(s)]
+    for slug in slugs:
+        retrain.request(engine, slug, "schedule")
+
+
+def refresh_all() -> None:
+    """Daily: store fresh forecasts of every company's current model."""
+    settings = get_settings()
+    engine = get_engine()
+    with session(engine) as s:
+        slugs = [t.slug for t in catalog.list_tenants(s)]
+    for slug in slugs:
+        try:
+            n = retrain.refresh_forecasts(engine, settings, slug)
+            log.info("refreshed %d forecasts of %s", n, slug)
+        except Exception:  # one company's missing model must not stop the others
+            log.warning("could not refresh forecasts of %s", slug, exc_info=True)

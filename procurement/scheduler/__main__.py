@@ -1,0 +1,71 @@
+"""Run the sidecar: ``python -m procurement.scheduler``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from procurement import retrain
+from procurement.config import get_settings
+from procurement.db import get_engine, migrate
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger("procurement.scheduler")
+    settings = get_settings()
+    engine = get_engine()
+    migrate(engine)
+    requeued = retrain.recover(engine)
+    if requeued:
+        log.info("requeued %d run(s) left by a crashed trainer", requeued)
+    sched = BlockingScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        timezone="UTC",
+    )
+    sched.add_job(
+        "procurement.scheduler:process_queue",
+        "interval",
+        seconds=settings.scheduler_poll_seconds,
+        id="process_queue",
+        replace_existing=True,
+        misfire_grace_time=None,
+    )
+    sched.add_job(
+        "procurement.scheduler:enqueue_all",
+        CronTrigger.from_crontab(settings.retrain_cron, timezone="UTC"),
+        id="scheduled_retrain",
+        replace_existing=True,
+    )
+    sched.add_job(
+        "procurement.scheduler:refresh_all",
+        "cron",
+        hour=settings.refresh_hour_utc,
+        id="refresh_forecasts",
+        replace_existing=True,
+    )
+
+    def stop(signum, _frame):  # type: ignore[no-untyped-def]
+        log.info("signal %s: stopping", signum)
+        sched.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "scheduler started: queue every %ss, retrain cron %r, refresh daily at %02d:00 UTC",
+        settings.scheduler_poll_seconds,
+        settings.retrain_cron,
+        settings.refresh_hour_utc,
+    )
+    sched.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The sidecar as a real process against SQLite and MariaDB: queue, one trainer, crash safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from procurement import demo, retrain
+from procurement.db import runs, session
+from procurement.db.models import ModelRun, PriceForecast
+from procurement.forecast import store
+from procurement.forecast.train import train_global_lgbm_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def seeded(db, settings):
+    with session(db) as s, s.begin():
+        demo.seed_synthetic(s, "demo", n_products=10, n_days=200)
+    with session(db) as s, s.begin():
+        first = train_global_lgbm_model(s, "demo", settings)
+    return first.version
+
+
+def _env(db, settings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": db.url.render_as_string(hide_password=False),
+        "MODEL_DIR": str(settings.model_dir),
+        "LGBM_N_ESTIMATORS": str(settings.lgbm_n_estimators),
+        "TRAIN_MAX_DAYS": str(settings.train_max_days),
+        "SCHEDULER_POLL_SECONDS": "0.5",
+        **extra,
+    }
+
+
+def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "procurement.scheduler"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait(cond, timeout: float = 90, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _run(db, run_id: int) -> ModelRun:
+    with session(db) as s:
+        return s.get(ModelRun, run_id)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_request_from_app_is_picked_up_and_publishes_new_version(db, settings, seeded) -> None:
+    proc = _start(_env(db, settings))
+    try:
+        _wait(lambda: retrain.scheduler_alive(db), 60, "scheduler heartbeat")
+        t0 = time.time()
+        run_id, created = retrain.request(db, "demo", "buyer@test")
+        assert created
+        run = _wait(
+            lambda: (r := _run(db, run_id)).status in ("done", "failed") and r, 120, "run to finish"
+        )
+        elapsed = time.time() - t0
+        assert run.status == "done", run.message
+        assert store.current_version(settings.model_dir, "demo") == run.version != seeded
+
+        def stored() -> int:
+            with session(db) as s:
+                q = select(func.count()).select_from(PriceForecast)
+                return s.scalar(q.where(PriceForecast.version == run.version))
+
+        assert _wait(stored, 30, "stored forecasts") == 10 * 14  # refreshed for the pages
+        print(f"button press to new model in use: {elapsed:.1f}s")
+    finally:
+        _stop(proc)
+
+
+def test_ten_concurrent_requests_give_one_run(db, seeded) -> None:
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda i: retrain.request(db, "demo", f"user{i}"), range(10)))
+    assert len({run_id for run_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    with session(db) as s:
+        assert (
+            s.scalar(select(func.count()).select_from(ModelRun).where(ModelRun.status == "queued"))
+            == 1
+        )
+
+
+def test_requests_while_training_queue_exactly_one_more(db, seeded) -> None:
+    first, _ = retrain.request(db, "demo", "a")
+    with session(db) as s, s.begin():
+        runs.claim_next(s)  # now running
+    ids = {retrain.request(db, "demo", f"u{i}")[0] for i in range(10)}
+    assert len(ids) == 1 and first not in ids
+
+
+def test_only_one_trainer_holds_the_lease(db) -> None:
+    with session(db) as s, s.begin():
+        assert runs.acquire_lock(s, "training", "host:1", 60)
+    with session(db) as s, s.begin():
+        assert not runs.acquire_lock(s, "training", "host:2", 60)
+    with session(db) as s, s.begin():
+        assert runs.acquire_lock(s, "training", "host:1", 60)  # re-entrant for the holder
+
+
+def test_expired_lease_can_be_taken_over(db) -> None:
+    with session(db) as s, s.begin():
+        assert runs.acquire_lock(s, "training", "host:1", -1)  # already expired
+    with session(db) as s, s.begin():
+        assert runs.acquire_lock(s, "training", "host:2", 60)
+
+
+def test_kill_9_mid_training_keeps_old_model_and_next_start_finishes(db, settings, seeded) -> None:
+    # a bigger model so the kill lands while LightGBM is training
+    env = _env(db, settings, LGBM_N_ESTIMATORS="3000", LGBM_LEARNING_RATE="0.01")
+    run_id, _ = retrain.request(db, "demo", "buyer")
+    proc = _start(env)
+    try:
+        _wait(lambda: _run(db, run_id).status == "running", 60, "training to start")
+        _wait(lambda: "training LightGBM" in (_run(db, run_id).message or ""), 60, "the fit")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        _stop(proc)
+    assert _run(db, run_id).status == "running"  # the crash left it so
+    assert store.current_version(settings.model_dir, "demo") == seeded
+    assert len(store.load_version(settings.model_dir, "demo").model.predict()) == 10 * 14
+    assert not list((settings.model_dir / "demo").glob(f"*{'-'}*/global_lgbm_model.pkl.tmp"))
+
+    proc = _start(_env(db, settings))  # normal size again, so it finishes quickly
+    try:
+        run = _wait(
+            lambda: (r := _run(db, run_id)).status in ("done", "failed") and r, 120, "recovery"
+        )
+        assert run.status == "done", run.message
+        assert store.current_version(settings.model_dir, "demo") == run.version != seeded
+    finally:
+        _stop(proc)
+
+
+def test_corrupt_version_is_refused_and_rollback_works(db, settings, seeded) -> None:
+    with session(db) as s, s.begin():
+        newer = train_global_lgbm_model(s, "demo", settings).version
+    assert store.current_version(settings.model_dir, "demo") == newer
+    store.set_current(settings.model_dir, "demo", seeded)  # roll back
+    assert store.current_version(settings.model_dir, "demo") == seeded
+    (settings.model_dir / "demo" / newer / store.MODEL_FILE).write_bytes(b"\x80garbage")
+    with pytest.raises(store.ModelStoreError):
+        store.set_current(settings.model_dir, "demo", newer)
+    assert store.current_version(settings.model_dir, "demo") == seeded
+    assert len(store.load_version(settings.model_dir, "demo").model.predict()) > 0
+
+
+def test_worse_model_is_kept_but_not_promoted(db, settings, seeded) -> None:
+    bad = settings.model_copy(update={"lgbm_n_estimators": 10, "promote_margin": -0.99})
+    with session(db) as s, s.begin():
+        res = train_global_lgbm_model(s, "demo", bad)
+    assert store.current_version(settings.model_dir, "demo") == seeded
+    assert res.metadata["promotion"].startswith("kept, not promoted")
+    assert res.version in {m["version"] for m in store.list_versions(settings.model_dir, "demo")}
