@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from procurement.db.catalog import ensure_products
 from procurement.db.models import DriverObservation, ImportRun, PriceObservation, Product, Sale
 
 CHUNK = 20_000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -161,34 +164,74 @@ def record_import(
 
 
 def _read(session: Session, stmt) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """Run a SELECT into a DataFrame. On MySQL/MariaDB bulk reads go through connectorx (Rust,
+    many times faster than pymysql's row-by-row fetch). Not on SQLite: connectorx links its own
+    copy of SQLite, and two copies in one process do not see each other's locks (stale reads
+    were observed), so SQLite uses ``_read_grouped`` instead."""
+    bind = session.get_bind()
+    if bind.url.drivername.startswith(("mysql", "mariadb")):
+        try:
+            import connectorx as cx
+
+            sql = str(stmt.compile(dialect=bind.dialect, compile_kwargs={"literal_binds": True}))
+            session.flush()
+            return cx.read_sql(bind.url.set(drivername="mysql").render_as_string(hide_password=False), sql)
+        except Exception:  # fall back to the portable path; correctness first
+            log.debug("connectorx read failed; using SQLAlchemy", exc_info=True)
     return pd.read_sql(stmt, session.connection())
+
+
+def _read_grouped(session: Session, model, value: str, tenant_id: int, since: dt.date | None) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """(product_id, date, value) of a tenant. On SQLite one row per product with the dates and
+    values concatenated in C is about 2x faster than fetching millions of rows in Python."""
+    bind = session.get_bind()
+    if not bind.url.drivername.startswith("sqlite"):
+        stmt = select(model.product_id, model.date, getattr(model, value)).where(model.tenant_id == tenant_id)
+        if since is not None:
+            stmt = stmt.where(model.date >= since)
+        return _read(session, stmt)
+    stmt = select(
+        model.product_id,
+        func.count(),
+        func.group_concat(model.date),
+        func.group_concat(getattr(model, value)),
+    ).where(model.tenant_id == tenant_id)
+    if since is not None:
+        stmt = stmt.where(model.date >= since)
+    rows = session.execute(stmt.group_by(model.product_id)).all()
+    if not rows:
+        return pd.DataFrame({"product_id": [], "date": [], value: []})
+    ids = np.repeat([r[0] for r in rows], [r[1] for r in rows])
+    dates = np.array(",".join(r[2] for r in rows).split(","), dtype="datetime64[D]")
+    values = np.array(",".join(r[3] for r in rows).split(","), dtype=float)
+    return pd.DataFrame({"product_id": ids, "date": dates, value: values})
+
+
+def _sku_of(session: Session, tenant_id: int) -> dict[int, str]:
+    return dict(session.execute(select(Product.id, Product.sku).where(Product.tenant_id == tenant_id)).all())
+
+
+def _with_sku(session: Session, tenant_id: int, df: pd.DataFrame, value: str) -> pd.DataFrame:
+    skus = _sku_of(session, tenant_id)
+    ids = np.array(list(skus), dtype=np.int64)
+    names = np.array(list(skus.values()), dtype=object)
+    order = np.argsort(ids)
+    pos = np.searchsorted(ids[order], df["product_id"].to_numpy(dtype=np.int64))
+    out = pd.DataFrame(
+        {"sku": names[order][pos], "date": pd.to_datetime(df["date"]), value: df[value].to_numpy(dtype=float)}
+    )
+    return out.sort_values(["sku", "date"], ignore_index=True)
 
 
 def load_prices(session: Session, tenant_id: int, since: dt.date | None = None) -> pd.DataFrame:
     """All prices of a tenant as ``sku, date (datetime64), price``, sorted."""
-    stmt = (
-        select(Product.sku, PriceObservation.date, PriceObservation.price)
-        .join(Product, Product.id == PriceObservation.product_id)
-        .where(PriceObservation.tenant_id == tenant_id)
-    )
-    if since is not None:
-        stmt = stmt.where(PriceObservation.date >= since)
-    df = _read(session, stmt)
-    df["date"] = pd.to_datetime(df["date"])
-    return df.sort_values(["sku", "date"], ignore_index=True)
+    df = _read_grouped(session, PriceObservation, "price", tenant_id, since)
+    return _with_sku(session, tenant_id, df, "price")
 
 
 def load_sales(session: Session, tenant_id: int, since: dt.date | None = None) -> pd.DataFrame:
-    stmt = (
-        select(Product.sku, Sale.date, Sale.quantity)
-        .join(Product, Product.id == Sale.product_id)
-        .where(Sale.tenant_id == tenant_id)
-    )
-    if since is not None:
-        stmt = stmt.where(Sale.date >= since)
-    df = _read(session, stmt)
-    df["date"] = pd.to_datetime(df["date"])
-    return df.sort_values(["sku", "date"], ignore_index=True)
+    df = _read_grouped(session, Sale, "quantity", tenant_id, since)
+    return _with_sku(session, tenant_id, df, "quantity")
 
 
 def load_drivers(session: Session, tenant_id: int, since: dt.date | None = None) -> pd.DataFrame:
@@ -204,8 +247,6 @@ def load_drivers(session: Session, tenant_id: int, since: dt.date | None = None)
 
 def price_range(session: Session, tenant_id: int) -> tuple[dt.date | None, dt.date | None, int]:
     """First and last price date and number of observations."""
-    from sqlalchemy import func
-
     row = session.execute(
         select(
             func.min(PriceObservation.date),

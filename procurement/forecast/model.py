@@ -34,6 +34,8 @@ class ModelParams:
     num_leaves: int = 31
     conformal_windows: int = 6
     max_history: int | None = 730  # periods per series used for training
+    max_train_rows: int = 2_000_000  # LightGBM sees a random sample of at most this many rows
+    backtest_series: int = 1_000  # the calibration backtest runs on a sample of this many series
     seed: int = 42
 
     def lgbm(self) -> lgb.LGBMRegressor:
@@ -196,8 +198,16 @@ def fit_price_model(
     n_feat = len(exog) + len(spec.lags) + 3 + len(spec.date_features)
     say(0.15, f"backtesting on the last {params.conformal_windows} x {horizon} periods")
     fcst = make_forecaster(spec, params)
+    ids = frame["unique_id"].unique()
+    if len(ids) > params.backtest_series:
+        # pooled calibration needs many errors, not every product: a random sample is enough
+        rng = np.random.default_rng(params.seed)
+        ids = rng.choice(ids, params.backtest_series, replace=False)
+        cv_train = train[train["unique_id"].isin(ids)]
+    else:
+        cv_train = train
     cv = fcst.cross_validation(
-        train,
+        cv_train,
         n_windows=params.conformal_windows,
         h=horizon,
         refit=False,
@@ -213,7 +223,14 @@ def fit_price_model(
     metrics["shrink_to_naive"] = shrink
     say(0.5, f"training LightGBM on {len(train):,} rows x {n_feat} features")
     fcst = make_forecaster(spec, params)
-    fcst.fit(train, static_features=[], keep_last_n=max(max(spec.lags), max(spec.windows)) + 1)
+    keep = max(max(spec.lags), max(spec.windows)) + 1
+    feats = fcst.preprocess(train, static_features=[], keep_last_n=keep)
+    if len(feats) > params.max_train_rows:
+        # rows of a global model are highly redundant; a random sample trains as well, faster
+        feats = feats.sample(params.max_train_rows, random_state=params.seed)
+    x = feats[fcst.ts.features_order_]
+    fcst.fit_models(x, feats["y"].to_numpy())
+    del feats, x
     say(0.9, "model trained")
     last_date = frame["ds"].max()
     tail_start = last_date - pd.tseries.frequencies.to_offset(spec.freq) * (
