@@ -1,13 +1,81 @@
-"""procurement: entry point. Shared page setup lives in pages/common.py; pages call the library."""
+"""procurement: entry point. Login, then navigation over the pages the user's role may see.
+
+Shared page setup lives in pages/common.py; pages call the library, never SQL or LightGBM.
+"""
 
 import streamlit as st
+import streamlit_authenticator as stauth
+
+from pages.common import engine
+from procurement import auth
+from procurement.config import get_settings
+from procurement.db import session
 
 st.set_page_config(page_title="procurement", page_icon=":material/shopping_cart:", layout="wide")
+settings = get_settings()
 
+with session(engine()) as s:
+    creds = auth.credentials(s, settings)
+failed_before = {u: c["failed_login_attempts"] for u, c in creds["usernames"].items()}
+authenticator = stauth.Authenticate(
+    creds,
+    "procurement_auth",
+    auth.cookie_key(settings),
+    settings.cookie_expiry_days,
+    auto_hash=False,
+)
+
+
+def login_page() -> None:
+    try:
+        authenticator.login(location="main", fields={"Form name": "Log in to procurement"})
+    except stauth.utilities.exceptions.LoginError as exc:
+        st.error(str(exc))
+    status = st.session_state.get("authentication_status")
+    # streamlit-authenticator counts failures in the dict it was given; persist them with a lockout
+    for user, c in creds["usernames"].items():
+        if c.get("failed_login_attempts", 0) > failed_before.get(user, 0):
+            with session(engine()) as s, s.begin():
+                auth.record_login(s, user, False, settings)
+    if status is True:
+        with session(engine()) as s, s.begin():
+            principal = auth.principal_for(s, st.session_state["username"])
+            if principal is not None:
+                auth.record_login(s, principal.username, True, settings)
+        st.session_state["principal"] = principal
+        st.rerun()
+    if status is False:
+        st.error("Wrong username or password, or the account is locked.")
+    st.caption(
+        "No account? Ask your administrator. Demo logins are printed by the first `make run`."
+    )
+
+
+logged_in = bool(st.session_state.get("authentication_status")) and st.session_state.get(
+    "principal"
+)
+principal: auth.Principal | None = st.session_state.get("principal") if logged_in else None
 pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/product.py", title="Product", icon=":material/show_chart:", url_path="product"),
     st.Page("pages/recommendations.py", title="Recommendations", icon=":material/list_alt:"),
     st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
 ]
-st.navigation(pages).run()
+if principal is not None and principal.can("admin"):
+    pages.append(st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
+# The same pages exist before login, so a link to /product?sku=... survives the login
+page = st.navigation(pages, position="sidebar" if principal else "hidden")
+if principal is None:
+    st.session_state.pop("principal", None)
+    login_page()
+    st.stop()
+
+with st.sidebar:
+    st.caption(f"Signed in as **{principal.username}** ({principal.role})")
+    authenticator.logout(
+        "Log out",
+        "sidebar",
+        key="logout_button",
+        callback=lambda _: st.session_state.pop("principal", None),
+    )
+page.run()

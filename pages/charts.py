@@ -37,7 +37,7 @@ def price_forecast(
     )
     line = (
         alt.Chart(forecast)
-        .mark_line(color="#1f6f5c", strokeDash=[5, 3], point=True)
+        .mark_line(color="#1f6f5c", strokeDash=[5, 3], point=alt.OverlayMarkDef(color="#1f6f5c"))
         .encode(
             x=x,
             y="y_pred:Q",

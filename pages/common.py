@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from procurement import buying
+from procurement import auth, buying
 from procurement.config import get_settings
 from procurement.db import catalog, get_engine, migrate, session
 from procurement.forecast import store
@@ -22,6 +22,7 @@ from procurement.recommend import Policy
 class Context:
     tenant: str
     tenant_id: int
+    principal: auth.Principal
     version: str | None
     model: PriceModel | None
     metadata: dict[str, Any] | None
@@ -83,9 +84,13 @@ def page_setup(title: str, need_model: bool = True) -> Context:
     """Sidebar (company, model, data freshness) and the empty/error states every page shares."""
     st.title(title)
     st_settings = get_settings()
+    principal: auth.Principal = st.session_state.get("principal") or auth.Principal(
+        "anonymous", "none", -1
+    )
     try:
         with session(engine()) as s:
-            tenants = catalog.list_tenants(s)
+            # the one place where a page's company is chosen: only those the user may see
+            tenants = auth.visible_tenants(s, principal)
             if not tenants:
                 st.info(
                     "No data yet. Seed the demo with `python -m procurement seed` or import your "
@@ -146,7 +151,9 @@ def page_setup(title: str, need_model: bool = True) -> Context:
         )
         st.page_link("pages/model.py", label="Go to Model", icon=":material/model_training:")
         st.stop()
-    return Context(slug, tenant.id, version, stored.model if stored else None, meta, fresh)
+    return Context(
+        slug, tenant.id, principal, version, stored.model if stored else None, meta, fresh
+    )
 
 
 def _db_down(exc: Exception) -> None:

@@ -39,9 +39,10 @@ def train_here() -> None:
     st.rerun()
 
 
-if st.button("Retrain", type="primary", icon=":material/refresh:", key="retrain"):
-    who = st.session_state.get("username") or "app"
-    run_id, created = retrain.request(engine(), ctx.tenant, who)
+if ctx.principal.can("retrain") and st.button(
+    "Retrain", type="primary", icon=":material/refresh:", key="retrain"
+):
+    run_id, created = retrain.request(engine(), ctx.tenant, ctx.principal)
     if retrain.scheduler_alive(engine()):
         st.toast(
             "Retrain queued: the scheduler picks it up within seconds."
@@ -146,7 +147,7 @@ table = pd.DataFrame(
 )
 st.dataframe(table, hide_index=True, width="stretch")
 older = [v["version"] for v in versions if v["version"] != ctx.version]
-if older:
+if older and ctx.principal.can("retrain"):
     c1, c2 = st.columns([3, 1])
     target = c1.selectbox("Roll back to", older, key="rollback_to")
     if c2.button("Roll back", key="rollback"):

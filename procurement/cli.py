@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from tqdm import tqdm
 
+from procurement.auth import PermissionDenied, Principal
 from procurement.config import get_settings
 from procurement.data.importers import ImportValidationError
 from procurement.forecast.store import ModelStoreError
@@ -93,7 +94,7 @@ def cmd_import(args: argparse.Namespace) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        counts = demo.import_price_file(s, args.tenant, args.file, progress)
+        counts = demo.import_price_file(s, args.tenant, args.file, Principal.system(), progress)
     print(
         f"{args.file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged"
     )
@@ -279,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for e in exc.errors[1:10]:
             print(f"  {e}", file=sys.stderr)
         return 2
-    except (CliError, ValueError, ModelStoreError, FileNotFoundError) as exc:
+    except (CliError, ValueError, ModelStoreError, FileNotFoundError, PermissionDenied) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OperationalError as exc:

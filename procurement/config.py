@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     # than the current model's by more than this fraction; otherwise it is kept, not promoted.
     promote_margin: float = Field(0.10, ge=0)
     refresh_hour_utc: int = Field(5, ge=0, le=23)
+    # Login
+    cookie_key: SecretStr | None = None
+    admin_password: SecretStr | None = None
+    cookie_expiry_days: float = 1.0
+    max_failed_logins: int = Field(5, ge=1)
+    lockout_minutes: int = Field(15, ge=1)
 
     @field_validator("database_url")
     @classmethod

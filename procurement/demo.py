@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from procurement.auth import Principal, authorize
 from procurement.config import PROJECT_ROOT
 from procurement.data.importers import read_price_csv, validate_prices
 from procurement.data.synthetic import generate
@@ -24,9 +25,12 @@ def seed_synthetic(
     n_days: int = 730,
     seed: int = 7,
     progress: Callable[[int, int], None] | None = None,
+    price_factor: float = 1.0,
 ) -> history.UpsertCounts:
     """Generate and store a synthetic catalog through the validated import path."""
     data = generate(n_products, n_days, seed)
+    if price_factor != 1.0:
+        data.prices["price"] = (data.prices["price"] * price_factor).round(2)
     ten = catalog.get_or_create_tenant(session, tenant, "Demo Manufacturing Co.")
     prices = validate_prices(data.prices, source="synthetic")
     counts = history.store_prices(session, ten.id, prices, progress=progress)
@@ -57,11 +61,49 @@ def seed_real(session: Session, tenant: str = REAL_TENANT, years: int = 3) -> hi
 
 
 def import_price_file(
-    session: Session, tenant: str, path: str | Path, progress=None
-) -> history.UpsertCounts:  # type: ignore[no-untyped-def]
+    session: Session,
+    tenant: str,
+    path: str | Path,
+    actor: Principal,
+    progress: Callable[[int, int], None] | None = None,
+) -> history.UpsertCounts:
     """Validate a CSV and store it in the caller's transaction (nothing is stored on error)."""
+    existing = catalog.get_tenant(session, tenant)
+    authorize(actor, "import", existing.id if existing else None)
+    if existing is None:
+        authorize(actor, "admin")  # only administrators create companies
     df = read_price_csv(path)
     ten = catalog.get_or_create_tenant(session, tenant)
     counts = history.store_prices(session, ten.id, df, progress=progress)
     history.record_import(session, ten.id, str(path), counts)
     return counts
+
+
+DEMO_USERS = (
+    ("buyer", "buyer", "demo", "Demo buyer"),
+    ("viewer", "viewer", "demo", "Demo viewer"),
+    ("energy-buyer", "buyer", REAL_TENANT, "Energy buyer"),
+)
+
+
+def seed_users(session: Session, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The first administrator and one demo user per role, with generated passwords.
+
+    Returns {username: password} for the users created now, for printing once; nothing is stored
+    in clear. Demo users cannot log in when ENVIRONMENT=production.
+    """
+    from procurement import auth
+
+    created: dict[str, str] = {}
+    admin_pw = auth.ensure_admin(session, settings)
+    if admin_pw:
+        created["admin"] = admin_pw
+    existing = {u.username for u in auth.list_users(session)}
+    for username, role, tenant, name in DEMO_USERS:
+        ten = catalog.get_tenant(session, tenant)
+        if ten is None or username in existing:
+            continue
+        pw = auth.new_password()
+        auth.create_user(session, username, pw, role, ten.id, name=name, is_demo=True)
+        created[username] = pw
+    return created

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from procurement.auth import Principal, authorize
 from procurement.config import Settings
 from procurement.db import catalog, forecasts, runs, session
 from procurement.db.models import ModelRun, Tenant
@@ -27,13 +28,14 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def request(engine: Engine, tenant: str, who: str) -> tuple[int, bool]:
+def request(engine: Engine, tenant: str, actor: Principal) -> tuple[int, bool]:
     """Queue a retrain of ``tenant``; ten clicks while one waits give one run, not ten."""
     with session(engine) as s, s.begin():
         ten = catalog.get_tenant(s, tenant)
         if ten is None:
             raise ValueError(f"unknown company {tenant!r}")
-        run, created = runs.request_retrain(s, ten.id, who)
+        authorize(actor, "retrain", ten.id)
+        run, created = runs.request_retrain(s, ten.id, actor.username)
         return run.id, created
 
 

@@ -100,7 +100,12 @@ def phase_mlforecast(db: str) -> dict:
     fit = time.perf_counter() - t
     t = time.perf_counter()
     fcst.predict(14)
-    return {"seconds": fit, "predict_seconds": time.perf_counter() - t, "rows": int(len(df)), "_": pd.__version__}
+    return {
+        "seconds": fit,
+        "predict_seconds": time.perf_counter() - t,
+        "rows": len(df),
+        "_": pd.__version__,
+    }
 
 
 def _run_phase(*args: str) -> dict:
@@ -113,13 +118,20 @@ def _run_phase(*args: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--products", type=int, action="append")
     p.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase:
         name, *rest = args.phase
-        fn = {"seed": phase_seed, "retrain": phase_retrain, "predict": phase_predict, "mlforecast": phase_mlforecast}[name]
+        fn = {
+            "seed": phase_seed,
+            "retrain": phase_retrain,
+            "predict": phase_predict,
+            "mlforecast": phase_mlforecast,
+        }[name]
         rest = [int(x) if x.isdigit() else x for x in rest]
         result = fn(*rest)
         result["peak_mb"] = round(_peak_mb())
@@ -132,17 +144,27 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             db, models = f"{tmp}/bench.db", f"{tmp}/models"
             seed = _run_phase("seed", db, str(n))
-            print(f"{n:>9} {'(seed the database, not timed)':<34} {seed['seconds']:>8.1f} {seed['peak_mb']:>8}")
+            print(
+                f"{n:>9} {'(seed the database, not timed)':<34} {seed['seconds']:>8.1f} {seed['peak_mb']:>8}"
+            )
             base = _run_phase("mlforecast", db)
-            print(f"{n:>9} {'baseline: mlforecast fit, in memory':<34} {base['seconds']:>8.1f} {base['peak_mb']:>8}")
+            print(
+                f"{n:>9} {'baseline: mlforecast fit, in memory':<34} {base['seconds']:>8.1f} {base['peak_mb']:>8}"
+            )
             print(f"{n:>9} {'baseline: mlforecast predict 14':<34} {base['predict_seconds']:>8.2f}")
             rt = _run_phase("retrain", db, models)
-            print(f"{n:>9} {'full retrain (db->model file)':<34} {rt['seconds']:>8.1f} {rt['peak_mb']:>8}")
+            print(
+                f"{n:>9} {'full retrain (db->model file)':<34} {rt['seconds']:>8.1f} {rt['peak_mb']:>8}"
+            )
             for step, sec in rt["steps"].items():
                 print(f"{'':>9}   {step[:32]:<32} {sec:>8.1f}")
             pr = _run_phase("predict", models)
-            print(f"{n:>9} {'predict_prices() all products':<34} {pr['seconds']:>8.2f} {pr['peak_mb']:>8}")
-            print(f"{'':>9}   retrain / baseline fit: {rt['seconds'] / base['seconds']:.1f}x; targets: retrain < 60 s, predict < 10 s (10,000 products)")
+            print(
+                f"{n:>9} {'predict_prices() all products':<34} {pr['seconds']:>8.2f} {pr['peak_mb']:>8}"
+            )
+            print(
+                f"{'':>9}   retrain / baseline fit: {rt['seconds'] / base['seconds']:.1f}x; targets: retrain < 60 s, predict < 10 s (10,000 products)"
+            )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ model). Safe to run again: it reuses what exists, so a second ``make run`` start
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from procurement import demo
@@ -32,6 +33,17 @@ def main(argv: list[str] | None = None) -> int:
             if catalog.get_tenant(s, demo.REAL_TENANT) is None:
                 c = demo.seed_real(s)
                 print(f"loaded {c.added} real EIA prices for '{demo.REAL_TENANT}'")
+            logins = demo.seed_users(s, st)
+        if logins:
+            # printed once; only bcrypt hashes are stored. Kept for the developer in a 0600 file.
+            lines = [f"{u:<14} {pw}" for u, pw in logins.items()]
+            path = st.model_dir.parent / "data" / "demo-logins.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as f:
+                f.write("\n".join(lines) + "\n")
+            print("\nLog in at http://localhost:8501 with (also saved in data/demo-logins.txt):")
+            print("\n".join("  " + line for line in lines) + "\n")
     if args.step in ("all", "train"):
         from procurement.forecast.train import train_global_lgbm_model
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
-from procurement import demo
+from procurement import auth, demo
 from procurement.config import Settings, get_settings
 from procurement.data.synthetic import SyntheticData, generate
 from procurement.db import make_engine, migrate
@@ -21,6 +21,13 @@ from procurement.db import session as db_session
 from procurement.db.models import Base
 from procurement.forecast.train import train_global_lgbm_model
 
+PASSWORD = "correct horse battery"  # test-only user password
+USERS = (
+    ("admin", "admin", None),
+    ("buyer", "buyer", "demo"),
+    ("viewer", "viewer", "demo"),
+    ("other-buyer", "buyer", "other"),
+)
 MARIADB_ROOT = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
 
@@ -140,6 +147,13 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         demo.seed_synthetic(s, "demo", n_products=15, n_days=200)
     with db_session(engine) as s, s.begin():
         train_global_lgbm_model(s, "demo", get_settings())
+    # a second company with the same SKUs, prices ten times higher, for isolation tests
+    with db_session(engine) as s, s.begin():
+        demo.seed_synthetic(s, "other", n_products=15, n_days=200, seed=99, price_factor=10.0)
+    with db_session(engine) as s, s.begin():
+        for username, role, tenant in USERS:
+            tid = None if tenant is None else demo.catalog.get_tenant(s, tenant).id
+            auth.create_user(s, username, PASSWORD, role, tid)
     yield env
     mp.undo()
     get_settings.cache_clear()

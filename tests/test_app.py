@@ -5,22 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import USERS
 from streamlit.testing.v1 import AppTest
 
+from procurement import auth
+from procurement.config import get_settings
+from procurement.db import catalog, make_engine, session
 from procurement.forecast import store
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["pages/overview.py", "pages/product.py", "pages/recommendations.py", "pages/model.py"]
 
 
-def _app(page: str | None = None) -> AppTest:
+def _app(page: str | None = None, user: str = "buyer") -> AppTest:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    login_as(at, user)
     at.run()
     if page:
         at.switch_page(page)
         at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
+
+
+def login_as(at: AppTest, username: str) -> None:
+    """Start the session as a logged-in user (the login form itself is tested separately)."""
+    role, tenant = next((r, t) for u, r, t in USERS if u == username)
+    with session(make_engine(get_settings().database_url)) as s:
+        tid = None if tenant is None else catalog.get_tenant(s, tenant).id
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = username
+    at.session_state["name"] = username
+    at.session_state["principal"] = auth.Principal(username, role, tid)
 
 
 @pytest.mark.parametrize("page", PAGES)

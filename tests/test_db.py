@@ -8,9 +8,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from procurement import demo
+from procurement.auth import Principal
 from procurement.data.importers import ImportValidationError, validate_prices
 from procurement.db import catalog, history, migrate
 from procurement.db.models import PriceObservation, Product, Sale
+
+SYSTEM = Principal.system()
 
 
 def _count(session: Session, model) -> int:
@@ -28,9 +31,9 @@ def test_import_same_file_twice_changes_nothing(session: Session, tmp_path) -> N
         "sku,date,price,quantity,supplier\nA,2026-01-01,1.0,5,Acme\nA,2026-01-02,1.1,,Acme\nB,2026-01-01,7,2,Beta\n"
     )
     with session.begin():
-        first = demo.import_price_file(session, "acme", f)
+        first = demo.import_price_file(session, "acme", f, SYSTEM)
     with session.begin():
-        second = demo.import_price_file(session, "acme", f)
+        second = demo.import_price_file(session, "acme", f, SYSTEM)
     assert (first.added, first.updated, first.unchanged) == (3, 0, 0)
     assert (second.added, second.updated, second.unchanged) == (0, 0, 3)
     assert _count(session, PriceObservation) == 3
@@ -41,10 +44,10 @@ def test_corrected_file_updates_changed_prices_only(session: Session, tmp_path) 
     f = tmp_path / "p.csv"
     f.write_text("sku,date,price\nA,2026-01-01,1.0\nA,2026-01-02,1.1\n")
     with session.begin():
-        demo.import_price_file(session, "acme", f)
+        demo.import_price_file(session, "acme", f, SYSTEM)
     f.write_text("sku,date,price\nA,2026-01-01,1.0\nA,2026-01-02,1.25\n")
     with session.begin():
-        counts = demo.import_price_file(session, "acme", f)
+        counts = demo.import_price_file(session, "acme", f, SYSTEM)
     assert (counts.added, counts.updated, counts.unchanged) == (0, 1, 1)
     ten = catalog.get_tenant(session, "acme")
     prices = history.load_prices(session, ten.id)
@@ -55,11 +58,11 @@ def test_file_with_one_bad_row_stores_nothing(session: Session, tmp_path) -> Non
     good = tmp_path / "good.csv"
     good.write_text("sku,date,price\nA,2026-01-01,1.0\n")
     with session.begin():
-        demo.import_price_file(session, "acme", good)
+        demo.import_price_file(session, "acme", good, SYSTEM)
     bad = tmp_path / "bad.csv"
     bad.write_text("sku,date,price\nB,2026-01-01,2.0\nC,2026-01-02,-3\n")
     with pytest.raises(ImportValidationError, match="line 3, field 'price'"), session.begin():
-        demo.import_price_file(session, "acme", bad)
+        demo.import_price_file(session, "acme", bad, SYSTEM)
     assert _count(session, PriceObservation) == 1
     assert _count(session, Product) == 1
 

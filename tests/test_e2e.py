@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+from conftest import PASSWORD  # noqa: E402
 from screenshot import chromium_path, screenshot  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -59,6 +60,7 @@ def test_product_page_renders_its_chart_in_a_real_browser(app_env, tmp_path) -> 
             f"http://127.0.0.1:{port}/product?sku=SKU-00002",
             str(out),
             selector="[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg",
+            login=("buyer", PASSWORD),
         )
         assert out.stat().st_size > 20_000
     finally:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from procurement import demo, retrain
+from procurement.auth import Principal
 from procurement.db import runs, session
 from procurement.db.models import ModelRun, PriceForecast
 from procurement.forecast import store
@@ -82,7 +83,7 @@ def test_request_from_app_is_picked_up_and_publishes_new_version(db, settings, s
     try:
         _wait(lambda: retrain.scheduler_alive(db), 60, "scheduler heartbeat")
         t0 = time.time()
-        run_id, created = retrain.request(db, "demo", "buyer@test")
+        run_id, created = retrain.request(db, "demo", Principal("buyer@test", "buyer", None))
         assert created
         run = _wait(
             lambda: (r := _run(db, run_id)).status in ("done", "failed") and r, 120, "run to finish"
@@ -104,7 +105,12 @@ def test_request_from_app_is_picked_up_and_publishes_new_version(db, settings, s
 
 def test_ten_concurrent_requests_give_one_run(db, seeded) -> None:
     with ThreadPoolExecutor(10) as pool:
-        results = list(pool.map(lambda i: retrain.request(db, "demo", f"user{i}"), range(10)))
+        results = list(
+            pool.map(
+                lambda i: retrain.request(db, "demo", Principal(f"user{i}", "buyer", None)),
+                range(10),
+            )
+        )
     assert len({run_id for run_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     with session(db) as s:
@@ -115,10 +121,10 @@ def test_ten_concurrent_requests_give_one_run(db, seeded) -> None:
 
 
 def test_requests_while_training_queue_exactly_one_more(db, seeded) -> None:
-    first, _ = retrain.request(db, "demo", "a")
+    first, _ = retrain.request(db, "demo", Principal("a", "buyer", None))
     with session(db) as s, s.begin():
         runs.claim_next(s)  # now running
-    ids = {retrain.request(db, "demo", f"u{i}")[0] for i in range(10)}
+    ids = {retrain.request(db, "demo", Principal(f"u{i}", "buyer", None))[0] for i in range(10)}
     assert len(ids) == 1 and first not in ids
 
 
@@ -141,7 +147,7 @@ def test_expired_lease_can_be_taken_over(db) -> None:
 def test_kill_9_mid_training_keeps_old_model_and_next_start_finishes(db, settings, seeded) -> None:
     # a bigger model so the kill lands while LightGBM is training
     env = _env(db, settings, LGBM_N_ESTIMATORS="3000", LGBM_LEARNING_RATE="0.01")
-    run_id, _ = retrain.request(db, "demo", "buyer")
+    run_id, _ = retrain.request(db, "demo", Principal("buyer", "buyer", None))
     proc = _start(env)
     try:
         _wait(lambda: _run(db, run_id).status == "running", 60, "training to start")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from procurement import retrain
+from procurement.auth import Principal
 from procurement.config import get_settings
 from procurement.db import catalog, get_engine, session
 
@@ -34,7 +35,7 @@ def enqueue_all() -> None:
     with session(engine) as s:
         slugs = [t.slug for t in catalog.list_tenants(s)]
     for slug in slugs:
-        retrain.request(engine, slug, "schedule")
+        retrain.request(engine, slug, Principal("schedule", "admin", None))
 
 
 def refresh_all() -> None:

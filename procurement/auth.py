@@ -1,0 +1,217 @@
+"""Users, roles and what each role may do; login bookkeeping with lockout.
+
+The app logs people in with streamlit-authenticator, fed from the ``app_user`` table; this module
+is the library side: every action that changes data checks the acting principal here, so a
+viewer is refused by the library even if a page forgot to hide a button.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from procurement.config import PROJECT_ROOT, Settings
+from procurement.db.models import AppUser, LoginEvent, Tenant
+
+ROLES = ("admin", "buyer", "viewer")
+PERMISSIONS = {
+    "admin": {"view", "import", "retrain", "orders", "admin"},
+    "buyer": {"view", "import", "retrain", "orders"},
+    "viewer": {"view"},
+}
+log = logging.getLogger("procurement.auth")
+
+
+class PermissionDenied(PermissionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: a logged-in user, or the system (CLI, scheduler)."""
+
+    username: str
+    role: str
+    tenant_id: int | None  # None: all companies (administrators and the system)
+
+    @classmethod
+    def system(cls) -> Principal:
+        return cls("system", "admin", None)
+
+    def can(self, action: str) -> bool:
+        return action in PERMISSIONS.get(self.role, set())
+
+
+def authorize(principal: Principal, action: str, tenant_id: int | None = None) -> None:
+    """Raise ``PermissionDenied`` unless ``principal`` may do ``action`` in that company."""
+    if not principal.can(action):
+        raise PermissionDenied(f"{principal.username} ({principal.role}) may not {action}")
+    if (
+        tenant_id is not None
+        and principal.tenant_id is not None
+        and principal.tenant_id != tenant_id
+    ):
+        raise PermissionDenied(f"{principal.username} has no access to that company")
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 10:
+        raise ValueError("a password needs at least 10 characters")
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def create_user(
+    session: Session,
+    username: str,
+    password: str,
+    role: str,
+    tenant_id: int | None,
+    name: str = "",
+    email: str = "",
+    is_demo: bool = False,
+) -> AppUser:
+    username = username.strip().lower()
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role != "admin" and tenant_id is None:
+        raise ValueError("buyers and viewers belong to one company")
+    if not username or session.scalar(select(AppUser).where(AppUser.username == username)):
+        raise ValueError(f"username {username!r} is empty or taken")
+    user = AppUser(
+        username=username,
+        name=name or username,
+        email=email,
+        role=role,
+        tenant_id=tenant_id,
+        password_hash=hash_password(password),
+        is_demo=is_demo,
+    )
+    session.add(user)
+    session.flush()
+    log.info("user %s created with role %s", username, role)
+    return user
+
+
+def set_password(session: Session, username: str, password: str) -> None:
+    user = _user(session, username)
+    user.password_hash = hash_password(password)
+    user.failed_logins, user.locked_until = 0, None
+    log.info("password of %s reset", username)
+
+
+def set_active(session: Session, username: str, active: bool) -> None:
+    _user(session, username).active = active
+    log.info("user %s %s", username, "activated" if active else "deactivated")
+
+
+def _user(session: Session, username: str) -> AppUser:
+    user = session.scalar(select(AppUser).where(AppUser.username == username.strip().lower()))
+    if user is None:
+        raise ValueError(f"no user {username!r}")
+    return user
+
+
+def list_users(session: Session, tenant_id: int | None = None) -> list[AppUser]:
+    stmt = select(AppUser).order_by(AppUser.username)
+    if tenant_id is not None:
+        stmt = stmt.where(AppUser.tenant_id == tenant_id)
+    return list(session.scalars(stmt))
+
+
+def may_log_in(user: AppUser, settings: Settings, now: dt.datetime | None = None) -> bool:
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if not user.active or (user.locked_until is not None and user.locked_until > now):
+        return False
+    # demo users exist for a developer's machine; their passwords were printed to a terminal
+    return not (user.is_demo and settings.environment == "production")
+
+
+def credentials(session: Session, settings: Settings) -> dict:
+    """The credentials dict streamlit-authenticator wants, holding only users who may log in."""
+    users = {}
+    for u in session.scalars(select(AppUser)):
+        if may_log_in(u, settings):
+            users[u.username] = {
+                "name": u.name,
+                "email": u.email or f"{u.username}@localhost",
+                "password": u.password_hash,
+                "roles": [u.role],
+                "failed_login_attempts": 0,
+                "logged_in": False,
+            }
+    return {"usernames": users}
+
+
+def record_login(session: Session, username: str, success: bool, settings: Settings) -> None:
+    """Log the attempt (never the password) and lock the account after repeated failures."""
+    user = session.scalar(select(AppUser).where(AppUser.username == username.strip().lower()))
+    reason = "ok" if success else "wrong password"
+    if user is None:
+        reason = "unknown user"
+    elif success:
+        user.failed_logins, user.locked_until = 0, None
+    else:
+        user.failed_logins += 1
+        if user.failed_logins >= settings.max_failed_logins:
+            user.locked_until = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(
+                minutes=settings.lockout_minutes
+            )
+            reason = "locked after repeated failures"
+    session.add(LoginEvent(username=username[:100], success=success, reason=reason))
+    (log.info if success else log.warning)(
+        "login %s for %s: %s", "ok" if success else "failed", username, reason
+    )
+
+
+def principal_for(session: Session, username: str) -> Principal | None:
+    user = session.scalar(select(AppUser).where(AppUser.username == username.strip().lower()))
+    if user is None or not user.active:
+        return None
+    return Principal(user.username, user.role, user.tenant_id)
+
+
+def visible_tenants(session: Session, principal: Principal) -> list[Tenant]:
+    stmt = select(Tenant).order_by(Tenant.slug)
+    if principal.tenant_id is not None:
+        stmt = stmt.where(Tenant.id == principal.tenant_id)
+    return list(session.scalars(stmt))
+
+
+def cookie_key(settings: Settings) -> str:
+    """The cookie signing key: from COOKIE_KEY; in development generated once into data/."""
+    if settings.cookie_key:
+        return settings.cookie_key.get_secret_value()
+    if settings.environment == "production":
+        raise RuntimeError("COOKIE_KEY must be set in production")
+    path = PROJECT_ROOT / "data" / ".cookie_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return Path(path).read_text().strip()
+
+
+def ensure_admin(session: Session, settings: Settings) -> str | None:
+    """Create the first administrator if there is none. Returns a generated password to print
+    once, or None when ADMIN_PASSWORD was given or an administrator exists."""
+    if session.scalar(select(AppUser).where(AppUser.role == "admin")) is not None:
+        return None
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    if given is None and settings.environment == "production":
+        raise RuntimeError("set ADMIN_PASSWORD for the first administrator in production")
+    password = given or new_password()
+    create_user(session, "admin", password, "admin", None, name="Administrator")
+    return None if given else password

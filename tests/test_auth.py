@@ -1,0 +1,148 @@
+"""Login, roles and one catalog per company, against SQLite and MariaDB."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from procurement import auth, buying, demo, retrain
+from procurement.db import catalog, forecasts, history, runs, session
+from procurement.forecast.train import train_global_lgbm_model
+
+PW = "correct horse battery"
+
+
+@pytest.fixture
+def two_companies(db, settings):
+    """Companies A and B with the same SKUs; B's prices are 1000x A's, so any leak shows."""
+    with session(db) as s, s.begin():
+        demo.seed_synthetic(s, "a", n_products=6, n_days=150, seed=1)
+        demo.seed_synthetic(s, "b", n_products=6, n_days=150, seed=2, price_factor=1000.0)
+        a, b = catalog.get_tenant(s, "a"), catalog.get_tenant(s, "b")
+        auth.create_user(s, "viewer-a", PW, "viewer", a.id)
+        auth.create_user(s, "buyer-a", PW, "buyer", a.id)
+        return a.id, b.id
+
+
+def test_every_query_function_as_company_a_returns_no_row_of_b(db, settings, two_companies) -> None:
+    a, b = two_companies
+    with session(db) as s, s.begin():
+        version = train_global_lgbm_model(s, "a", settings).version
+    retrain.refresh_forecasts(db, settings, "a", version)
+    with session(db) as s:
+        b_max = history.load_prices(s, b)["price"].min()
+        assert history.load_prices(s, a)["price"].max() < b_max
+        assert history.load_sales(s, a)["sku"].nunique() == 6
+        assert set(history.load_drivers(s, a)["name"]) == set(history.load_drivers(s, b)["name"])
+        assert len(history.load_drivers(s, a)) == len(history.load_drivers(s, b))  # own copy each
+        products = catalog.load_products(s, a)
+        assert len(products) == 6 and set(products["supplier"]).isdisjoint({None})
+        for sku in products["sku"]:
+            assert buying.price_history(s, a, sku)["price"].max() < b_max
+        assert len(buying.demand_per_day(s, a)) == 6
+        assert forecasts.load_forecast(s, a, version)["y_pred"].max() < b_max
+        assert forecasts.load_forecast(s, b, version) is None
+        assert all(r.tenant_id == a for r in runs.list_runs(s, a))
+        assert history.price_range(s, a)[2] == 6 * 150
+
+
+def test_viewer_cannot_retrain_or_import_through_the_library(
+    db, settings, two_companies, tmp_path
+) -> None:
+    a, _ = two_companies
+    viewer = auth.Principal("viewer-a", "viewer", a)
+    with pytest.raises(auth.PermissionDenied):
+        retrain.request(db, "a", viewer)
+    f = tmp_path / "p.csv"
+    f.write_text("sku,date,price\nX,2026-01-01,1\n")
+    with pytest.raises(auth.PermissionDenied), session(db) as s, s.begin():
+        demo.import_price_file(s, "a", f, viewer)
+
+
+def test_buyer_cannot_touch_another_company(db, two_companies, tmp_path) -> None:
+    a, _ = two_companies
+    buyer = auth.Principal("buyer-a", "buyer", a)
+    assert retrain.request(db, "a", buyer)[1]
+    with pytest.raises(auth.PermissionDenied):
+        retrain.request(db, "b", buyer)
+    f = tmp_path / "p.csv"
+    f.write_text("sku,date,price\nX,2026-01-01,1\n")
+    with pytest.raises(auth.PermissionDenied), session(db) as s, s.begin():
+        demo.import_price_file(s, "b", f, buyer)
+
+
+def test_wrong_passwords_lock_the_account_and_it_stays_locked(db, settings, two_companies) -> None:
+    for _ in range(settings.max_failed_logins):
+        with session(db) as s, s.begin():
+            auth.record_login(s, "buyer-a", False, settings)
+    with session(db) as s:
+        assert "buyer-a" not in auth.credentials(s, settings)["usernames"]
+    with session(db) as s, s.begin():  # the right password later does not unlock it
+        auth.record_login(s, "buyer-a", True, settings)
+        user = next(u for u in auth.list_users(s) if u.username == "buyer-a")
+        assert user.locked_until is None  # a success resets...
+    # ...but a locked user never gets to a successful login: the authenticator is not given them
+    for _ in range(settings.max_failed_logins):
+        with session(db) as s, s.begin():
+            auth.record_login(s, "buyer-a", False, settings)
+    with session(db) as s:
+        assert "buyer-a" not in auth.credentials(s, settings)["usernames"]
+        assert "viewer-a" in auth.credentials(s, settings)["usernames"]
+
+
+def test_passwords_are_hashed_and_never_logged(db, settings, two_companies, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    with session(db) as s, s.begin():
+        auth.set_password(s, "viewer-a", "another secret pw")
+        auth.record_login(s, "viewer-a", False, settings)
+        creds = auth.credentials(s, settings)["usernames"]["viewer-a"]
+    assert creds["password"].startswith("$2") and "another secret pw" not in creds["password"]
+    assert "another secret pw" not in caplog.text and PW not in caplog.text
+    assert "login failed for viewer-a" in caplog.text
+
+
+def test_demo_users_cannot_log_in_in_production(db, settings, two_companies) -> None:
+    with session(db) as s, s.begin():
+        catalog.get_or_create_tenant(s, "demo")
+        created = demo.seed_users(s, settings)
+    assert set(created) == {"admin", "buyer", "viewer"}  # no 'energy' company here
+    prod = settings.model_copy(update={"environment": "production"})
+    with session(db) as s:
+        names = auth.credentials(s, prod)["usernames"]
+    assert "buyer" not in names and "admin" in names
+
+
+def test_first_admin_password_is_required_in_production(db, settings) -> None:
+    prod = settings.model_copy(update={"environment": "production", "admin_password": None})
+    with pytest.raises(RuntimeError, match="ADMIN_PASSWORD"), session(db) as s, s.begin():
+        auth.ensure_admin(s, prod)
+
+
+def test_short_passwords_are_refused(db, two_companies) -> None:
+    with pytest.raises(ValueError, match="10 characters"), session(db) as s, s.begin():
+        auth.create_user(s, "x", "short", "viewer", two_companies[0])
+
+
+def test_no_password_or_key_in_the_repository() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    tracked = [
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and ".venv" not in p.parts
+        and ".git" not in p.parts
+        and "data" not in p.parts
+        and p.suffix in {".py", ".md", ".toml", ".yml", ".ini", ".txt", ""}
+    ]
+    pattern = ("ADMIN_PASSWORD=", "COOKIE_KEY=", "MYSQL_PASSWORD: ")
+    for p in tracked:
+        text = p.read_text(errors="ignore")
+        for pat in pattern:
+            for line in text.splitlines():
+                if pat in line and "${" not in line and "..." not in line and "pattern" not in line:
+                    pytest.fail(f"{p}: {line.strip()}")
+    ignored = (root / ".gitignore").read_text()
+    assert "data/.cookie_key" in ignored and "data/demo-logins.txt" in ignored
