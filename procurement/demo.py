@@ -31,7 +31,9 @@ def seed_synthetic(
     data = generate(n_products, n_days, seed)
     if price_factor != 1.0:
         data.prices["price"] = (data.prices["price"] * price_factor).round(2)
-    ten = catalog.get_or_create_tenant(session, tenant, "Demo Manufacturing Co.")
+    ten = catalog.get_or_create_tenant(
+        session, tenant, "Demo Manufacturing Co." if tenant == "demo" else None
+    )
     prices = validate_prices(data.prices, source="synthetic")
     counts = history.store_prices(session, ten.id, prices, progress=progress)
     history.store_drivers(session, ten.id, data.drivers)

@@ -151,6 +151,8 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     with db_session(engine) as s, s.begin():
         demo.seed_synthetic(s, "other", n_products=15, n_days=200, seed=99, price_factor=10.0)
     with db_session(engine) as s, s.begin():
+        train_global_lgbm_model(s, "other", get_settings())
+    with db_session(engine) as s, s.begin():
         for username, role, tenant in USERS:
             tid = None if tenant is None else demo.catalog.get_tenant(s, tenant).id
             auth.create_user(s, username, PASSWORD, role, tid)

@@ -81,3 +81,24 @@ def test_retrain_button_publishes_a_new_model_version(app_env) -> None:
     after = store.current_version(Path(app_env["MODEL_DIR"]), "demo")
     assert after != before
     assert any(after in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_shows_only_the_users_company(app_env, page: str) -> None:
+    at = _app(page, user="buyer")
+    assert at.selectbox(key="tenant").options == ["Demo Manufacturing Co."]
+    other = _app(page, user="other-buyer")
+    assert other.selectbox(key="tenant").options == ["Other"]
+
+
+def test_recommendations_of_two_companies_with_same_skus_differ(app_env) -> None:
+    mine = _app("pages/recommendations.py", user="buyer").dataframe[0].value
+    theirs = _app("pages/recommendations.py", user="other-buyer").dataframe[0].value
+    assert set(mine["sku"]) == set(theirs["sku"])  # overlapping SKUs...
+    assert theirs["first_price"].median() > 5 * mine["first_price"].median()  # ...own prices only
+
+
+def test_viewer_sees_no_retrain_button(app_env) -> None:
+    at = _app("pages/model.py", user="viewer")
+    assert not [b for b in at.button if b.key == "retrain"]
+    assert "Admin" not in [p for p in at.session_state] and not at.exception

@@ -63,6 +63,27 @@ def test_product_page_renders_its_chart_in_a_real_browser(app_env, tmp_path) -> 
             login=("buyer", PASSWORD),
         )
         assert out.stat().st_size > 20_000
+        assert _wrong_password_is_refused(f"http://127.0.0.1:{port}/")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _wrong_password_is_refused(url: str) -> bool:
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS, _wait_idle
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url, wait_until="domcontentloaded")
+        page.wait_for_selector("[data-testid='stForm']", timeout=60_000)
+        _wait_idle(page, 60_000)
+        page.wait_for_timeout(1500)
+        page.get_by_label("Username").fill("viewer")
+        page.locator("input[aria-label=Password]").fill("not the password")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("text=Wrong username or password", timeout=30_000)
+        refused = page.locator("[data-testid='stSidebarNav']").count() == 0
+        browser.close()
+    return refused
