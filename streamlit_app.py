@@ -60,6 +60,7 @@ pages = [
     st.Page("pages/product.py", title="Product", icon=":material/show_chart:", url_path="product"),
     st.Page("pages/recommendations.py", title="Recommendations", icon=":material/list_alt:"),
     st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
+    st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
 ]
 if principal is not None and principal.can("admin"):
     pages.append(st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:"))

@@ -204,6 +204,47 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_source(args: argparse.Namespace) -> None:
+    from procurement import ingest
+    from procurement.db import catalog, session
+
+    engine = _db()
+    try:
+        config = json.loads(Path(args.config).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CliError(f"--config {args.config}: {exc}") from None
+    with session(engine) as s, s.begin():
+        ten = catalog.get_tenant(s, args.tenant)
+        if ten is None:
+            raise CliError(f"unknown company {args.tenant!r}")
+        ingest.add_source(s, ten.id, args.name, args.kind, config)
+    print(f"source {args.name} ({args.kind}) added to {args.tenant}")
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from procurement import ingest
+    from procurement.db import catalog, session
+
+    engine = _db()
+    with session(engine) as s:
+        ten = catalog.get_tenant(s, args.tenant)
+        if ten is None:
+            raise CliError(f"unknown company {args.tenant!r}")
+        names = [args.source] if args.source else [x.name for x in ingest.list_sources(s, ten.id)]
+    if not names:
+        raise CliError(f"{args.tenant} has no data sources; add one with `procurement source`")
+    failed = 0
+    for name in tqdm(names, desc="fetching sources", unit="source", file=sys.stderr):
+        run = ingest.run_source(engine, args.tenant, name, Principal.system())
+        failed += run.status == "error"
+        print(
+            f"{name}: {run.status}, {run.rows_added} added, {run.rows_updated} updated, "
+            f"{run.rows_rejected} rejected{'; ' + run.error if run.error else ''}"
+        )
+    if failed:
+        raise CliError(f"{failed} of {len(names)} sources failed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     st = get_settings()
     p = argparse.ArgumentParser(
@@ -255,6 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--min-confidence", type=float)
         s.set_defaults(func=func)
+
+    s = sub.add_parser("source", help="add a supplier API or web page source (JSON config file)")
+    s.add_argument("kind", choices=["api", "web"])
+    s.add_argument("name")
+    s.add_argument("--config", required=True, help="JSON: see README, 'Data sources'")
+    s.add_argument("--tenant", default=st.default_tenant)
+    s.set_defaults(func=cmd_source)
+
+    s = sub.add_parser("fetch", help="fetch prices from the data sources of a company now")
+    s.add_argument("--tenant", default=st.default_tenant)
+    s.add_argument("--source", help="only this source")
+    s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("backtest", help="rolling-origin backtest of a CSV, without the database")
     s.add_argument("--csv", required=True, help="sku,date,price file")

@@ -14,7 +14,13 @@ from procurement.db import catalog, make_engine, session
 from procurement.forecast import store
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["pages/overview.py", "pages/product.py", "pages/recommendations.py", "pages/model.py"]
+PAGES = [
+    "pages/overview.py",
+    "pages/product.py",
+    "pages/recommendations.py",
+    "pages/model.py",
+    "pages/data.py",
+]
 
 
 def _app(page: str | None = None, user: str = "buyer") -> AppTest:
@@ -42,7 +48,7 @@ def login_as(at: AppTest, username: str) -> None:
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_errors(app_env, page: str) -> None:
     at = _app(page)
-    assert at.title[0].value in ("Overview", "Product", "Recommendations", "Model")
+    assert at.title[0].value in ("Overview", "Product", "Recommendations", "Model", "Data")
     assert not at.error
 
 

@@ -77,3 +77,40 @@ def test_unusable_files_are_rejected(content: bytes, message: str) -> None:
 def test_all_problems_are_reported_not_only_the_first() -> None:
     errs = _errors(HEADER + b"A,2026-01-01,-1\nB,bad,2\nC,2026-01-01,x\n")
     assert len(errs) == 3
+
+
+def test_semicolon_csv_with_decimal_comma_and_brazilian_dates_maps_to_prices() -> None:
+    from procurement.data.importers import apply_mapping, looks_decimal_comma, read_table
+
+    raw = read_table("codigo;data;preco\nA;25/11/2026;1.234,56\nB;26/11/2026;12,5\n".encode(), "precos.csv")
+    assert list(raw.columns) == ["codigo", "data", "preco"]
+    assert looks_decimal_comma(raw["preco"])
+    df = apply_mapping(raw, {"sku": "codigo", "date": "data", "price": "preco"}, "DD/MM/YYYY", True)
+    assert df["price"].tolist() == [1234.56, 12.5]
+    assert [str(d) for d in df["date"]] == ["2026-11-25", "2026-11-26"]
+
+
+def test_mapping_keeps_bad_values_for_line_numbered_errors() -> None:
+    from procurement.data.importers import apply_mapping, read_table
+
+    raw = read_table(b"code,day,cost\nA,31/02/2026,1\n", "x.csv")
+    with pytest.raises(ImportValidationError, match="line 2, field 'date'"):
+        apply_mapping(raw, {"sku": "code", "date": "day", "price": "cost"}, "DD/MM/YYYY")
+
+
+def test_excel_file_is_read(tmp_path) -> None:
+    import pandas as pd
+
+    from procurement.data.importers import apply_mapping, read_table
+
+    path = tmp_path / "p.xlsx"
+    pd.DataFrame({"sku": ["A"], "date": ["2026-01-02"], "price": [3.5]}).to_excel(path, index=False)
+    df = apply_mapping(read_table(path.read_bytes(), "p.xlsx"), {"sku": "sku", "date": "date", "price": "price"})
+    assert df["price"].tolist() == [3.5]
+
+
+def test_broken_excel_is_a_clear_error() -> None:
+    from procurement.data.importers import read_table
+
+    with pytest.raises(ImportValidationError, match="not a readable Excel file"):
+        read_table(b"PK\x03\x04 garbage", "p.xlsx")

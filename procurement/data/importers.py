@@ -181,3 +181,76 @@ def read_lenient_csv(path: str | Path) -> pd.DataFrame:
     if df.empty:
         raise ImportValidationError([RowError(None, None, "no usable rows")], str(path))
     return df[["sku", "date", "price"]]
+
+
+DATE_FORMATS = {
+    "YYYY-MM-DD": "%Y-%m-%d",
+    "DD/MM/YYYY": "%d/%m/%Y",
+    "MM/DD/YYYY": "%m/%d/%Y",
+    "DD.MM.YYYY": "%d.%m.%Y",
+}
+
+
+def read_table(raw: bytes, filename: str) -> pd.DataFrame:
+    """A CSV (delimiter detected: , ; tab |) or Excel sheet as a table of strings."""
+    if filename.lower().endswith((".xlsx", ".xlsm")):
+        try:
+            df = pd.read_excel(io.BytesIO(raw), dtype=str, engine="openpyxl").fillna("")
+        except Exception as exc:  # openpyxl raises many types for broken files
+            raise ImportValidationError(
+                [RowError(None, None, f"not a readable Excel file: {exc}")], filename
+            ) from None
+    else:
+        try:
+            text = _read_text(raw)
+        except ImportValidationError as exc:
+            raise ImportValidationError(exc.errors, filename) from None
+        if not text.strip():
+            raise ImportValidationError([RowError(None, None, "the file is empty")], filename)
+        import csv
+
+        try:
+            sep = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|").delimiter
+        except csv.Error:
+            sep = ","
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def looks_decimal_comma(values: pd.Series) -> bool:
+    """True when numbers are written like 1.234,56 or 12,5 (Brazil, much of Europe)."""
+    v = values.astype(str).str.strip()
+    comma = v.str.fullmatch(r"-?[\d.]*\d,\d+").mean()
+    dot = v.str.fullmatch(r"-?[\d,]*\d\.\d+").mean()
+    return bool(comma > dot)
+
+
+def apply_mapping(
+    df: pd.DataFrame,
+    mapping: dict[str, str],
+    date_format: str = "YYYY-MM-DD",
+    decimal_comma: bool = False,
+    source: str = "upload",
+) -> pd.DataFrame:
+    """Rename the user's columns to ours, normalise dates and decimals, then validate.
+
+    ``mapping``: our column (sku, date, price, name, ...) -> the file's column. Values that do not
+    parse are left as they were so validation reports them with their line and field.
+    """
+    out = pd.DataFrame({ours: df[theirs] for ours, theirs in mapping.items() if theirs})
+    if "date" in out and date_format != "YYYY-MM-DD":
+        parsed = pd.to_datetime(
+            out["date"].str.strip(), format=DATE_FORMATS[date_format], errors="coerce"
+        )
+        out["date"] = parsed.dt.strftime("%Y-%m-%d").where(parsed.notna(), out["date"])
+    for col in ("price", "quantity"):
+        if col in out:
+            s = out[col].astype(str).str.strip().str.replace(r"[^\d,.\-]", "", regex=True)
+            s = (
+                s.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+                if decimal_comma
+                else s.str.replace(",", "", regex=False)
+            )
+            out[col] = s.where(out[col].astype(str).str.strip() != "", "")
+    return validate_prices(out, source=source)

@@ -13,6 +13,13 @@ def get_tenant(session: Session, slug: str) -> Tenant | None:
     return session.scalar(select(Tenant).where(Tenant.slug == slug))
 
 
+def get_tenant_by_id(session: Session, tenant_id: int) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise ValueError(f"no company with id {tenant_id}")
+    return tenant
+
+
 def get_or_create_tenant(session: Session, slug: str, name: str | None = None) -> Tenant:
     tenant = get_tenant(session, slug)
     if tenant is None:

@@ -209,6 +209,21 @@ class LoginEvent(Base):
     reason: Mapped[str] = mapped_column(String(100), default="")
 
 
+class DataSource(Base):
+    """A configured supplier API or set of web pages that the scheduler fetches daily."""
+
+    __tablename__ = "data_source"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10))  # api | web
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(default=True)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class ImportRun(Base):
     __tablename__ = "import_run"
 
@@ -220,5 +235,6 @@ class ImportRun(Base):
     rows_added: Mapped[int] = mapped_column(Integer, default=0)
     rows_updated: Mapped[int] = mapped_column(Integer, default=0)
     rows_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(20), default="ok")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -119,65 +119,65 @@ def driver_features(
     Every feature at date t uses driver values up to t-1 only, so future dates need driver values
     only up to the day before; those come from the driver's own forecast (last value) times the
     what-if factor in ``overrides`` (keys: driver names, or ``demand``).
+
+    Features are computed once per calendar date (and category or product) in small matrices and
+    gathered by integer position, so millions of rows need no joins.
     """
     out = keys[["unique_id", "ds"]].copy()
     if len(out) == 0:
         return out
-    cal = _calendar(
-        out["ds"].min()
-        - pd.tseries.frequencies.to_offset(spec.freq)
-        * (max(spec.windows) + max(spec.driver_lags) + 2),
-        out["ds"].max(),
-        spec.freq,
-    )
+    margin = max(spec.windows) + max(spec.driver_lags) + 2
+    offset = pd.tseries.frequencies.to_offset(spec.freq)
+    cal = _calendar(out["ds"].min() - offset * margin, out["ds"].max(), spec.freq)
+    pos = cal.get_indexer(pd.DatetimeIndex(out["ds"]))
+    if (pos < 0).any():
+        raise ValueError("dates off the series' calendar; regularize first")
+    cols: dict[str, np.ndarray] = {}
 
     if drivers is not None and len(drivers):
         wide = _driver_wide(drivers, cal, last_known, overrides)
         chg = _rel_change(wide)
-        glob = [c for c in wide.columns if ":" not in c]
-        feats = {}
         for lag in spec.driver_lags:
             shifted = chg.shift(lag)
-            for c in glob:
-                feats[f"drv_{_safe(c)}_chg_l{lag}"] = shifted[c]
-        gframe = pd.DataFrame(feats, index=cal)
-        gframe.index.name = "ds"
-        if len(gframe.columns):
-            out = out.merge(gframe.reset_index(), on="ds", how="left")
-
+            for c in wide.columns:
+                if ":" not in c:
+                    cols[f"drv_{_safe(c)}_chg_l{lag}"] = shifted[c].to_numpy()[pos]
         idx_cols = [c for c in wide.columns if c.startswith(f"{GLOBAL_INDEX}:")]
         if idx_cols and categories:
-            cat_of = out["unique_id"].map(categories)
-            parts = []
-            for c in idx_cols:
-                cat = c.split(":", 1)[1]
-                part = pd.DataFrame({"ds": cal, "category": cat})
-                for lag in spec.driver_lags:
-                    part[f"index_chg_l{lag}"] = chg[c].shift(lag).to_numpy()
-                parts.append(part)
-            idx = pd.concat(parts, ignore_index=True)
-            out = out.assign(category=cat_of.to_numpy()).merge(
-                idx, on=["category", "ds"], how="left"
-            )
-            out = out.drop(columns="category")
+            cat_pos = {c.split(":", 1)[1]: i for i, c in enumerate(idx_cols)}
+            uid = out["unique_id"].to_numpy()
+            codes, uniques = pd.factorize(uid)
+            per_uid = np.array([cat_pos.get(categories.get(u, ""), -1) for u in uniques])
+            which = per_uid[codes]
+            has = which >= 0
+            for lag in spec.driver_lags:
+                m = chg[idx_cols].shift(lag).to_numpy()
+                vals = np.full(len(out), np.nan)
+                vals[has] = m[pos[has], which[has]]
+                cols[f"index_chg_l{lag}"] = vals
 
     if sales is not None and len(sales):
-        out = out.merge(
-            _demand_features(sales, cal, spec, last_known, overrides),
-            on=["unique_id", "ds"],
-            how="left",
-        )
+        ratio = _demand_ratio(sales, cal, spec, last_known, overrides)
+        prod_pos = pd.Index(ratio.columns).get_indexer(out["unique_id"])
+        has = prod_pos >= 0
+        for lag in spec.driver_lags:
+            m = ratio.shift(lag).to_numpy()
+            vals = np.full(len(out), np.nan)
+            vals[has] = m[pos[has], prod_pos[has]]
+            cols[f"demand_ratio_l{lag}"] = vals
+    for name, vals in cols.items():
+        out[name] = vals
     return out
 
 
-def _demand_features(
+def _demand_ratio(
     sales: pd.DataFrame,
     cal: pd.DatetimeIndex,
     spec: FreqSpec,
     last_known: pd.Timestamp,
     overrides: Mapping[str, float] | None,
 ) -> pd.DataFrame:
-    """Demand pressure: recent sales against their longer average, lagged like the drivers."""
+    """Demand pressure per date and product: recent sales against their longer average."""
     wide = sales.pivot_table(index="ds", columns="unique_id", values="quantity", aggfunc="sum")
     wide = wide[wide.index <= last_known].reindex(cal)
     short, long_ = spec.windows
@@ -189,15 +189,8 @@ def _demand_features(
         factor = float((overrides or {}).get("demand", 1.0))
         wide.loc[future] = np.tile((level * factor).to_numpy(), (int(future.sum()), 1))
     wide = wide.fillna(0.0)
-    ratio = wide.rolling(short, min_periods=1).mean() / wide.rolling(
-        long_, min_periods=1
-    ).mean().replace(0, np.nan)
-    frames = {}
-    for lag in spec.driver_lags:
-        frames[f"demand_ratio_l{lag}"] = ratio.shift(lag)
-    stacked = pd.concat({k: v.stack(future_stack=True) for k, v in frames.items()}, axis=1)
-    stacked.index.names = ["ds", "unique_id"]
-    return stacked.reset_index()
+    long_mean = wide.rolling(long_, min_periods=1).mean()
+    return wide.rolling(short, min_periods=1).mean() / long_mean.where(long_mean > 0)
 
 
 def _safe(name: str) -> str:

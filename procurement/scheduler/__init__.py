@@ -50,3 +50,11 @@ def refresh_all() -> None:
             log.info("refreshed %d forecasts of %s", n, slug)
         except Exception:  # one company's missing model must not stop the others
             log.warning("could not refresh forecasts of %s", slug, exc_info=True)
+
+
+def fetch_sources() -> None:
+    """Daily: fetch every active supplier API and web page source."""
+    from procurement import ingest
+
+    n = ingest.run_all(get_engine())
+    log.info("fetched %d data sources", n)

@@ -18,6 +18,9 @@ from procurement.db import get_engine, migrate
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = logging.getLogger("procurement.scheduler")
+    # APScheduler logs every run of the 2-second queue poll at INFO; keep its warnings only
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
     engine = get_engine()
     migrate(engine)
@@ -41,6 +44,13 @@ def main() -> int:
         "procurement.scheduler:enqueue_all",
         CronTrigger.from_crontab(settings.retrain_cron, timezone="UTC"),
         id="scheduled_retrain",
+        replace_existing=True,
+    )
+    sched.add_job(
+        "procurement.scheduler:fetch_sources",
+        "cron",
+        hour=(settings.refresh_hour_utc - 1) % 24,
+        id="fetch_sources",
         replace_existing=True,
     )
     sched.add_job(
