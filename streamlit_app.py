@@ -5,8 +5,9 @@ Shared page setup lives in pages/common.py; pages call the library, never SQL or
 
 import streamlit as st
 import streamlit_authenticator as stauth
+from sqlalchemy.exc import SQLAlchemyError
 
-from pages.common import engine
+from pages.common import db_down, engine
 from procurement import auth
 from procurement.config import get_settings
 from procurement.db import session
@@ -14,8 +15,11 @@ from procurement.db import session
 st.set_page_config(page_title="procurement", page_icon=":material/shopping_cart:", layout="wide")
 settings = get_settings()
 
-with session(engine()) as s:
-    creds = auth.credentials(s, settings)
+try:
+    with session(engine()) as s:
+        creds = auth.credentials(s, settings)
+except SQLAlchemyError as exc:
+    db_down(exc)
 failed_before = {u: c["failed_login_attempts"] for u, c in creds["usernames"].items()}
 authenticator = stauth.Authenticate(
     creds,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from procurement import auth, buying
 from procurement.config import get_settings
@@ -112,10 +112,8 @@ def page_setup(title: str, need_model: bool = True) -> Context:
             )
             tenant = next(t for t in tenants if t.slug == slug)
             fresh = buying.data_freshness(s, tenant.id)
-    except OperationalError as exc:
-        _db_down(exc)
     except SQLAlchemyError as exc:
-        _db_down(exc)
+        db_down(exc)
 
     version = store.current_version(st_settings.model_dir, slug)
     stored = None
@@ -156,7 +154,7 @@ def page_setup(title: str, need_model: bool = True) -> Context:
     )
 
 
-def _db_down(exc: Exception) -> None:
+def db_down(exc: Exception) -> None:
     st.error(
         "The database is unreachable right now. The page will work again as soon as it is back; "
         "press **Retry** or reload."

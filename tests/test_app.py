@@ -108,3 +108,17 @@ def test_viewer_sees_no_retrain_button(app_env) -> None:
     at = _app("pages/model.py", user="viewer")
     assert not [b for b in at.button if b.key == "retrain"]
     assert "Admin" not in [p for p in at.session_state] and not at.exception
+
+
+def test_unreachable_database_shows_an_error_and_recovers(app_env, monkeypatch) -> None:
+    get_settings.cache_clear()
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at.run()
+    assert any("database is unreachable" in e.value for e in at.error)
+    assert not at.exception
+    monkeypatch.setenv("DATABASE_URL", app_env["DATABASE_URL"])  # the database is back
+    get_settings.cache_clear()
+    login_as(at, "buyer")
+    at.run()
+    assert not at.error and at.title[0].value == "Overview"

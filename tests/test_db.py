@@ -101,3 +101,20 @@ def test_seed_writes_prices_drivers_sales_and_stock(session: Session) -> None:
     products = catalog.load_products(session, ten.id)
     assert products["on_hand"].notna().all() and products["supplier"].notna().all()
     assert len(history.load_sales(session, ten.id)) == 5 * 90
+
+
+def test_large_tables_are_stored_in_product_groups_with_the_same_result(
+    session, monkeypatch
+) -> None:
+    monkeypatch.setattr(history, "PRODUCT_GROUP_ROWS", 100)  # force many groups
+    with session.begin():
+        counts = demo.seed_synthetic(session, "demo", n_products=7, n_days=90)
+    assert counts.added == 7 * 90
+    from procurement.data.synthetic import generate
+
+    again = validate_prices(generate(7, 90, seed=7).prices)
+    with session.begin():
+        ten = catalog.get_tenant(session, "demo")
+        second = history.store_prices(session, ten.id, again)
+    assert (second.added, second.updated, second.unchanged) == (0, 0, 7 * 90)
+    assert _count(session, PriceObservation) == 7 * 90

@@ -82,7 +82,9 @@ def test_all_problems_are_reported_not_only_the_first() -> None:
 def test_semicolon_csv_with_decimal_comma_and_brazilian_dates_maps_to_prices() -> None:
     from procurement.data.importers import apply_mapping, looks_decimal_comma, read_table
 
-    raw = read_table("codigo;data;preco\nA;25/11/2026;1.234,56\nB;26/11/2026;12,5\n".encode(), "precos.csv")
+    raw = read_table(
+        b"codigo;data;preco\nA;25/11/2026;1.234,56\nB;26/11/2026;12,5\n", "precos.csv"
+    )
     assert list(raw.columns) == ["codigo", "data", "preco"]
     assert looks_decimal_comma(raw["preco"])
     df = apply_mapping(raw, {"sku": "codigo", "date": "data", "price": "preco"}, "DD/MM/YYYY", True)
@@ -105,7 +107,9 @@ def test_excel_file_is_read(tmp_path) -> None:
 
     path = tmp_path / "p.xlsx"
     pd.DataFrame({"sku": ["A"], "date": ["2026-01-02"], "price": [3.5]}).to_excel(path, index=False)
-    df = apply_mapping(read_table(path.read_bytes(), "p.xlsx"), {"sku": "sku", "date": "date", "price": "price"})
+    df = apply_mapping(
+        read_table(path.read_bytes(), "p.xlsx"), {"sku": "sku", "date": "date", "price": "price"}
+    )
     assert df["price"].tolist() == [3.5]
 
 
@@ -114,3 +118,26 @@ def test_broken_excel_is_a_clear_error() -> None:
 
     with pytest.raises(ImportValidationError, match="not a readable Excel file"):
         read_table(b"PK\x03\x04 garbage", "p.xlsx")
+
+
+def test_a_50_mb_file_with_one_bad_row_at_the_end_is_rejected_whole(tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    n = 1_300_000  # about 50 MB
+    dates = pd.date_range("2020-01-01", periods=1000).strftime("%Y-%m-%d").to_numpy()
+    df = pd.DataFrame(
+        {
+            "sku": np.char.add("SKU-", (np.arange(n) // 1000).astype(str)),
+            "date": np.tile(dates, n // 1000 + 1)[:n],
+            "price": np.round(np.random.default_rng(0).uniform(1, 100, n), 2),
+            "name": "a product name to make the file realistic",
+        }
+    )
+    path = tmp_path / "big.csv"
+    df.to_csv(path, index=False)
+    with path.open("a") as f:
+        f.write("SKU-last,2026-01-01,-5,bad\n")
+    assert path.stat().st_size > 50e6
+    with pytest.raises(ImportValidationError, match=f"line {n + 2}, field 'price'"):
+        read_price_csv(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,48 +71,73 @@ def _upsert(
 
 
 def store_prices(
-    session: Session, tenant_id: int, prices: pd.DataFrame, progress=None
-) -> UpsertCounts:  # type: ignore[no-untyped-def]
+    session: Session,
+    tenant_id: int,
+    prices: pd.DataFrame,
+    progress: Callable[[int, int], None] | None = None,
+) -> UpsertCounts:
     """Store a validated price table (see ``importers.validate_prices``); sales from ``quantity``.
 
-    Runs inside the caller's transaction: the caller commits, or nothing is stored.
+    Runs inside the caller's transaction: the caller commits, or nothing is stored. Large tables
+    are written in groups of products so memory stays bounded.
     """
     ids = ensure_products(session, tenant_id, prices)
     df = prices.assign(product_id=prices["sku"].map(ids))
-    pids = df["product_id"].unique().tolist()
-    existing = _load_existing(session, PriceObservation, "price", tenant_id, pids)
-    counts = _upsert(
-        session,
-        PriceObservation.__table__,
-        ["product_id", "date"],
-        "price",
-        df[["product_id", "date", "price"]],
-        existing,
-        {"tenant_id": tenant_id},
-        progress,
-    )
-    if "quantity" in df.columns:
-        q = df.loc[df["quantity"].notna(), ["product_id", "date", "quantity"]]
-        if len(q):
-            existing_q = _load_existing(session, Sale, "quantity", tenant_id, pids)
-            _upsert(
-                session,
-                Sale.__table__,
-                ["product_id", "date"],
-                "quantity",
-                q,
-                existing_q,
-                {"tenant_id": tenant_id},
-            )
+    total, done = len(df), 0
+    counts = UpsertCounts()
+    groups = _product_groups(df["product_id"], max_rows=PRODUCT_GROUP_ROWS, max_products=400)
+    for pids in groups:
+        part = df[df["product_id"].isin(pids)] if len(groups) > 1 else df
+        existing = _load_existing(session, PriceObservation, "price", tenant_id, pids)
+        counts = counts + _upsert(
+            session,
+            PriceObservation.__table__,
+            ["product_id", "date"],
+            "price",
+            part[["product_id", "date", "price"]],
+            existing,
+            {"tenant_id": tenant_id},
+        )
+        if "quantity" in part.columns:
+            q = part.loc[part["quantity"].notna(), ["product_id", "date", "quantity"]]
+            if len(q):
+                existing_q = _load_existing(session, Sale, "quantity", tenant_id, pids)
+                _upsert(
+                    session,
+                    Sale.__table__,
+                    ["product_id", "date"],
+                    "quantity",
+                    q,
+                    existing_q,
+                    {"tenant_id": tenant_id},
+                )
+        done += len(part)
+        if progress:
+            progress(done, total)
     return counts
+
+
+PRODUCT_GROUP_ROWS = 300_000
+
+
+def _product_groups(pids: pd.Series, max_rows: int, max_products: int) -> list[list[int]]:
+    sizes = pids.value_counts(sort=False).sort_index()
+    groups: list[list[int]] = [[]]
+    rows = 0
+    for pid, n in sizes.items():
+        if groups[-1] and (rows + n > max_rows or len(groups[-1]) >= max_products):
+            groups.append([])
+            rows = 0
+        groups[-1].append(int(pid))
+        rows += int(n)
+    return groups
 
 
 def _load_existing(session: Session, model, value: str, tenant_id: int, pids: list) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     stmt = select(model.id, model.product_id, model.date, getattr(model, value)).where(
         model.tenant_id == tenant_id
     )
-    if len(pids) < 500:
-        stmt = stmt.where(model.product_id.in_([int(p) for p in pids]))
+    stmt = stmt.where(model.product_id.in_([int(p) for p in pids]))
     rows = session.execute(stmt).all()
     df = pd.DataFrame(rows, columns=["id", "product_id", "date", f"{value}_old"])
     df["date"] = pd.to_datetime(df["date"]).dt.date
