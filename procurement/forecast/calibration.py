@@ -32,13 +32,26 @@ def series_scale(frame: pd.DataFrame) -> pd.Series:
 def recent_scale(frame: pd.DataFrame, window: int) -> pd.DataFrame:
     """Mean absolute one-period change over the last ``window`` periods, at every row
     (``unique_id, ds, scale``). Intervals scaled by it widen when a market turns volatile."""
-    d = frame.groupby("unique_id", sort=False)["y"].diff().abs()
-    roll = d.groupby(frame["unique_id"].to_numpy(), sort=False).transform(
-        lambda x: x.rolling(window, min_periods=5).mean()
-    )
+    # rolling mean within each series from cumulative sums: no per-series Python loop
+    ids = frame["unique_id"].to_numpy()
+    y = frame["y"].to_numpy(dtype=float)
+    n = len(y)
+    idx = np.arange(n)
+    first = np.r_[True, ids[1:] != ids[:-1]] if n else np.zeros(0, bool)
+    d = np.abs(np.diff(y, prepend=np.nan))
+    d[first] = np.nan
+    valid = ~np.isnan(d)
+    cs = np.cumsum(np.where(valid, d, 0.0))
+    cn = np.cumsum(valid)
+    start = np.maximum.accumulate(np.where(first, idx, 0))
+    lo = np.maximum(idx - window, start - 1)
+    s_lo = np.where(lo >= 0, cs[np.maximum(lo, 0)], 0.0)
+    n_lo = np.where(lo >= 0, cn[np.maximum(lo, 0)], 0)
+    cnt = cn - n_lo
+    roll = np.where(cnt >= 5, (cs - s_lo) / np.maximum(cnt, 1), np.nan)
     full = series_scale(frame)
     out = frame[["unique_id", "ds"]].copy()
-    out["scale"] = roll.to_numpy()
+    out["scale"] = roll
     fallback = out["unique_id"].map(full)
     out["scale"] = out["scale"].where(out["scale"] > 0, fallback)
     return out
@@ -100,8 +113,15 @@ class Calibration:
 
     @classmethod
     def from_backtest(
-        cls, cv: pd.DataFrame, frame: pd.DataFrame, horizon: int, vol_window: int
+        cls,
+        cv: pd.DataFrame,
+        frame: pd.DataFrame,
+        horizon: int,
+        vol_window: int,
+        all_frame: pd.DataFrame | None = None,
     ) -> Calibration:
+        """``frame``: history of the backtested series; ``all_frame``: of every series (their
+        current volatility scales the intervals at prediction time)."""
         rs = recent_scale(frame, vol_window)
         cv = cv.sort_values(["unique_id", "cutoff", "ds"]).copy()
         cv["h"] = cv.groupby(["unique_id", "cutoff"]).cumcount() + 1
@@ -124,7 +144,8 @@ class Calibration:
                 q[level].append(_conformal_q(scores, level))
             ce = at["change_err"].dropna().to_numpy()
             diffs.append(np.quantile(ce, GRID).tolist() if h > 1 and len(ce) else [0.0] * len(GRID))
-        scale = rs.groupby("unique_id", sort=False)["scale"].last()
+        rs_all = rs if all_frame is None else recent_scale(all_frame, vol_window)
+        scale = rs_all.groupby("unique_id", sort=False)["scale"].last()
         return cls(
             scale={k: float(v) for k, v in scale.items()},
             q=q,

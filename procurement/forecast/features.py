@@ -69,11 +69,28 @@ def regularize(df: pd.DataFrame, freq: str) -> pd.DataFrame:
     elif freq == "B":
         base = base[base["ds"].dt.dayofweek < 5]
     base = base.drop_duplicates(["unique_id", "ds"], keep="last")
-    full = fill_gaps(base, freq=freq, start="per_serie", end="per_serie")
-    full = full.sort_values(["unique_id", "ds"], ignore_index=True)
+    if _is_regular(base, freq):
+        full = base.sort_values(["unique_id", "ds"], ignore_index=True)
+    else:
+        full = fill_gaps(base, freq=freq, start="per_serie", end="per_serie")
+        full = full.sort_values(["unique_id", "ds"], ignore_index=True)
     full["observed"] = full["y"].notna()
     full["y"] = full.groupby("unique_id", sort=False)["y"].ffill()
     return full
+
+
+def _is_regular(df: pd.DataFrame, freq: str) -> bool:
+    """True when no series has a gap on its calendar (the common case: nothing to fill)."""
+    g = df.groupby("unique_id", sort=False)["ds"].agg(["min", "max", "size"])
+    if freq == "D":
+        expected = (g["max"] - g["min"]).dt.days + 1
+    elif freq == "B":
+        expected = np.busday_count(
+            g["min"].to_numpy().astype("datetime64[D]"), g["max"].to_numpy().astype("datetime64[D]")
+        ) + 1
+    else:
+        expected = (g["max"] - g["min"]).dt.days // 7 + 1
+    return bool((np.asarray(expected) == g["size"].to_numpy()).all())
 
 
 def _calendar(start: pd.Timestamp, end: pd.Timestamp, freq: str) -> pd.DatetimeIndex:

@@ -166,7 +166,10 @@ def prepare(
     last = panel["ds"].max()
     feats = driver_features(panel, spec, data.drivers, data.categories, data.sales, last)
     exog = [c for c in feats.columns if c not in ("unique_id", "ds")]
-    frame = panel.merge(feats, on=["unique_id", "ds"], how="left") if exog else panel
+    if exog:  # driver_features keeps the row order of its keys: no join needed
+        frame = pd.concat([panel, feats[exog].set_axis(panel.index)], axis=1)
+    else:
+        frame = panel
     return frame, spec, exog
 
 
@@ -204,8 +207,9 @@ def fit_price_model(
         rng = np.random.default_rng(params.seed)
         ids = rng.choice(ids, params.backtest_series, replace=False)
         cv_train = train[train["unique_id"].isin(ids)]
+        cv_frame = frame[frame["unique_id"].isin(ids)]
     else:
-        cv_train = train
+        cv_train, cv_frame = train, frame
     cv = fcst.cross_validation(
         cv_train,
         n_windows=params.conformal_windows,
@@ -213,13 +217,13 @@ def fit_price_model(
         refit=False,
         static_features=[],
     )
-    cv = cv.merge(frame[["unique_id", "ds", "observed"]], on=["unique_id", "ds"], how="left")
-    cv = add_naive(cv, frame)
-    shrink = choose_shrinkage(cv, frame)
+    cv = cv.merge(cv_frame[["unique_id", "ds", "observed"]], on=["unique_id", "ds"], how="left")
+    cv = add_naive(cv, cv_frame)
+    shrink = choose_shrinkage(cv, cv_frame)
     cv["lgbm_raw"] = cv["lgbm"]
     cv["lgbm"] = cv["naive"] + shrink * (cv["lgbm"] - cv["naive"])
-    calib = Calibration.from_backtest(cv, frame, horizon, spec.vol_window)
-    metrics = backtest_metrics(cv, frame, spec.season)
+    calib = Calibration.from_backtest(cv, cv_frame, horizon, spec.vol_window, all_frame=frame)
+    metrics = backtest_metrics(cv, cv_frame, spec.season)
     metrics["shrink_to_naive"] = shrink
     say(0.5, f"training LightGBM on {len(train):,} rows x {n_feat} features")
     fcst = make_forecaster(spec, params)
