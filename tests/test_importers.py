@@ -82,9 +82,7 @@ def test_all_problems_are_reported_not_only_the_first() -> None:
 def test_semicolon_csv_with_decimal_comma_and_brazilian_dates_maps_to_prices() -> None:
     from procurement.data.importers import apply_mapping, looks_decimal_comma, read_table
 
-    raw = read_table(
-        b"codigo;data;preco\nA;25/11/2026;1.234,56\nB;26/11/2026;12,5\n", "precos.csv"
-    )
+    raw = read_table(b"codigo;data;preco\nA;25/11/2026;1.234,56\nB;26/11/2026;12,5\n", "precos.csv")
     assert list(raw.columns) == ["codigo", "data", "preco"]
     assert looks_decimal_comma(raw["preco"])
     df = apply_mapping(raw, {"sku": "codigo", "date": "data", "price": "preco"}, "DD/MM/YYYY", True)

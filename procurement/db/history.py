@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -224,21 +225,26 @@ def _read_grouped(
     # Scoped through the tenant's product ids so SQLite walks the (product_id, date) index in
     # order; filtering on tenant_id instead makes it sort millions of rows for the GROUP BY.
     own_products = select(Product.id).where(Product.tenant_id == tenant_id)
-    stmt = select(
-        model.product_id,
-        func.count(),
-        func.group_concat(model.date),
-        func.group_concat(getattr(model, value)),
-    ).where(model.product_id.in_(own_products))
+    # "date,value" lines per product: one C-speed CSV parse afterwards
+    line = model.date.concat(",").concat(getattr(model, value))
+    stmt = select(model.product_id, func.count(), func.group_concat(line, "\n")).where(
+        model.product_id.in_(own_products)
+    )
     if since is not None:
         stmt = stmt.where(model.date >= since)
     rows = session.execute(stmt.group_by(model.product_id)).all()
     if not rows:
         return pd.DataFrame({"product_id": [], "date": [], value: []})
     ids = np.repeat([r[0] for r in rows], [r[1] for r in rows])
-    dates = np.array(",".join(r[2] for r in rows).split(","), dtype="datetime64[D]")
-    values = np.array(",".join(r[3] for r in rows).split(","), dtype=float)
-    return pd.DataFrame({"product_id": ids, "date": dates, value: values})
+    parsed = pd.read_csv(
+        io.StringIO("\n".join(r[2] for r in rows)),
+        header=None,
+        names=["date", value],
+        dtype={"date": str, value: np.float64},
+        engine="c",
+    )
+    dates = pd.to_datetime(parsed["date"], format="%Y-%m-%d").to_numpy()
+    return pd.DataFrame({"product_id": ids, "date": dates, value: parsed[value].to_numpy()})
 
 
 def _sku_of(session: Session, tenant_id: int) -> dict[int, str]:

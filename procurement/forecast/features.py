@@ -85,9 +85,13 @@ def _is_regular(df: pd.DataFrame, freq: str) -> bool:
     if freq == "D":
         expected = (g["max"] - g["min"]).dt.days + 1
     elif freq == "B":
-        expected = np.busday_count(
-            g["min"].to_numpy().astype("datetime64[D]"), g["max"].to_numpy().astype("datetime64[D]")
-        ) + 1
+        expected = (
+            np.busday_count(
+                g["min"].to_numpy().astype("datetime64[D]"),
+                g["max"].to_numpy().astype("datetime64[D]"),
+            )
+            + 1
+        )
     else:
         expected = (g["max"] - g["min"]).dt.days // 7 + 1
     return bool((np.asarray(expected) == g["size"].to_numpy()).all())
@@ -195,8 +199,15 @@ def _demand_ratio(
     overrides: Mapping[str, float] | None,
 ) -> pd.DataFrame:
     """Demand pressure per date and product: recent sales against their longer average."""
-    wide = sales.pivot_table(index="ds", columns="unique_id", values="quantity", aggfunc="sum")
-    wide = wide[wide.index <= last_known].reindex(cal)
+    # products x calendar matrix built by position (a pivot_table of millions of rows is slow)
+    hist = sales[sales["ds"] <= last_known]
+    codes, products = pd.factorize(hist["unique_id"], sort=True)
+    rowpos = cal.get_indexer(pd.DatetimeIndex(hist["ds"]))
+    ok = rowpos >= 0
+    mat = np.full((len(cal), len(products)), np.nan)
+    mat[rowpos[ok], codes[ok]] = 0.0
+    np.add.at(mat, (rowpos[ok], codes[ok]), hist["quantity"].to_numpy(dtype=float)[ok])
+    wide = pd.DataFrame(mat, index=cal, columns=pd.Index(products))
     short, long_ = spec.windows
     future = wide.index > last_known
     if future.any():

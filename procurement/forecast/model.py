@@ -34,7 +34,7 @@ class ModelParams:
     num_leaves: int = 31
     conformal_windows: int = 6
     max_history: int | None = 730  # periods per series used for training
-    max_train_rows: int = 2_000_000  # LightGBM sees a random sample of at most this many rows
+    max_train_rows: int = 1_200_000  # LightGBM sees a random sample of at most this many rows
     backtest_series: int = 1_000  # the calibration backtest runs on a sample of this many series
     seed: int = 42
 
