@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import String, bindparam, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from procurement.db.catalog import ensure_products
@@ -226,7 +226,7 @@ def _read_grouped(
     # order; filtering on tenant_id instead makes it sort millions of rows for the GROUP BY.
     own_products = select(Product.id).where(Product.tenant_id == tenant_id)
     # "date,value" lines per product: one C-speed CSV parse afterwards
-    line = model.date.concat(",").concat(getattr(model, value))
+    line = cast(model.date, String).concat(",").concat(cast(getattr(model, value), String))
     stmt = select(model.product_id, func.count(), func.group_concat(line, "\n")).where(
         model.product_id.in_(own_products)
     )

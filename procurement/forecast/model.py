@@ -166,10 +166,8 @@ def prepare(
     last = panel["ds"].max()
     feats = driver_features(panel, spec, data.drivers, data.categories, data.sales, last)
     exog = [c for c in feats.columns if c not in ("unique_id", "ds")]
-    if exog:  # driver_features keeps the row order of its keys: no join needed
-        frame = pd.concat([panel, feats[exog].set_axis(panel.index)], axis=1)
-    else:
-        frame = panel
+    # driver_features keeps the row order of its keys: no join needed
+    frame = pd.concat([panel, feats[exog].set_axis(panel.index)], axis=1) if exog else panel
     return frame, spec, exog
 
 
