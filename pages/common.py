@@ -66,6 +66,13 @@ def catalog_and_demand(tenant_id: int, _version: str | None) -> tuple[pd.DataFra
         return catalog.load_products(s, tenant_id), buying.demand_per_day(s, tenant_id)
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def freshness(tenant_id: int) -> dict[str, Any]:
+    # counting millions of rows on every page view is wasteful; a minute old is fresh enough
+    with session(engine()) as s:
+        return buying.data_freshness(s, tenant_id)
+
+
 def _age(ts: str | None) -> str:
     if not ts:
         return "unknown"
@@ -111,7 +118,7 @@ def page_setup(title: str, need_model: bool = True) -> Context:
                 format_func=lambda x: next(t.name for t in tenants if t.slug == x),
             )
             tenant = next(t for t in tenants if t.slug == slug)
-            fresh = buying.data_freshness(s, tenant.id)
+        fresh = freshness(tenant.id)
     except SQLAlchemyError as exc:
         db_down(exc)
 
@@ -131,12 +138,10 @@ def page_setup(title: str, need_model: bool = True) -> Context:
             st.markdown("no model yet")
         st.caption("Prices")
         if fresh["last"]:
-            st.markdown(
-                f"{fresh['observations']:,} observations  \nlatest {fresh['last']:%a %d %b %Y}"
-            )
+            st.markdown(f"{fresh['products']:,} products  \nlatest {fresh['last']:%a %d %b %Y}")
         else:
             st.markdown("none yet")
-    if fresh["observations"] == 0:
+    if fresh["last"] is None:
         st.info(
             f"**{tenant.name}** has no prices yet. Import a CSV (`sku,date,price`) with "
             f"`python -m procurement import prices FILE.csv --tenant {slug}`."

@@ -15,7 +15,6 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from procurement.db import history
 from procurement.db.models import PriceObservation, Product, Sale
 from procurement.forecast.model import PriceModel
 from procurement.recommend import Policy, recommend
@@ -129,22 +128,21 @@ def what_if_drivers(model: PriceModel, sku: str) -> list[tuple[str, str]]:
 
 def price_history(session: Session, tenant_id: int, sku: str, days: int = 180) -> pd.DataFrame:
     """Recent prices of one product: ``date, price``."""
+    pid = session.scalar(
+        select(Product.id).where(Product.tenant_id == tenant_id, Product.sku == sku)
+    )
+    if pid is None:
+        return pd.DataFrame(columns=["date", "price"])
+    # by product id: the (product_id, date) index answers both queries without a scan
     last = session.scalar(
-        select(func.max(PriceObservation.date))
-        .join(Product, Product.id == PriceObservation.product_id)
-        .where(PriceObservation.tenant_id == tenant_id, Product.sku == sku)
+        select(func.max(PriceObservation.date)).where(PriceObservation.product_id == pid)
     )
     if last is None:
         return pd.DataFrame(columns=["date", "price"])
     since = last - dt.timedelta(days=days)
     rows = session.execute(
         select(PriceObservation.date, PriceObservation.price)
-        .join(Product, Product.id == PriceObservation.product_id)
-        .where(
-            PriceObservation.tenant_id == tenant_id,
-            Product.sku == sku,
-            PriceObservation.date >= since,
-        )
+        .where(PriceObservation.product_id == pid, PriceObservation.date >= since)
         .order_by(PriceObservation.date)
     ).all()
     df = pd.DataFrame(rows, columns=["date", "price"])
@@ -153,5 +151,11 @@ def price_history(session: Session, tenant_id: int, sku: str, days: int = 180) -
 
 
 def data_freshness(session: Session, tenant_id: int) -> dict[str, object]:
-    first, last, n = history.price_range(session, tenant_id)
-    return {"first": first, "last": last, "observations": n}
+    """First and latest price date and the number of products: index look-ups only, no count of
+    millions of price rows on every page view."""
+    # one aggregate per query: SQLite answers a lone min() or max() from the index
+    where = PriceObservation.tenant_id == tenant_id
+    first = session.scalar(select(func.min(PriceObservation.date)).where(where))
+    last = session.scalar(select(func.max(PriceObservation.date)).where(where))
+    products = session.scalar(select(func.count(Product.id)).where(Product.tenant_id == tenant_id))
+    return {"first": first, "last": last, "products": int(products or 0)}

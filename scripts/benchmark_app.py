@@ -30,36 +30,52 @@ def main() -> None:
     )
     p.add_argument("--products", type=int, default=5000)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--dir", help="keep the seeded database and model here and reuse them")
     args = p.parse_args()
-    tmp = tempfile.mkdtemp()
+    tmp = args.dir or tempfile.mkdtemp()
+    reuse = Path(tmp, "app.db").exists()
     os.environ["DATABASE_URL"] = f"sqlite:///{tmp}/app.db"
     os.environ["MODEL_DIR"] = f"{tmp}/models"
 
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from procurement import demo, retrain
+    from procurement import auth, demo, retrain
     from procurement.config import get_settings
-    from procurement.db import get_engine, migrate, session
+    from procurement.db import catalog, get_engine, migrate, session
     from procurement.forecast.train import train_global_lgbm_model
 
     settings = get_settings()
     engine = get_engine()
     migrate(engine)
     t = time.perf_counter()
+    if not reuse:
+        with session(engine) as s, s.begin():
+            demo.seed_synthetic(s, "demo", args.products, 730)
+        with session(engine) as s, s.begin():
+            res = train_global_lgbm_model(s, "demo", settings)
+        retrain.refresh_forecasts(engine, settings, "demo", res.version)  # as the scheduler does
+        secs = time.perf_counter() - t
+        print(
+            f"setup: {args.products} products x 730 days seeded, trained, forecasts stored in {secs:.0f}s"
+        )
     with session(engine) as s, s.begin():
-        demo.seed_synthetic(s, "demo", args.products, 730)
-    with session(engine) as s, s.begin():
-        res = train_global_lgbm_model(s, "demo", settings)
-    retrain.refresh_forecasts(engine, settings, "demo", res.version)  # as the scheduler does
-    print(
-        f"setup: {args.products} products x 730 days seeded, trained, forecasts stored in {time.perf_counter() - t:.0f}s"
-    )
+        ten = catalog.get_tenant(s, "demo")
+        if not any(u.username == "bench" for u in auth.list_users(s)):
+            auth.create_user(s, "bench", auth.new_password(), "buyer", ten.id)
+        principal = auth.Principal("bench", "buyer", ten.id)
 
     app = str(ROOT / "streamlit_app.py")
 
+    def logged_in(at: AppTest) -> AppTest:
+        at.session_state["authentication_status"] = True
+        at.session_state["username"] = "bench"
+        at.session_state["name"] = "bench"
+        at.session_state["principal"] = principal
+        return at
+
     def open_page(page: str | None) -> AppTest:
-        at = AppTest.from_file(app, default_timeout=300)
+        at = logged_in(AppTest.from_file(app, default_timeout=300))
         if page:
             at.switch_page(page)
         at.run()
@@ -75,7 +91,7 @@ def main() -> None:
         st.cache_data.clear()  # a cold start: nothing computed yet for this model version
         results["overview_cold"].append(_timed(lambda: open_page(None)))
         results["overview"].append(_timed(lambda: open_page(None)))
-        at = AppTest.from_file(app, default_timeout=300)
+        at = logged_in(AppTest.from_file(app, default_timeout=300))
         at.switch_page("pages/product.py")
         results["product"].append(_timed(at.run))
         slider = next(s for s in at.slider if "commodity index" in s.label)

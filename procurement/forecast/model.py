@@ -100,25 +100,23 @@ class PriceModel:
         return list(self.last_price)
 
     def future_exog(
-        self, h: int, overrides: Mapping[str, float] | None = None
+        self, h: int, overrides: Mapping[str, float] | None = None, ids: list[str] | None = None
     ) -> pd.DataFrame | None:
         if not self.exog:
             return None
+        products = self.products if ids is None else [p for p in ids if p in self.last_price]
         dates = pd.date_range(self.last_date, periods=h + 1, freq=self.spec.freq)[1:]
         keys = pd.DataFrame(
             {
-                "unique_id": np.repeat(np.array(self.products, dtype=object), h),
-                "ds": np.tile(dates, len(self.products)),
+                "unique_id": np.repeat(np.array(products, dtype=object), h),
+                "ds": np.tile(dates, len(products)),
             }
         )
+        sales = self.sales_tail
+        if ids is not None and sales is not None:
+            sales = sales[sales["unique_id"].isin(products)]
         x = driver_features(
-            keys,
-            self.spec,
-            self.drivers_tail,
-            self.categories,
-            self.sales_tail,
-            self.last_date,
-            overrides,
+            keys, self.spec, self.drivers_tail, self.categories, sales, self.last_date, overrides
         )
         for col in self.exog:
             if col not in x.columns:
@@ -136,9 +134,7 @@ class PriceModel:
         ``overrides`` are what-if factors on the drivers' future values, e.g. ``{"fx": 1.05}``.
         """
         h = h or self.horizon
-        x = self.future_exog(h, overrides)
-        if ids is not None and x is not None:
-            x = x[x["unique_id"].isin(ids)]
+        x = self.future_exog(h, overrides, ids)
         fc = self.fcst.predict(h, X_df=x, ids=ids).rename(columns={"lgbm": "y_pred"})
         fc = fc.rename(columns={"unique_id": "sku", "ds": "date"})
         last = fc["sku"].map(self.last_price).to_numpy()
