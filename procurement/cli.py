@@ -82,8 +82,12 @@ def cmd_import(args: argparse.Namespace) -> None:
     from procurement.db import session
 
     engine = _db()
-    if args.kind != "prices":
-        raise CliError(f"importing {args.kind} is not supported yet; use prices")
+    if args.kind in ("stock", "catalog"):
+        fn = demo.import_stock_file if args.kind == "stock" else demo.import_catalog_file
+        with session(engine) as s, s.begin():
+            n = fn(s, args.tenant, args.file, Principal.system())
+        print(f"{args.file}: {n} {args.kind} rows stored")
+        return
     with (
         session(engine) as s,
         s.begin(),
@@ -266,9 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_seed)
 
     s = sub.add_parser(
-        "import", help="import a CSV file (sku,date,price[,name,supplier,currency,quantity])"
+        "import",
+        help="import a CSV: prices (sku,date,price[,name,supplier,currency,quantity]), "
+        "stock (sku,on_hand,lead_time_days) or catalog (sku[,name,supplier,category,unit,currency])",
     )
-    s.add_argument("kind", choices=["prices"])
+    s.add_argument("kind", choices=["prices", "stock", "catalog"])
     s.add_argument("file")
     s.add_argument("--tenant", default=st.default_tenant)
     s.set_defaults(func=cmd_import)

@@ -109,3 +109,39 @@ def seed_users(session: Session, settings) -> dict[str, str]:  # type: ignore[no
         auth.create_user(session, username, pw, role, ten.id, name=name, is_demo=True)
         created[username] = pw
     return created
+
+
+def import_stock_file(session: Session, tenant: str, path: str | Path, actor: Principal) -> int:
+    """Stock on hand and lead times per sku; unknown skus are rejected with their line."""
+    from procurement.data.importers import ImportValidationError, RowError, read_stock_csv
+
+    ten = catalog.get_tenant(session, tenant)
+    if ten is None:
+        raise ValueError(f"unknown company {tenant!r}")
+    authorize(actor, "import", ten.id)
+    df = read_stock_csv(path)
+    known = set(catalog.load_products(session, ten.id)["sku"])
+    unknown = [
+        RowError(i + 2, "sku", f"{sku} is not in the catalog")
+        for i, sku in enumerate(df["sku"])
+        if sku not in known
+    ]
+    if unknown:
+        raise ImportValidationError(unknown[:50], str(path))
+    n = catalog.store_stock(session, ten.id, df)
+    history.record_import(session, ten.id, f"stock:{path}", history.UpsertCounts(updated=n))
+    return n
+
+
+def import_catalog_file(session: Session, tenant: str, path: str | Path, actor: Principal) -> int:
+    """Create or update products (name, supplier, category, unit, currency) from a CSV."""
+    from procurement.data.importers import read_catalog_csv
+
+    ten = catalog.get_tenant(session, tenant)
+    if ten is None:
+        raise ValueError(f"unknown company {tenant!r}")
+    authorize(actor, "import", ten.id)
+    df = read_catalog_csv(path)
+    catalog.ensure_products(session, ten.id, df)
+    history.record_import(session, ten.id, f"catalog:{path}", history.UpsertCounts(updated=len(df)))
+    return len(df)

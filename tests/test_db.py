@@ -118,3 +118,56 @@ def test_large_tables_are_stored_in_product_groups_with_the_same_result(
         second = history.store_prices(session, ten.id, again)
     assert (second.added, second.updated, second.unchanged) == (0, 0, 7 * 90)
     assert _count(session, PriceObservation) == 7 * 90
+
+
+def test_stock_and_catalog_files_update_products(session, tmp_path) -> None:
+    with session.begin():
+        demo.seed_synthetic(session, "demo", n_products=3, n_days=60)
+    cat = tmp_path / "catalog.csv"
+    cat.write_text(
+        "sku,name,category,currency\nSKU-00001,Hex bolt M8,fasteners,eur\nNEW-1,New item,fasteners,USD\n"
+    )
+    stock = tmp_path / "stock.csv"
+    stock.write_text("sku,on_hand,lead_time_days\nSKU-00001,42,5\nNEW-1,0,12\n")
+    with session.begin():
+        assert demo.import_catalog_file(session, "demo", cat, SYSTEM) == 2
+        assert demo.import_stock_file(session, "demo", stock, SYSTEM) == 2
+    products = catalog.load_products(session, catalog.get_tenant(session, "demo").id).set_index(
+        "sku"
+    )
+    assert (
+        products.loc["SKU-00001", "name"] == "Hex bolt M8"
+        and products.loc["SKU-00001", "currency"] == "EUR"
+    )
+    assert (
+        products.loc["SKU-00001", "on_hand"] == 42 and products.loc["NEW-1", "lead_time_days"] == 12
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("sku,on_hand,lead_time_days\nSKU-00001,-1,5\n", "line 2, field 'on_hand'"),
+        ("sku,on_hand,lead_time_days\nSKU-00001,3,2.5\n", "line 2, field 'lead_time_days'"),
+        (
+            "sku,on_hand,lead_time_days\nNOPE,3,2\n",
+            "line 2, field 'sku': NOPE is not in the catalog",
+        ),
+        ("sku,on_hand\nSKU-00001,3\n", "field 'lead_time_days': required column is missing"),
+    ],
+)
+def test_bad_stock_files_store_nothing(session, tmp_path, content: str, message: str) -> None:
+    with session.begin():
+        demo.seed_synthetic(session, "demo", n_products=2, n_days=60)
+    before = catalog.load_products(session, catalog.get_tenant(session, "demo").id)[
+        "on_hand"
+    ].tolist()
+    session.rollback()  # end the read transaction before the import opens its own
+    f = tmp_path / "stock.csv"
+    f.write_text(content)
+    with pytest.raises(ImportValidationError, match=message), session.begin():
+        demo.import_stock_file(session, "demo", f, SYSTEM)
+    after = catalog.load_products(session, catalog.get_tenant(session, "demo").id)[
+        "on_hand"
+    ].tolist()
+    assert after == before

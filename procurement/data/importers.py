@@ -254,3 +254,85 @@ def apply_mapping(
             )
             out[col] = s.where(out[col].astype(str).str.strip() != "", "")
     return validate_prices(out, source=source)
+
+
+def _table(
+    src: str | Path | IO[bytes] | bytes, label: str, required: tuple[str, ...]
+) -> pd.DataFrame:
+    try:
+        text = _read_text(src)
+    except ImportValidationError as exc:
+        raise ImportValidationError(exc.errors, label) from None
+    if not text.strip():
+        raise ImportValidationError([RowError(None, None, "the file is empty")], label)
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    df.columns = [c.strip().lower() for c in df.columns]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ImportValidationError(
+            [RowError(1, c, "required column is missing") for c in missing], label
+        )
+    if df.empty:
+        raise ImportValidationError([RowError(None, None, "no data rows (only a header)")], label)
+    df["sku"] = df["sku"].str.strip()
+    return df
+
+
+def read_stock_csv(src: str | Path | IO[bytes] | bytes, source: str | None = None) -> pd.DataFrame:
+    """``sku,on_hand,lead_time_days``: stock on hand (>= 0) and supplier lead time (whole days)."""
+    label = source or (str(src) if isinstance(src, (str, Path)) else "input")
+    df = _table(src, label, ("sku", "on_hand", "lead_time_days"))
+    errors: list[RowError] = []
+    on_hand = pd.to_numeric(df["on_hand"], errors="coerce")
+    lead = pd.to_numeric(df["lead_time_days"], errors="coerce")
+    for i in range(len(df)):
+        line = i + 2
+        if not df["sku"].iloc[i]:
+            errors.append(RowError(line, "sku", "is blank"))
+        if not (np.isfinite(on_hand.iloc[i]) and on_hand.iloc[i] >= 0):
+            errors.append(
+                RowError(line, "on_hand", f"{df['on_hand'].iloc[i]!r} is not a quantity >= 0")
+            )
+        if not (
+            np.isfinite(lead.iloc[i]) and lead.iloc[i] >= 0 and float(lead.iloc[i]).is_integer()
+        ):
+            errors.append(
+                RowError(
+                    line,
+                    "lead_time_days",
+                    f"{df['lead_time_days'].iloc[i]!r} is not whole days >= 0",
+                )
+            )
+    dup = df["sku"].duplicated(keep=False)
+    for i in np.flatnonzero(dup.to_numpy())[1::2]:
+        errors.append(RowError(int(i) + 2, "sku", f"{df['sku'].iloc[i]} appears more than once"))
+    if errors:
+        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], label)
+    return pd.DataFrame({"sku": df["sku"], "on_hand": on_hand, "lead_time_days": lead.astype(int)})
+
+
+def read_catalog_csv(
+    src: str | Path | IO[bytes] | bytes, source: str | None = None
+) -> pd.DataFrame:
+    """``sku`` plus any of name, supplier, category, unit, currency: creates or updates products."""
+    label = source or (str(src) if isinstance(src, (str, Path)) else "input")
+    df = _table(src, label, ("sku",))
+    errors = [
+        RowError(i + 2, "sku", "is blank") for i in np.flatnonzero((df["sku"] == "").to_numpy())
+    ]
+    if "currency" in df.columns:
+        cur = df["currency"].str.strip().str.upper()
+        bad = ~(cur.str.fullmatch(r"[A-Z]{3}") | (cur == ""))
+        errors += [
+            RowError(int(i) + 2, "currency", "must be a 3-letter ISO code")
+            for i in np.flatnonzero(bad.to_numpy())
+        ]
+        df["currency"] = cur
+    for i in np.flatnonzero(df["sku"].duplicated().to_numpy()):
+        errors.append(RowError(int(i) + 2, "sku", f"{df['sku'].iloc[i]} appears more than once"))
+    if errors:
+        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], label)
+    keep = [
+        c for c in ("sku", "name", "supplier", "category", "unit", "currency") if c in df.columns
+    ]
+    return df[keep]
