@@ -9,6 +9,7 @@ from procurement.data.importers import (
     apply_mapping,
     looks_decimal_comma,
     read_table,
+    split_valid,
 )
 from procurement.db import history, session
 
@@ -57,40 +58,43 @@ else:
         )
         decimal_comma = c2.toggle("Decimal comma (1.234,56)", value=comma_default)
         if all(mapping[k] for k in ("sku", "date", "price")):
+            clean = None
             try:
                 clean = apply_mapping(raw, mapping, date_format, decimal_comma, source=up.name)
+                st.success(f"{len(clean):,} valid rows for {clean['sku'].nunique():,} products.")
             except ImportValidationError as exc:
                 st.error(
-                    f"{len(exc.errors)} problem(s) found; nothing was stored. Fix the file or the mapping:"
+                    "Problems found; nothing was stored. Fix the file or the mapping, or drop the bad rows."
                 )
-                st.dataframe(
-                    pd.DataFrame(
-                        [
-                            {"line": e.line, "field": e.field, "problem": e.message}
-                            for e in exc.errors
-                        ]
-                    ),
-                    hide_index=True,
-                    width="stretch",
-                )
-            else:
-                st.success(f"{len(clean):,} valid rows for {clean['sku'].nunique():,} products.")
-                if st.button("Import", type="primary", key="do_import"):
-                    bar = st.progress(0.0, text="storing")
-                    with session(engine()) as s, s.begin():
-                        counts = history.store_prices(
-                            s,
-                            ctx.tenant_id,
-                            clean,
-                            progress=lambda d, t: bar.progress(
-                                d / max(t, 1), text=f"{d:,} of {t:,}"
-                            ),
+                table = [
+                    {"line": e.line, "field": e.field, "problem": e.message} for e in exc.errors
+                ]
+                st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
+                if st.toggle("Drop the bad rows and import the rest", key="drop_bad"):
+                    try:
+                        mapped = apply_mapping(
+                            raw, mapping, date_format, decimal_comma, up.name, validate=False
                         )
-                        history.record_import(s, ctx.tenant_id, f"upload:{up.name}", counts)
-                    bar.progress(1.0, text="done")
-                    st.success(
-                        f"{counts.added:,} added, {counts.updated:,} updated, {counts.unchanged:,} unchanged."
+                        clean, dropped = split_valid(mapped, source=up.name)
+                        st.warning(
+                            f"{len({e.line for e in dropped})} rows will be left out; {len(clean):,} imported."
+                        )
+                    except ImportValidationError as exc2:
+                        st.error(str(exc2))
+            if clean is not None and st.button("Import", type="primary", key="do_import"):
+                bar = st.progress(0.0, text="storing")
+                with session(engine()) as s, s.begin():
+                    counts = history.store_prices(
+                        s,
+                        ctx.tenant_id,
+                        clean,
+                        progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d:,} of {t:,}"),
                     )
+                    history.record_import(s, ctx.tenant_id, f"upload:{up.name}", counts)
+                bar.progress(1.0, text="done")
+                st.success(
+                    f"{counts.added:,} added, {counts.updated:,} updated, {counts.unchanged:,} unchanged."
+                )
 
 st.subheader("Supplier APIs and web pages")
 with session(engine()) as s:

@@ -139,3 +139,29 @@ def test_a_50_mb_file_with_one_bad_row_at_the_end_is_rejected_whole(tmp_path) ->
     assert path.stat().st_size > 50e6
     with pytest.raises(ImportValidationError, match=f"line {n + 2}, field 'price'"):
         read_price_csv(path)
+
+
+def test_split_valid_drops_only_bad_rows_including_both_conflicting_duplicates() -> None:
+    import pandas as pd
+
+    from procurement.data.importers import split_valid
+
+    df = pd.DataFrame(
+        {
+            "sku": ["A", "B", "C", "C", "D"],
+            "date": ["2026-01-01", "2026-13-01", "2026-01-01", "2026-01-01", "2026-01-02"],
+            "price": ["1", "2", "3", "4", "-5"],
+        }
+    )
+    clean, errors = split_valid(df)
+    assert clean["sku"].tolist() == ["A"]
+    assert sorted({e.line for e in errors}) == [3, 4, 5, 6]
+
+
+def test_split_valid_refuses_whole_file_problems() -> None:
+    import pandas as pd
+
+    from procurement.data.importers import split_valid
+
+    with pytest.raises(ImportValidationError, match="required column"):
+        split_valid(pd.DataFrame({"sku": ["A"], "price": ["1"]}))

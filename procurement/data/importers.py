@@ -75,7 +75,9 @@ def read_price_csv(src: str | Path | IO[bytes] | bytes, source: str | None = Non
     return validate_prices(df, source=label)
 
 
-def validate_prices(df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+def validate_prices(
+    df: pd.DataFrame, source: str = "input", max_errors: int | None = MAX_ERRORS_REPORTED
+) -> pd.DataFrame:
     """Check a price table and return it typed (date as ``datetime.date``, price as float).
 
     Rows are numbered as lines of a CSV file with a header: the first data row is line 2.
@@ -130,7 +132,7 @@ def validate_prices(df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         out["quantity"] = q
 
     if errors:
-        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source)
+        raise ImportValidationError(errors[:max_errors], source)
 
     out["date"] = parsed.dt.date
     out["price"] = prices.astype(float)
@@ -150,16 +152,20 @@ def validate_prices(df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         for (sku, date), g in d.groupby(["sku", "date"], sort=False):
             if g["price"].nunique() > 1:
                 ls = ", ".join(str(x) for x in g["line"].tolist()[:5])
-                errors.append(
-                    RowError(
-                        int(g["line"].iloc[1]),
-                        "price",
-                        f"sku {sku} on {date} appears on lines {ls} with different prices",
-                    )
+                lines_of_group = (
+                    g["line"].tolist() if max_errors is None else g["line"].tolist()[1:2]
                 )
+                for line in lines_of_group:
+                    errors.append(
+                        RowError(
+                            int(line),
+                            "price",
+                            f"sku {sku} on {date} appears on lines {ls} with different prices",
+                        )
+                    )
         out = out[~key.duplicated(keep="first").to_numpy()]
     if errors:
-        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source)
+        raise ImportValidationError(errors[:max_errors], source)
     return out.reset_index(drop=True)
 
 
@@ -232,6 +238,7 @@ def apply_mapping(
     date_format: str = "YYYY-MM-DD",
     decimal_comma: bool = False,
     source: str = "upload",
+    validate: bool = True,
 ) -> pd.DataFrame:
     """Rename the user's columns to ours, normalise dates and decimals, then validate.
 
@@ -253,7 +260,7 @@ def apply_mapping(
                 else s.str.replace(",", "", regex=False)
             )
             out[col] = s.where(out[col].astype(str).str.strip() != "", "")
-    return validate_prices(out, source=source)
+    return validate_prices(out, source=source) if validate else out
 
 
 def _table(
@@ -336,3 +343,28 @@ def read_catalog_csv(
         c for c in ("sku", "name", "supplier", "category", "unit", "currency") if c in df.columns
     ]
     return df[keep]
+
+
+def split_valid(df: pd.DataFrame, source: str = "input") -> tuple[pd.DataFrame, list[RowError]]:
+    """The rows that pass validation, and every error of the rows that do not, for a buyer who
+    chooses to drop the bad rows. Conflicting duplicates are dropped on all their lines."""
+    rows = df.reset_index(drop=True).assign(_line=np.arange(2, len(df) + 2))
+    errors: list[RowError] = []
+    # value errors are reported before duplicate conflicts are looked for: a few passes at most
+    for _ in range(3):
+        try:
+            clean = validate_prices(rows.drop(columns="_line"), source, max_errors=None)
+            return clean, errors
+        except ImportValidationError as exc:
+            if any(e.line is None or e.line == 1 for e in exc.errors):
+                raise ImportValidationError(exc.errors[:MAX_ERRORS_REPORTED], source) from None
+            # map the pass's line numbers back to the file's
+            file_lines = rows["_line"].to_numpy()
+            bad = {int(file_lines[e.line - 2]) for e in exc.errors}
+            errors += [
+                RowError(int(file_lines[e.line - 2]), e.field, e.message) for e in exc.errors
+            ]
+            rows = rows[~rows["_line"].isin(bad)].reset_index(drop=True)
+            if rows.empty:
+                raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source) from None
+    raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source)
