@@ -30,6 +30,13 @@ authenticator = stauth.Authenticate(
 )
 
 
+@st.fragment(run_every=1)
+def _continue_shortly() -> None:
+    if st.session_state.pop("_signed_in_shown", False):
+        st.rerun(scope="app")
+    st.session_state["_signed_in_shown"] = True
+
+
 def login_page() -> None:
     try:
         authenticator.login(location="main", fields={"Form name": "Log in to procurement"})
@@ -47,7 +54,11 @@ def login_page() -> None:
             if principal is not None:
                 auth.record_login(s, principal.username, True, settings)
         st.session_state["principal"] = principal
-        st.rerun()
+        # Not st.rerun() at once: the authenticator writes the login cookie through a component
+        # that must reach the browser first, or a reload or deep link asks to log in again.
+        st.success("Signed in.")
+        _continue_shortly()
+        return
     if status is False:
         st.error("Wrong username or password, or the account is locked.")
     st.caption(
