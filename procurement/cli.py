@@ -249,6 +249,32 @@ def cmd_fetch(args: argparse.Namespace) -> None:
         raise CliError(f"{failed} of {len(names)} sources failed")
 
 
+def cmd_user(args: argparse.Namespace) -> None:
+    """Operator's account tools: add a user, reset a password (also unlocks), deactivate."""
+    from procurement import auth
+    from procurement.db import catalog, session
+
+    engine = _db()
+    with session(engine) as s, s.begin():
+        if args.action == "add":
+            tid = None
+            if args.tenant:
+                ten = catalog.get_tenant(s, args.tenant)
+                if ten is None:
+                    raise CliError(f"unknown company {args.tenant!r}")
+                tid = ten.id
+            password = auth.new_password()
+            auth.create_user(s, args.username, password, args.role, tid)
+            print(f"user {args.username} ({args.role}) created; password, shown once: {password}")
+        elif args.action == "reset-password":
+            password = auth.new_password()
+            auth.set_password(s, args.username, password)
+            print(f"password of {args.username} reset and account unlocked; shown once: {password}")
+        else:
+            auth.set_active(s, args.username, args.action == "activate")
+            print(f"user {args.username} {args.action}d")
+
+
 def build_parser() -> argparse.ArgumentParser:
     st = get_settings()
     p = argparse.ArgumentParser(
@@ -314,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tenant", default=st.default_tenant)
     s.add_argument("--source", help="only this source")
     s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("user", help="add a user, reset a password (unlocks), (de)activate")
+    s.add_argument("action", choices=["add", "reset-password", "activate", "deactivate"])
+    s.add_argument("username")
+    s.add_argument("--role", choices=["admin", "buyer", "viewer"], default="viewer")
+    s.add_argument("--tenant", help="company of a buyer or viewer")
+    s.set_defaults(func=cmd_user)
 
     s = sub.add_parser("backtest", help="rolling-origin backtest of a CSV, without the database")
     s.add_argument("--csv", required=True, help="sku,date,price file")

@@ -94,3 +94,16 @@ def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
         assert {"mase", "smape"} <= set(m[key])
     assert {"coverage_80", "advice"} <= set(m)
     assert {"mean_realized_saving", "oracle_share"} <= set(m["advice"])
+
+
+def test_user_commands_create_reset_and_deactivate(tmp_path) -> None:
+    assert _run(["seed", "--products", "2", "--days", "60"], tmp_path).returncode == 0
+    r = _run(["user", "add", "ana", "--role", "buyer", "--tenant", "demo"], tmp_path)
+    assert r.returncode == 0 and "shown once" in r.stdout
+    first = r.stdout.rsplit(" ", 1)[-1].strip()
+    r = _run(["user", "reset-password", "ana"], tmp_path)
+    second = r.stdout.rsplit(" ", 1)[-1].strip()
+    assert r.returncode == 0 and second != first and len(second) >= 10
+    assert _run(["user", "deactivate", "ana"], tmp_path).returncode == 0
+    r = _run(["user", "add", "bob", "--role", "buyer"], tmp_path)
+    assert r.returncode == 2 and "one company" in r.stderr
