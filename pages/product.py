@@ -31,7 +31,12 @@ def what_if() -> None:
     with left:
         st.markdown("**What if the drivers move?**")
         overrides = {}
-        for key, label in buying.what_if_drivers(ctx.model, sku):
+        drivers = buying.what_if_drivers(ctx.model, sku)
+        if not drivers:
+            st.caption(
+                "This company's model uses no external drivers: prices follow their own history."
+            )
+        for key, label in drivers:
             pct = st.slider(f"{label}, % change", -30, 30, 0, 1, key=f"whatif_{key}")
             overrides[key] = 1 + pct / 100
         st.markdown("**Your situation**")
