@@ -167,6 +167,21 @@ def refresh_forecasts(
         return forecasts.store_forecast(s, ten.id, stored.version, fc)
 
 
+def needs_retrain(engine: Engine, settings: Settings, slug: str) -> bool:
+    """True when the company has prices newer than the current model's data (or no model)."""
+    from procurement.db import history
+
+    meta = store.read_metadata(settings.model_dir, slug)
+    with session(engine) as s:
+        ten = catalog.get_tenant(s, slug)
+        if ten is None:
+            return False
+        latest = history.latest_price_date(s, ten.id)
+    if latest is None:
+        return False
+    return meta is None or str(latest) > str(meta.get("data_end"))
+
+
 def heartbeat(engine: Engine, holder: str, ttl: float) -> None:
     with session(engine) as s, s.begin():
         runs.acquire_lock(s, HEARTBEAT, holder, ttl)

@@ -192,3 +192,47 @@ def test_worse_model_is_kept_but_not_promoted(db, settings, seeded) -> None:
     assert store.current_version(settings.model_dir, "demo") == seeded
     assert res.metadata["promotion"].startswith("kept, not promoted")
     assert res.version in {m["version"] for m in store.list_versions(settings.model_dir, "demo")}
+
+
+def test_daily_refresh_queues_a_retrain_when_newer_prices_arrive(
+    db, settings, seeded, tmp_path, monkeypatch
+) -> None:
+    import procurement.scheduler as sched
+    from procurement.config import get_settings
+    from procurement.db import get_engine
+
+    monkeypatch.setenv("DATABASE_URL", db.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("MODEL_DIR", str(settings.model_dir))
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        sched.refresh_all()  # nothing new: no run queued
+        with session(db) as s:
+            assert (
+                s.scalar(
+                    select(func.count()).select_from(ModelRun).where(ModelRun.status == "queued")
+                )
+                == 0
+            )
+        meta = store.read_metadata(settings.model_dir, "demo")
+        f = tmp_path / "new.csv"
+        f.write_text(f"sku,date,price\nSKU-00001,{pd_next_day(meta['data_end'])},9.99\n")
+        with session(db) as s, s.begin():
+            demo.import_price_file(s, "demo", f, Principal.system())
+        sched.refresh_all()
+        with session(db) as s:
+            assert (
+                s.scalar(
+                    select(func.count()).select_from(ModelRun).where(ModelRun.status == "queued")
+                )
+                == 1
+            )
+    finally:
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+
+
+def pd_next_day(day: str) -> str:
+    import datetime as dt
+
+    return str(dt.date.fromisoformat(day) + dt.timedelta(days=1))

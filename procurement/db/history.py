@@ -301,3 +301,10 @@ def price_range(session: Session, tenant_id: int) -> tuple[dt.date | None, dt.da
         ).where(PriceObservation.tenant_id == tenant_id)
     ).one()
     return row[0], row[1], int(row[2])
+
+
+def latest_price_date(session: Session, tenant_id: int) -> dt.date | None:
+    """The company's latest price date, answered from the (tenant_id, date) index."""
+    return session.scalar(
+        select(func.max(PriceObservation.date)).where(PriceObservation.tenant_id == tenant_id)
+    )

@@ -39,13 +39,17 @@ def enqueue_all() -> None:
 
 
 def refresh_all() -> None:
-    """Daily: store fresh forecasts of every company's current model."""
+    """Daily: store fresh forecasts of every company's current model, and queue a retrain where
+    prices newer than the model's data have arrived (imports, supplier APIs, web pages)."""
     settings = get_settings()
     engine = get_engine()
     with session(engine) as s:
         slugs = [t.slug for t in catalog.list_tenants(s)]
     for slug in slugs:
         try:
+            if retrain.needs_retrain(engine, settings, slug):
+                retrain.request(engine, slug, Principal("schedule", "admin", None))
+                log.info("new prices for %s: retrain queued", slug)
             n = retrain.refresh_forecasts(engine, settings, slug)
             log.info("refreshed %d forecasts of %s", n, slug)
         except Exception:  # one company's missing model must not stop the others
