@@ -62,6 +62,15 @@ def authorize(principal: Principal, action: str, tenant_id: int | None = None) -
         raise PermissionDenied(f"{principal.username} has no access to that company")
 
 
+def authorized_tenant(session: Session, slug: str, principal: Principal, action: str) -> Tenant:
+    """The company ``slug``, if it exists and ``principal`` may do ``action`` in it."""
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        raise ValueError(f"unknown company {slug!r}")
+    authorize(principal, action, tenant.id)
+    return tenant
+
+
 def hash_password(password: str) -> str:
     if len(password) < 10:
         raise ValueError("a password needs at least 10 characters")

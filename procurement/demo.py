@@ -8,9 +8,17 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from procurement.auth import Principal, authorize
+from procurement.auth import Principal, authorize, authorized_tenant
 from procurement.config import PROJECT_ROOT
-from procurement.data.importers import read_price_csv, validate_prices
+from procurement.data.importers import (
+    MAX_ERRORS_REPORTED,
+    ImportValidationError,
+    RowError,
+    read_catalog_csv,
+    read_price_csv,
+    read_stock_csv,
+    validate_prices,
+)
 from procurement.data.synthetic import generate
 from procurement.db import catalog, history
 
@@ -113,12 +121,7 @@ def seed_users(session: Session, settings) -> dict[str, str]:  # type: ignore[no
 
 def import_stock_file(session: Session, tenant: str, path: str | Path, actor: Principal) -> int:
     """Stock on hand and lead times per sku; unknown skus are rejected with their line."""
-    from procurement.data.importers import ImportValidationError, RowError, read_stock_csv
-
-    ten = catalog.get_tenant(session, tenant)
-    if ten is None:
-        raise ValueError(f"unknown company {tenant!r}")
-    authorize(actor, "import", ten.id)
+    ten = authorized_tenant(session, tenant, actor, "import")
     df = read_stock_csv(path)
     known = set(catalog.load_products(session, ten.id)["sku"])
     unknown = [
@@ -127,7 +130,7 @@ def import_stock_file(session: Session, tenant: str, path: str | Path, actor: Pr
         if sku not in known
     ]
     if unknown:
-        raise ImportValidationError(unknown[:50], str(path))
+        raise ImportValidationError(unknown[:MAX_ERRORS_REPORTED], str(path))
     n = catalog.store_stock(session, ten.id, df)
     history.record_import(session, ten.id, f"stock:{path}", history.UpsertCounts(updated=n))
     return n
@@ -135,12 +138,7 @@ def import_stock_file(session: Session, tenant: str, path: str | Path, actor: Pr
 
 def import_catalog_file(session: Session, tenant: str, path: str | Path, actor: Principal) -> int:
     """Create or update products (name, supplier, category, unit, currency) from a CSV."""
-    from procurement.data.importers import read_catalog_csv
-
-    ten = catalog.get_tenant(session, tenant)
-    if ten is None:
-        raise ValueError(f"unknown company {tenant!r}")
-    authorize(actor, "import", ten.id)
+    ten = authorized_tenant(session, tenant, actor, "import")
     df = read_catalog_csv(path)
     catalog.ensure_products(session, ten.id, df)
     history.record_import(session, ten.id, f"catalog:{path}", history.UpsertCounts(updated=len(df)))

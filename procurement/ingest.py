@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from procurement.auth import Principal, authorize
+from procurement.auth import Principal, authorized_tenant
 from procurement.data.connectors import (
     ApiSource,
     ConnectorError,
@@ -72,10 +72,7 @@ def list_import_runs(session_: Session, tenant_id: int, limit: int = 50) -> list
 def run_source(engine: Engine, tenant: str, name: str, actor: Principal) -> ImportRun:
     """Fetch one source and store its prices; a failure stores nothing and is recorded."""
     with session(engine) as s:
-        ten = catalog.get_tenant(s, tenant)
-        if ten is None:
-            raise ValueError(f"unknown company {tenant!r}")
-        authorize(actor, "import", ten.id)
+        ten = authorized_tenant(s, tenant, actor, "import")
         src = s.scalar(
             select(DataSource).where(DataSource.tenant_id == ten.id, DataSource.name == name)
         )

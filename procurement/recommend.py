@@ -113,22 +113,3 @@ def _reason(wait: bool, date: pd.Timestamp, saving_pct: float, conf: float, tren
     if trend > 0.5:
         return f"Buy now: price forecast to rise {trend:.1f}% over the horizon"
     return "Buy now: no reliable saving from waiting"
-
-
-def evaluate(recs: pd.DataFrame, actual: pd.DataFrame) -> dict[str, float]:
-    """Realized saving of following ``recs`` against buying on the first day, and the share of
-    the oracle saving (buying at the true minimum) captured. ``actual``: sku, date, y."""
-    a = actual.sort_values(["sku", "date"])
-    first = a.groupby("sku")["y"].first()
-    low = a.groupby("sku")["y"].min()
-    paid = recs.merge(
-        a, left_on=["sku", "buy_date"], right_on=["sku", "date"], how="left"
-    ).set_index("sku")["y"]
-    paid = paid.reindex(first.index).fillna(first)
-    realized = first - paid
-    oracle = first - low
-    return {
-        "realized_saving": float(realized.sum()),
-        "oracle_saving": float(oracle.sum()),
-        "first_day_cost": float(first.abs().sum()),
-    }

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from procurement.auth import Principal, authorize
+from procurement.auth import Principal, authorized_tenant
 from procurement.config import Settings
-from procurement.db import catalog, forecasts, runs, session
+from procurement.db import catalog, forecasts, history, runs, session
 from procurement.db.models import ModelRun, Tenant
 from procurement.forecast import store
 
@@ -31,10 +31,7 @@ def holder_id() -> str:
 def request(engine: Engine, tenant: str, actor: Principal) -> tuple[int, bool]:
     """Queue a retrain of ``tenant``; ten clicks while one waits give one run, not ten."""
     with session(engine) as s, s.begin():
-        ten = catalog.get_tenant(s, tenant)
-        if ten is None:
-            raise ValueError(f"unknown company {tenant!r}")
-        authorize(actor, "retrain", ten.id)
+        ten = authorized_tenant(s, tenant, actor, "retrain")
         run, created = runs.request_retrain(s, ten.id, actor.username)
         return run.id, created
 
@@ -169,8 +166,6 @@ def refresh_forecasts(
 
 def needs_retrain(engine: Engine, settings: Settings, slug: str) -> bool:
     """True when the company has prices newer than the current model's data (or no model)."""
-    from procurement.db import history
-
     meta = store.read_metadata(settings.model_dir, slug)
     with session(engine) as s:
         ten = catalog.get_tenant(s, slug)

@@ -56,15 +56,27 @@ def _read_text(src: str | Path | IO[bytes] | bytes) -> str:
         ) from None
 
 
-def read_price_csv(src: str | Path | IO[bytes] | bytes, source: str | None = None) -> pd.DataFrame:
-    """Read and validate a CSV with columns ``sku,date,price`` (optional name, supplier, ...)."""
-    label = source or (str(src) if isinstance(src, (str, Path)) else "input")
+def _label(src: str | Path | IO[bytes] | bytes, source: str | None) -> str:
+    return source or (str(src) if isinstance(src, (str, Path)) else "input")
+
+
+def _nonempty_text(src: str | Path | IO[bytes] | bytes, label: str) -> str:
+    """The file as text; binary, non-UTF-8 and empty files are errors naming ``label``."""
     try:
         text = _read_text(src)
     except ImportValidationError as exc:
         raise ImportValidationError(exc.errors, label) from None
     if not text.strip():
         raise ImportValidationError([RowError(None, None, "the file is empty")], label)
+    return text
+
+
+def _csv_strings(
+    src: str | Path | IO[bytes] | bytes, label: str, required: tuple[str, ...]
+) -> pd.DataFrame:
+    """A comma-separated file as a table of strings with lower-case column names; missing
+    required columns and a file with only a header are errors."""
+    text = _nonempty_text(src, label)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.ParserError as exc:
@@ -72,7 +84,20 @@ def read_price_csv(src: str | Path | IO[bytes] | bytes, source: str | None = Non
             [RowError(None, None, f"not a valid CSV: {exc}")], label
         ) from None
     df.columns = [c.strip().lower() for c in df.columns]
-    return validate_prices(df, source=label)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ImportValidationError(
+            [RowError(1, c, "required column is missing") for c in missing], label
+        )
+    if df.empty:
+        raise ImportValidationError([RowError(None, None, "no data rows (only a header)")], label)
+    return df
+
+
+def read_price_csv(src: str | Path | IO[bytes] | bytes, source: str | None = None) -> pd.DataFrame:
+    """Read and validate a CSV with columns ``sku,date,price`` (optional name, supplier, ...)."""
+    label = _label(src, source)
+    return validate_prices(_csv_strings(src, label, REQUIRED), source=label)
 
 
 def validate_prices(
@@ -172,14 +197,7 @@ def validate_prices(
 def read_lenient_csv(path: str | Path) -> pd.DataFrame:
     """Read ``sku,date,price`` for analysis (backtests): rows with a missing or non-numeric price
     are dropped, negative prices are kept (they happen: WTI on 2020-04-20)."""
-    text = _read_text(path)
-    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    df.columns = [c.strip().lower() for c in df.columns]
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise ImportValidationError(
-            [RowError(1, c, "required column is missing") for c in missing], str(path)
-        )
+    df = _csv_strings(path, str(path), REQUIRED)
     df["date"] = pd.to_datetime(df["date"].str.strip(), format="%Y-%m-%d", errors="coerce")
     df["price"] = pd.to_numeric(df["price"], errors="coerce")
     df = df.dropna(subset=["date", "price"])
@@ -207,12 +225,7 @@ def read_table(raw: bytes, filename: str) -> pd.DataFrame:
                 [RowError(None, None, f"not a readable Excel file: {exc}")], filename
             ) from None
     else:
-        try:
-            text = _read_text(raw)
-        except ImportValidationError as exc:
-            raise ImportValidationError(exc.errors, filename) from None
-        if not text.strip():
-            raise ImportValidationError([RowError(None, None, "the file is empty")], filename)
+        text = _nonempty_text(raw, filename)
         import csv
 
         try:
@@ -263,32 +276,11 @@ def apply_mapping(
     return validate_prices(out, source=source) if validate else out
 
 
-def _table(
-    src: str | Path | IO[bytes] | bytes, label: str, required: tuple[str, ...]
-) -> pd.DataFrame:
-    try:
-        text = _read_text(src)
-    except ImportValidationError as exc:
-        raise ImportValidationError(exc.errors, label) from None
-    if not text.strip():
-        raise ImportValidationError([RowError(None, None, "the file is empty")], label)
-    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    df.columns = [c.strip().lower() for c in df.columns]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ImportValidationError(
-            [RowError(1, c, "required column is missing") for c in missing], label
-        )
-    if df.empty:
-        raise ImportValidationError([RowError(None, None, "no data rows (only a header)")], label)
-    df["sku"] = df["sku"].str.strip()
-    return df
-
-
 def read_stock_csv(src: str | Path | IO[bytes] | bytes, source: str | None = None) -> pd.DataFrame:
     """``sku,on_hand,lead_time_days``: stock on hand (>= 0) and supplier lead time (whole days)."""
-    label = source or (str(src) if isinstance(src, (str, Path)) else "input")
-    df = _table(src, label, ("sku", "on_hand", "lead_time_days"))
+    label = _label(src, source)
+    df = _csv_strings(src, label, ("sku", "on_hand", "lead_time_days"))
+    df["sku"] = df["sku"].str.strip()
     errors: list[RowError] = []
     on_hand = pd.to_numeric(df["on_hand"], errors="coerce")
     lead = pd.to_numeric(df["lead_time_days"], errors="coerce")
@@ -322,8 +314,9 @@ def read_catalog_csv(
     src: str | Path | IO[bytes] | bytes, source: str | None = None
 ) -> pd.DataFrame:
     """``sku`` plus any of name, supplier, category, unit, currency: creates or updates products."""
-    label = source or (str(src) if isinstance(src, (str, Path)) else "input")
-    df = _table(src, label, ("sku",))
+    label = _label(src, source)
+    df = _csv_strings(src, label, ("sku",))
+    df["sku"] = df["sku"].str.strip()
     errors = [
         RowError(i + 2, "sku", "is blank") for i in np.flatnonzero((df["sku"] == "").to_numpy())
     ]

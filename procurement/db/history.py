@@ -42,7 +42,6 @@ def _upsert(
     incoming: pd.DataFrame,
     existing: pd.DataFrame,
     extra: dict[str, object],
-    progress=None,  # type: ignore[no-untyped-def]
 ) -> UpsertCounts:
     """Insert new keys, update changed values, leave equal ones alone (so re-imports are no-ops)."""
     merged = incoming.merge(existing, on=key_cols, how="left", suffixes=("", "_old"))
@@ -57,8 +56,6 @@ def _upsert(
     records = inserts.to_dict("records")
     for start in range(0, len(records), CHUNK):
         conn.execute(table.insert(), records[start : start + CHUNK])
-        if progress:
-            progress(min(start + CHUNK, len(records)), len(records))
     if changed.any():
         ups = merged.loc[changed, ["id", value_col]].rename(columns={"id": "_id"})
         ups["_id"] = ups["_id"].astype(int)

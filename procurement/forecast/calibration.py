@@ -24,7 +24,7 @@ def series_scale(frame: pd.DataFrame) -> pd.Series:
     """Mean absolute one-period change per series (the naive forecast's in-sample MAE)."""
     d = frame.groupby("unique_id", sort=False)["y"].diff().abs()
     scale = d.groupby(frame["unique_id"].to_numpy()).mean()
-    fallback = frame.groupby("unique_id")["y"].apply(lambda y: y.abs().mean() * 0.01)
+    fallback = frame["y"].abs().groupby(frame["unique_id"].to_numpy()).mean() * 0.01
     scale = scale.where(scale > 0, fallback).fillna(1.0)
     return scale.where(scale > 0, 1.0)
 
@@ -181,7 +181,7 @@ class Calibration:
 
 def backtest_metrics(cv: pd.DataFrame, frame: pd.DataFrame, season: int) -> dict[str, Any]:
     """MASE and sMAPE of the model and of naive baselines on a mlforecast cross-validation frame."""
-    cv = add_baselines(cv.drop(columns=["naive"], errors="ignore"), frame, season)
+    cv = add_baselines(cv, frame, season)
     scale = series_scale(frame)
     obs = cv[cv["observed"].fillna(True).astype(bool)] if "observed" in cv else cv
     out: dict[str, Any] = {
@@ -210,8 +210,7 @@ def add_baselines(cv: pd.DataFrame, frame: pd.DataFrame, season: int) -> pd.Data
     """Naive (last value at the cutoff) and seasonal naive (same period one season earlier,
     repeated) forecasts for every row of a cross-validation frame."""
     hist = frame[["unique_id", "ds", "y"]]
-    last = hist.rename(columns={"ds": "cutoff", "y": "naive"})
-    cv = cv.merge(last, on=["unique_id", "cutoff"], how="left")
+    cv = add_naive(cv, frame)
     cv = cv.sort_values(["unique_id", "cutoff", "ds"]).reset_index(drop=True)
     h = cv.groupby(["unique_id", "cutoff"]).cumcount().to_numpy()  # 0-based step
     # the seasonal-naive value for step h is the observation (season - h % season) periods
