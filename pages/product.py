@@ -15,7 +15,9 @@ skus = products["sku"].tolist()
 wanted = st.query_params.get("sku")
 index = skus.index(wanted) if wanted in skus else 0
 names = dict(zip(products["sku"], products["name"], strict=True))
-sku = st.selectbox("Product", skus, index=index, format_func=lambda s: f"{s} - {names.get(s, '')}")
+sku = st.selectbox(
+    "Product", skus, index=index, format_func=lambda s: f"{s} - {names.get(s, '')}", key="product"
+)
 if st.query_params.get("sku") != sku:
     st.query_params["sku"] = sku
 row = products.set_index("sku").loc[sku]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,9 @@ class Settings(BaseSettings):
     model_dir: Path = PROJECT_ROOT / "models"
     horizon: int = Field(14, ge=1, le=90)
     default_tenant: str = "demo"
+    # Last day of the synthetic demo data; unset means yesterday. Tests pin it so that nothing
+    # they check depends on the day they run.
+    demo_end_date: dt.date | None = None
     # How many model versions per company are kept on disk; older ones are pruned after a publish.
     keep_model_versions: int = Field(5, ge=1)
     # Training knobs; defaults are sized for 10k products x 2 years on a 2-core machine.

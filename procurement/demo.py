@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from procurement.auth import Principal, authorize, authorized_tenant
-from procurement.config import PROJECT_ROOT
+from procurement.config import PROJECT_ROOT, get_settings
 from procurement.data.importers import (
     MAX_ERRORS_REPORTED,
     ImportValidationError,
@@ -34,9 +35,12 @@ def seed_synthetic(
     seed: int = 7,
     progress: Callable[[int, int], None] | None = None,
     price_factor: float = 1.0,
+    end: dt.date | None = None,
 ) -> history.UpsertCounts:
-    """Generate and store a synthetic catalog through the validated import path."""
-    data = generate(n_products, n_days, seed)
+    """Generate and store a synthetic catalog through the validated import path.
+
+    The data ends on ``end``, else on the ``DEMO_END_DATE`` setting, else yesterday."""
+    data = generate(n_products, n_days, seed, end=end or get_settings().demo_end_date)
     if price_factor != 1.0:
         data.prices["price"] = (data.prices["price"] * price_factor).round(2)
     ten = catalog.get_or_create_tenant(

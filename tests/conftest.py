@@ -3,6 +3,7 @@ trained model. Data -> database -> fitted model -> predictions, each building on
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,11 @@ from procurement.db import make_engine, migrate
 from procurement.db import session as db_session
 from procurement.db.models import Base
 from procurement.forecast.train import train_global_lgbm_model
+
+# Every synthetic series in the tests ends on this day, whatever day the tests run on.
+END = dt.date(2026, 6, 30)
+os.environ["DEMO_END_DATE"] = END.isoformat()
+get_settings.cache_clear()
 
 PASSWORD = "correct horse battery"  # test-only user password
 USERS = (
@@ -90,7 +96,7 @@ def session(db: Engine) -> Iterator[Session]:
 
 @pytest.fixture(scope="session")
 def small_data() -> SyntheticData:
-    return generate(n_products=12, n_days=240, seed=3)
+    return generate(n_products=12, n_days=240, seed=3, end=END)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import END
 
 from procurement.data.synthetic import generate
 
@@ -64,7 +65,7 @@ def test_predict_before_training_says_to_train(tmp_path) -> None:
 
 
 def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
-    data = generate(4, 150, seed=1)
+    data = generate(4, 150, seed=1, end=END)
     csv = tmp_path / "p.csv"
     data.prices[["sku", "date", "price"]].to_csv(csv, index=False)
     out, js = tmp_path / "f.csv", tmp_path / "m.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import END
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -112,7 +113,7 @@ def test_large_tables_are_stored_in_product_groups_with_the_same_result(
     assert counts.added == 7 * 90
     from procurement.data.synthetic import generate
 
-    again = validate_prices(generate(7, 90, seed=7).prices)
+    again = validate_prices(generate(7, 90, seed=7, end=END).prices)
     with session.begin():
         ten = catalog.get_tenant(session, "demo")
         second = history.store_prices(session, ten.id, again)

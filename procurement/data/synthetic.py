@@ -46,6 +46,9 @@ class SyntheticData:
     )  # import format: sku,date,price,name,supplier,currency,category,unit,quantity
     drivers: pd.DataFrame  # name,date,value
     stock: pd.DataFrame  # sku,on_hand,lead_time_days
+    # What each price really depends on: sku, category, index_beta (elasticity to the category's
+    # commodity index), fx_gamma (to the exchange rate). Lets tests pick a product by its drivers.
+    effects: pd.DataFrame
 
 
 def _random_walk(rng: np.random.Generator, n: int, sigma: float, drift: float = 0.0) -> np.ndarray:
@@ -153,4 +156,7 @@ def generate(
             "lead_time_days": rng.integers(1, 10, n_products),
         }
     )
-    return SyntheticData(prices=prices, drivers=drivers, stock=stock)
+    effects = pd.DataFrame(
+        {"sku": skus, "category": cat_names, "index_beta": beta, "fx_gamma": gamma}
+    )
+    return SyntheticData(prices=prices, drivers=drivers, stock=stock, effects=effects)
