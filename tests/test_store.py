@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -63,3 +65,49 @@ def test_prune_keeps_newest_and_current(tmp_path, fitted_model) -> None:
     assert removed == [versions[1]]
     left = {m["version"] for m in store.list_versions(tmp_path, "acme")}
     assert left == {versions[0], versions[2]}
+
+
+@pytest.mark.parametrize("name", ["../x", "../../etc", "a/b", ".hidden", "", "x\x00y"])
+def test_save_version_refuses_a_company_name_outside_the_model_folder(
+    tmp_path, fitted_model, name
+) -> None:
+    """A short name is one plain folder name: `--tenant ../x` writes nothing outside models/."""
+    model_dir = tmp_path / "deploy" / "models"  # "../../x" would still land inside tmp_path
+    with pytest.raises(ValueError, match="invalid company short name"):
+        store.save_version(model_dir, name, fitted_model, {})
+    with pytest.raises(ValueError, match="invalid company short name"):
+        store.current_version(model_dir, name)
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_model_files_and_folders_reach_the_disk_before_the_pointer_moves(
+    tmp_path, fitted_model, monkeypatch
+) -> None:
+    """Model file, metadata, the version folder and the company folder are fsynced before
+    current.json is replaced, so a power cut cannot leave a pointer to missing files."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:  # type: ignore[no-untyped-def]
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    saved = store.save_version(tmp_path, "acme", fitted_model, {})
+    root = tmp_path / "acme"
+    pointer = events.index(("replace", str(root / store.POINTER)))
+    before = events[:pointer]
+    synced = [Path(p) for kind, p in before if kind == "fsync"]
+    assert any(p.name == store.MODEL_FILE for p in synced)
+    assert any(p.name.startswith(".global_lgbm_metadata.json.") for p in synced)
+    moved = before.index(("replace", str(saved.path)))
+    assert ("fsync", str(root / saved.version)) not in before  # synced under its temporary name:
+    tmp_synced = [Path(p) for kind, p in before[:moved] if kind == "fsync"]
+    assert any(p.name.startswith(f".tmp-{saved.version}") for p in tmp_synced)
+    assert ("fsync", str(root)) in before[moved:]  # the rename itself is durable
+    assert ("fsync", str(root)) in events[pointer:]  # and so is the pointer's

@@ -1,8 +1,9 @@
 """Model files: one folder per version under ``models/<tenant>/``, a ``current.json`` pointer.
 
-A version is written into a hidden temporary folder, loaded back and checked, renamed into place,
-and only then made current by atomically replacing the pointer file. Readers therefore see the old
-model or the new one, never half a file. The metadata carries library versions, the data range, the
+A version is written into a hidden temporary folder, loaded back and checked, flushed to disk
+(files and folders fsynced), renamed into place, and only then made current by atomically replacing
+the pointer file. Readers therefore see the old model or the new one, never half a file, and a power
+cut cannot leave a pointer to a version whose files never reached the disk. The metadata carries library versions, the data range, the
 features and a SHA-256 of the model file, checked on load.
 """
 
@@ -13,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -56,8 +58,26 @@ def new_version() -> str:
     return f"{now:%Y%m%d-%H%M%S-%f}-{uuid.uuid4().hex[:4]}"
 
 
+# A company's short name becomes a folder name: one plain path component, never "..", "/" or hidden.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
 def tenant_dir(model_dir: Path, tenant: str) -> Path:
+    """The folder of ``tenant``'s models; refuses a name that would point outside ``model_dir``."""
+    if not isinstance(tenant, str) or not _SAFE_NAME.fullmatch(tenant):
+        raise ValueError(
+            f"invalid company short name {tenant!r}: letters, digits, dashes and underscores only"
+        )
     return Path(model_dir) / tenant
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's entry to disk (a rename is durable only once its folder is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sha256(path: Path) -> str:
@@ -76,6 +96,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_path(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -106,6 +127,7 @@ def save_version(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{version}-"))
     try:
         joblib.dump(model, tmp / MODEL_FILE, compress=3)
+        _fsync_path(tmp / MODEL_FILE)
         meta = {
             **metadata,
             "version": version,
@@ -116,8 +138,10 @@ def save_version(
         _write_json_atomic(tmp / META_FILE, meta)
         loaded = _load_dir(tmp)
         check_model(loaded.model)
+        _fsync_path(tmp)
         final = root / version
         os.replace(tmp, final)
+        _fsync_path(root)  # the version folder exists on disk before any pointer names it
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
