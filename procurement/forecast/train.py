@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from procurement.config import Settings, get_settings
@@ -79,7 +80,8 @@ def train_global_lgbm_model(
     run: ModelRun | None = None,
     make_current: bool = True,
 ) -> TrainResult:
-    """Train one global model for ``tenant`` and publish it under a new version."""
+    """Train one global model for ``tenant`` and save it under a new version; it becomes current
+    when the caller commits ``session`` (where the run is recorded), not before."""
     settings = settings or get_settings()
     say = progress or (lambda f, m: None)
     ten = catalog.get_tenant(session, tenant)
@@ -112,10 +114,7 @@ def train_global_lgbm_model(
         store.read_metadata(settings.model_dir, tenant), meta, settings.promote_margin
     )
     meta["promotion"] = verdict or "promoted"
-    saved = store.save_version(
-        settings.model_dir, tenant, model, meta, make_current=make_current and verdict is None
-    )
-    store.prune(settings.model_dir, tenant, settings.keep_model_versions)
+    saved = store.save_version(settings.model_dir, tenant, model, meta, make_current=False)
     # report before writing the run row: a progress writer on another connection must not wait
     # for this transaction (SQLite has one writer at a time)
     say(1.0, f"model {saved.version} is current" if verdict is None else verdict)
@@ -138,7 +137,47 @@ def train_global_lgbm_model(
     run.model_path = str(saved.path)
     run.progress = 1.0
     session.flush()
+    publish = saved.version if make_current and verdict is None else None
+    _publish_after_commit(session, settings, tenant, publish)
     return TrainResult(saved.version, saved.metadata, model)
+
+
+_PENDING = "procurement.publish_after_commit"
+_COMMITTED = "procurement.committed"
+
+
+def _publish_after_commit(
+    session: Session, settings: Settings, tenant: str, version: str | None
+) -> None:
+    """Make ``version`` current (and prune old versions) once the caller commits the run's row.
+
+    Publishing first would leave a model in use that the database does not record when the
+    commit fails or the process dies before it; a rolled-back transaction publishes nothing.
+    """
+    session.info.setdefault(_PENDING, []).append(
+        (session.get_transaction(), settings, tenant, version)
+    )
+    if not event.contains(session, "after_transaction_end", _on_transaction_end):
+        event.listen(session, "after_commit", _on_commit)
+        event.listen(session, "after_transaction_end", _on_transaction_end)
+
+
+def _on_commit(session: Session) -> None:
+    session.info[_COMMITTED] = True  # the root transaction's end follows at once
+
+
+def _on_transaction_end(session: Session, transaction: Any) -> None:
+    if transaction.parent is not None:
+        return  # a savepoint or inner transaction: nothing is durable yet
+    committed = session.info.pop(_COMMITTED, False)
+    pending = session.info.get(_PENDING, [])
+    mine = [p for p in pending if p[0] is transaction]
+    session.info[_PENDING] = [p for p in pending if p[0] is not transaction]
+    if committed:
+        for _, settings, tenant, version in mine:
+            if version is not None:
+                store.set_current(settings.model_dir, tenant, version, verify=False)
+            store.prune(settings.model_dir, tenant, settings.keep_model_versions)
 
 
 def _error_ratio(meta: dict[str, Any]) -> float | None:
