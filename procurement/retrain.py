@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from sqlalchemy import Engine
@@ -24,8 +25,23 @@ HEARTBEAT = "heartbeat:scheduler"
 log = logging.getLogger(__name__)
 
 
+# Tells this process apart from an earlier one with the same host name and pid: in a container
+# the scheduler is PID 1 under a fixed host name on every restart.
+_PROCESS_TOKEN = uuid.uuid4().hex[:12]
+
+
+def _host() -> str:
+    return socket.gethostname()[:120]  # job_lock.holder holds 200 characters
+
+
 def holder_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process as a lease holder: ``host:pid:token``."""
+    return f"{_host()}:{os.getpid()}:{_PROCESS_TOKEN}"
+
+
+def new_holder() -> str:
+    """A holder of its own for one training: app sessions share a process but not a lease."""
+    return f"{holder_id()}.{uuid.uuid4().hex[:8]}"
 
 
 def request(engine: Engine, tenant: str, actor: Principal) -> tuple[int, bool]:
@@ -37,9 +53,12 @@ def request(engine: Engine, tenant: str, actor: Principal) -> tuple[int, bool]:
 
 
 def _pid_alive(holder: str) -> bool:
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    host, pid, token = [*holder.split(":"), "", "", ""][:3]
+    if host != _host() or not pid.isdigit():
         return True  # another machine: trust the lease's expiry instead
+    if int(pid) == os.getpid():
+        # our pid: held by this very process, or by a dead predecessor that had the same pid
+        return token.split(".")[0] == _PROCESS_TOKEN
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -73,7 +92,8 @@ class _KeepAlive(threading.Thread):
         while not self.stop.wait(max(self.ttl / 3, 0.5)):
             try:
                 with session(self.engine) as s, s.begin():
-                    runs.renew_lock(s, TRAIN_LOCK, self.holder, self.ttl)
+                    if not runs.renew_lock(s, TRAIN_LOCK, self.holder, self.ttl):
+                        log.warning("the training lease of %s was lost", self.holder)
             except Exception:  # a missed renewal is retried; the lease has slack
                 log.warning("could not renew the training lease", exc_info=True)
 
@@ -87,7 +107,7 @@ def process_next(
 ) -> int | None:
     """Take the lease, train the oldest queued run, publish, release. Returns the run id, or
     None when another trainer holds the lease or nothing is queued."""
-    holder = holder or holder_id()
+    holder = holder or new_holder()
     ttl = settings.lock_ttl_seconds
     with session(engine) as s, s.begin():
         if not runs.acquire_lock(s, TRAIN_LOCK, holder, ttl):

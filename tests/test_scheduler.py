@@ -236,3 +236,55 @@ def pd_next_day(day: str) -> str:
     import datetime as dt
 
     return str(dt.date.fromisoformat(day) + dt.timedelta(days=1))
+
+
+def test_two_in_app_trainings_in_one_process_do_not_share_the_lease(db, settings, seeded) -> None:
+    """A second browser session's training, in the same process, waits for the lease; it does
+    not take it over as 'the same holder' and free it while the first one still trains."""
+    retrain.request(db, "demo", Principal("buyer", "buyer", None))
+    seen: dict[str, object] = {}
+
+    def progress(frac: float, msg: str) -> None:
+        if "second" in seen or frac < 0.1:
+            return
+        with session(db) as s:
+            seen["first"] = runs.lock_info(s, retrain.TRAIN_LOCK).holder
+        seen["second"] = retrain.process_next(db, settings)  # another session clicks Retrain
+        with session(db) as s:
+            lock = runs.lock_info(s, retrain.TRAIN_LOCK)
+            seen["after"] = lock.holder if lock is not None else None
+
+    assert retrain.process_next(db, settings, progress=progress) is not None
+    assert seen["second"] is None
+    assert seen["after"] == seen["first"]  # the first training still holds its lease
+    with session(db) as s:
+        assert runs.lock_info(s, retrain.TRAIN_LOCK) is None  # released at the end
+
+
+def test_lease_of_a_dead_predecessor_with_our_pid_is_freed_and_its_run_requeued(db, seeded) -> None:
+    """In a container the restarted scheduler has the same host name and PID 1 again; the old
+    holder is told apart by its token, so the interrupted run is requeued at once."""
+    run_id, _ = retrain.request(db, "demo", Principal("buyer", "buyer", None))
+    host, pid, _ = retrain.holder_id().split(":")
+    with session(db) as s, s.begin():
+        runs.claim_next(s)
+        assert runs.acquire_lock(s, retrain.TRAIN_LOCK, f"{host}:{pid}:0123456789ab", 600)
+    assert retrain.recover(db) == 1
+    assert _run(db, run_id).status == "queued"
+    with session(db) as s:
+        assert runs.lock_info(s, retrain.TRAIN_LOCK) is None
+
+
+def test_lease_of_this_process_is_not_broken_by_recovery(db, seeded) -> None:
+    retrain.request(db, "demo", Principal("buyer", "buyer", None))
+    with session(db) as s, s.begin():
+        runs.claim_next(s)
+        assert runs.acquire_lock(s, retrain.TRAIN_LOCK, retrain.new_holder(), 600)
+    assert retrain.recover(db) == 0
+    with session(db) as s:
+        assert runs.lock_info(s, retrain.TRAIN_LOCK) is not None
+
+
+def test_every_training_gets_its_own_holder() -> None:
+    assert retrain.new_holder() != retrain.new_holder()
+    assert retrain.new_holder().startswith(retrain.holder_id() + ".")
