@@ -3,11 +3,12 @@ import streamlit as st
 
 from pages.common import engine, page_setup
 from procurement import ingest
+from procurement.config import get_settings
 from procurement.data.importers import (
-    DATE_FORMATS,
+    FileFormat,
+    FormatError,
     ImportValidationError,
     apply_mapping,
-    looks_decimal_comma,
     read_table,
     split_valid,
 )
@@ -15,22 +16,88 @@ from procurement.db import history, session
 
 ctx = page_setup("Data", need_model=False)
 can_import = ctx.principal.can("import")
+settings = get_settings()
+
+NUMBERS = {
+    "Decide from the file": None,
+    "1,234.56 (decimal point)": ".",
+    "1.234,56 (decimal comma)": ",",
+}
+DATES = {
+    "Decide from the file": None,
+    "day/month/year": "dmy",
+    "month/day/year": "mdy",
+    "year-month-day only": "ymd",
+}
+
+
+@st.cache_data(max_entries=2, show_spinner="Reading the file...")
+def read_upload(file_id: str, name: str, _raw: bytes) -> pd.DataFrame:
+    # keyed on the upload's id: a rerun (any widget change) does not parse the file again
+    return read_table(_raw, name)
+
+
+@st.cache_data(max_entries=4, show_spinner="Checking every row...")
+def check_upload(
+    file_id: str,
+    name: str,
+    mapping: tuple[tuple[str, str], ...],
+    decimal: str | None,
+    order: str | None,
+    drop_bad: bool,
+    _raw: pd.DataFrame,
+) -> dict:
+    """The valid rows, the problems, and whether the format itself is open; cached per choice."""
+    fmt = FileFormat(decimal, order)
+    try:
+        clean = apply_mapping(_raw, dict(mapping), fmt, source=name)
+        return {"clean": clean, "errors": [], "format_open": False, "dropped": 0}
+    except FormatError as exc:
+        return {"clean": None, "errors": exc.errors, "format_open": True, "dropped": 0}
+    except ImportValidationError as exc:
+        if not drop_bad:
+            return {"clean": None, "errors": exc.errors, "format_open": False, "dropped": 0}
+    try:
+        mapped = apply_mapping(_raw, dict(mapping), fmt, name, validate=False)
+        clean, dropped = split_valid(mapped, source=name, fmt=fmt)
+        return {
+            "clean": clean,
+            "errors": dropped,
+            "format_open": False,
+            "dropped": len({e.line for e in dropped}),
+        }
+    except ImportValidationError as exc:
+        return {"clean": None, "errors": exc.errors, "format_open": False, "dropped": 0}
+
+
+def problems_table(errors) -> None:  # type: ignore[no-untyped-def]
+    table = [{"line": e.line, "field": e.field, "problem": e.message} for e in errors]
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
+
 
 st.subheader("Import a file")
 if not can_import:
     st.info("Your role can view data but not import it.")
 else:
     up = st.file_uploader(
-        "CSV or Excel with prices (one row per product and date)", type=["csv", "txt", "xlsx"]
+        f"CSV or Excel with prices (one row per product and date; at most "
+        f"{settings.max_upload_mb:g} MB)",
+        type=["csv", "txt", "xlsx"],
     )
     if up is not None:
+        if up.size > settings.max_upload_mb * 1e6:
+            st.error(
+                f"{up.name} has {up.size / 1e6:.0f} MB, more than the limit of "
+                f"{settings.max_upload_mb:g} MB (MAX_UPLOAD_MB)."
+            )
+            st.stop()
         try:
-            raw = read_table(up.getvalue(), up.name)
+            raw = read_upload(up.file_id, up.name, up.getvalue())
         except ImportValidationError as exc:
             st.error(str(exc))
             st.stop()
         st.caption(f"{len(raw):,} rows, columns: {', '.join(raw.columns)}")
-        st.dataframe(raw.head(10), hide_index=True, width="stretch")
+        st.dataframe(raw.head(10).astype(str), hide_index=True, width="stretch")
         cols = ["", *raw.columns]
 
         def guess(name: str) -> int:
@@ -52,54 +119,85 @@ else:
         for opt, box in (("name", c1), ("supplier", c2), ("quantity", c3)):
             mapping[opt] = box.selectbox(f"{opt.title()} column (optional)", cols, index=guess(opt))
         c1, c2 = st.columns(2)
-        date_format = c1.selectbox("Date format", list(DATE_FORMATS))
-        comma_default = bool(mapping["price"]) and looks_decimal_comma(
-            raw[mapping["price"]].head(200)
-        )
-        decimal_comma = c2.toggle("Decimal comma (1.234,56)", value=comma_default)
+        decimal = NUMBERS[c1.selectbox("Numbers", list(NUMBERS))]
+        order = DATES[c2.selectbox("Dates like 03/04/2024", list(DATES))]
         if all(mapping[k] for k in ("sku", "date", "price")):
-            clean = None
-            try:
-                clean = apply_mapping(raw, mapping, date_format, decimal_comma, source=up.name)
-                st.success(f"{len(clean):,} valid rows for {clean['sku'].nunique():,} products.")
-            except ImportValidationError as exc:
+            drop_bad = st.session_state.get("drop_bad", False)
+            res = check_upload(
+                up.file_id,
+                up.name,
+                tuple(sorted((k, v) for k, v in mapping.items() if v)),
+                decimal,
+                order,
+                drop_bad,
+                raw,
+            )
+            clean = res["clean"]
+            if res["format_open"]:
                 st.error(
-                    "Problems found; nothing was stored. Fix the file or the mapping, or drop the bad rows."
+                    "The numbers or dates of this file can be read in more than one way; nothing "
+                    "was stored. Choose the format above (the rows below leave it open)."
                 )
-                table = [
-                    {"line": e.line, "field": e.field, "problem": e.message} for e in exc.errors
-                ]
-                st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
-                if st.toggle("Drop the bad rows and import the rest", key="drop_bad"):
-                    try:
-                        mapped = apply_mapping(
-                            raw, mapping, date_format, decimal_comma, up.name, validate=False
-                        )
-                        clean, dropped = split_valid(mapped, source=up.name)
-                        st.warning(
-                            f"{len({e.line for e in dropped})} rows will be left out; {len(clean):,} imported."
-                        )
-                    except ImportValidationError as exc2:
-                        st.error(str(exc2))
-            if clean is not None and st.button("Import", type="primary", key="do_import"):
-                bar = st.progress(0.0, text="storing")
-                with session(engine()) as s, s.begin():
-                    counts = history.store_prices(
-                        s,
-                        ctx.tenant_id,
-                        clean,
-                        progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d:,} of {t:,}"),
-                    )
-                    history.record_import(s, ctx.tenant_id, f"upload:{up.name}", counts)
-                bar.progress(1.0, text="done")
+                problems_table(res["errors"])
+            elif clean is None:
+                st.error(
+                    "Problems found; nothing was stored. Fix the file or the mapping, or drop "
+                    "the bad rows."
+                )
+                problems_table(res["errors"])
+            if not res["format_open"] and (res["errors"] or drop_bad):
+                st.toggle("Drop the bad rows and import the rest", key="drop_bad")
+            if clean is not None:
+                fmt = FileFormat(decimal, order)
+                if res["dropped"]:
+                    st.warning(f"{res['dropped']} rows will be left out; {len(clean):,} imported.")
+                    problems_table(res["errors"])
                 st.success(
-                    f"{counts.added:,} added, {counts.updated:,} updated, {counts.unchanged:,} unchanged."
+                    f"{len(clean):,} valid rows for {clean['sku'].nunique():,} products "
+                    f"({'format chosen' if decimal and order else 'format read from the file'})."
                 )
+                confirm = st.checkbox(
+                    f"Store prices that moved more than {settings.outlier_factor:g}x against "
+                    "the product's recent median (they are listed when you import)",
+                    key="confirm_outliers",
+                )
+                if st.button("Import", type="primary", key="do_import"):
+                    bar = st.progress(0.0, text="storing")
+                    try:
+                        done = ingest.import_prices(
+                            engine(),
+                            ctx.tenant,
+                            clean,
+                            f"upload:{up.name}",
+                            ctx.principal,
+                            confirm_outliers=confirm,
+                            progress=lambda d, t: bar.progress(
+                                d / max(t, 1), text=f"{d:,} of {t:,}"
+                            ),
+                        )
+                    except ingest.NeedsConfirmation as exc:
+                        bar.empty()
+                        st.warning(
+                            "Nothing was stored: these prices are far from the product's recent "
+                            "median. Check them; to store them anyway, tick the box above and "
+                            "import again."
+                        )
+                        problems_table(exc.errors)
+                    except ImportValidationError as exc:
+                        bar.empty()
+                        st.error("Nothing was stored.")
+                        problems_table(exc.errors)
+                    else:
+                        bar.progress(1.0, text="done")
+                        c = done.counts
+                        st.success(
+                            f"Import {done.run_id}: {c.added:,} added, {c.updated:,} updated, "
+                            f"{c.unchanged:,} unchanged. It can be undone below."
+                        )
 
 st.subheader("Supplier APIs and web pages")
 with session(engine()) as s:
     sources = ingest.list_sources(s, ctx.tenant_id)
-    runs = ingest.list_import_runs(s, ctx.tenant_id)
 if not sources:
     st.caption(
         "No sources yet. Add one with `python -m procurement source api|web NAME --config FILE.json`."
@@ -115,22 +213,41 @@ for src in sources:
         )
 
 st.subheader("Ingestion runs")
+with session(engine()) as s:
+    log = history.import_log(s, ctx.tenant_id)
 st.dataframe(
-    pd.DataFrame(
+    log[
         [
-            {
-                "when": r.created_at,
-                "source": r.source,
-                "status": r.status,
-                "added": r.rows_added,
-                "updated": r.rows_updated,
-                "unchanged": r.rows_unchanged,
-                "rejected": r.rows_rejected,
-                "errors": r.error,
-            }
-            for r in runs
+            "id",
+            "when",
+            "by",
+            "source",
+            "status",
+            "added",
+            "updated",
+            "unchanged",
+            "rejected",
+            "errors",
+            "undone_by",
         ]
-    ),
+    ],
     hide_index=True,
     width="stretch",
 )
+undoable = log[log["undoable"]]
+if can_import and len(undoable):
+    c1, c2 = st.columns([4, 1])
+    run_id = c1.selectbox(
+        "Undo an import (restores the values it overwrote, removes the rows it added)",
+        undoable["id"].tolist(),
+        format_func=lambda i: (
+            f"{i}: {undoable.loc[undoable['id'] == i, 'source'].iloc[0]} by "
+            f"{undoable.loc[undoable['id'] == i, 'by'].iloc[0]}"
+        ),
+    )
+    if c2.button("Undo", key="undo_import"):
+        try:
+            undo = ingest.undo_import(engine(), ctx.tenant, int(run_id), ctx.principal)
+            st.success(undo.source)
+        except ValueError as exc:
+            st.error(str(exc))

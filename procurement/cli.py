@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from procurement.auth import PermissionDenied, Principal
 from procurement.config import get_settings
-from procurement.data.importers import ImportValidationError
+from procurement.data.importers import FormatError, ImportValidationError
 from procurement.forecast.store import ModelStoreError
 
 
@@ -78,8 +78,11 @@ def cmd_seed(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from procurement import demo
-    from procurement.db import session
+    import getpass
+
+    from procurement import demo, ingest
+    from procurement.data.importers import FileFormat
+    from procurement.db import catalog, history, session
 
     engine = _db()
     if args.kind in ("stock", "catalog"):
@@ -88,19 +91,50 @@ def cmd_import(args: argparse.Namespace) -> None:
             n = fn(s, args.tenant, args.file, Principal.system())
         print(f"{args.file}: {n} {args.kind} rows stored")
         return
-    with (
-        session(engine) as s,
-        s.begin(),
-        tqdm(desc="storing", unit="row", file=sys.stderr) as bar,
-    ):
+    if args.kind == "runs":
+        with session(engine) as s:
+            ten = catalog.get_tenant(s, args.tenant)
+            if ten is None:
+                raise CliError(f"unknown company {args.tenant!r}")
+            log = history.import_log(s, ten.id)
+        cols = ["id", "when", "by", "source", "status", "added", "updated", "undoable"]
+        _write(log[cols], None)
+        return
+    if args.file is None:
+        raise CliError(f"import {args.kind}: give a {'run id' if args.kind == 'undo' else 'file'}")
+    if args.kind == "undo":
+        try:
+            run_id = int(args.file)
+        except ValueError:
+            raise CliError(f"import undo {args.file!r}: give the number of an import run") from None
+        undo = ingest.undo_import(
+            engine, args.tenant, run_id, Principal.system(), f"cli:{getpass.getuser()}"
+        )
+        print(undo.source)
+        return
+    fmt = FileFormat(
+        decimal={"comma": ",", "dot": "."}.get(args.decimal or ""), date_order=args.date_order
+    )
+    with tqdm(desc="storing", unit="row", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        counts = demo.import_price_file(s, args.tenant, args.file, Principal.system(), progress)
+        res = ingest.import_price_file(
+            engine,
+            args.tenant,
+            args.file,
+            Principal.system(),
+            fmt,
+            confirm_outliers=args.confirm_outliers,
+            progress=progress,
+            actor_name=f"cli:{getpass.getuser()}",
+        )
+    c = res.counts
     print(
-        f"{args.file}: {counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged"
+        f"{args.file}: {c.added} added, {c.updated} updated, {c.unchanged} unchanged "
+        f"(import {res.run_id}; `procurement import undo {res.run_id}` reverts it)"
     )
 
 
@@ -250,13 +284,23 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_user(args: argparse.Namespace) -> None:
-    """Operator's account tools: add a user, reset a password (also unlocks), deactivate."""
+    """Operator's account tools: add a user, reset a password (also unlocks), (de)activate, and
+    the first administrator from ADMIN_PASSWORD. Whoever runs the CLI acts as the system."""
     from procurement import auth
     from procurement.db import catalog, session
 
+    if args.action != "ensure-admin" and not args.username:
+        raise CliError(f"user {args.action}: give a username")
+    system = Principal.system()
     engine = _db()
     with session(engine) as s, s.begin():
-        if args.action == "add":
+        if args.action == "ensure-admin":
+            generated = auth.ensure_admin(s, get_settings())
+            if generated:
+                print(f"administrator admin created; password, shown once: {generated}")
+            else:
+                print("an administrator exists (or was created from ADMIN_PASSWORD)")
+        elif args.action == "add":
             tid = None
             if args.tenant:
                 ten = catalog.get_tenant(s, args.tenant)
@@ -264,14 +308,14 @@ def cmd_user(args: argparse.Namespace) -> None:
                     raise CliError(f"unknown company {args.tenant!r}")
                 tid = ten.id
             password = auth.new_password()
-            auth.create_user(s, args.username, password, args.role, tid)
+            auth.add_user(s, args.username, password, args.role, tid, actor=system)
             print(f"user {args.username} ({args.role}) created; password, shown once: {password}")
         elif args.action == "reset-password":
             password = auth.new_password()
-            auth.set_password(s, args.username, password)
+            auth.set_password(s, args.username, password, actor=system)
             print(f"password of {args.username} reset and account unlocked; shown once: {password}")
         else:
-            auth.set_active(s, args.username, args.action == "activate")
+            auth.set_active(s, args.username, args.action == "activate", actor=system)
             print(f"user {args.username} {args.action}d")
 
 
@@ -298,11 +342,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "import",
         help="import a CSV: prices (sku,date,price[,name,supplier,currency,quantity]), "
-        "stock (sku,on_hand,lead_time_days) or catalog (sku[,name,supplier,category,unit,currency])",
+        "stock (sku,on_hand,lead_time_days) or catalog (sku[,name,supplier,category,unit,currency]); "
+        "list import runs (runs) or undo one (undo RUN_ID)",
     )
-    s.add_argument("kind", choices=["prices", "stock", "catalog"])
-    s.add_argument("file")
+    s.add_argument("kind", choices=["prices", "stock", "catalog", "runs", "undo"])
+    s.add_argument("file", nargs="?", help="the file; for undo, the import run's number")
     s.add_argument("--tenant", default=st.default_tenant)
+    s.add_argument(
+        "--decimal",
+        choices=["comma", "dot"],
+        help="decimal separator of prices and quantities, when the file's values leave it open",
+    )
+    s.add_argument(
+        "--date-order",
+        choices=["dmy", "mdy", "ymd"],
+        help="order of day and month in dates like 03/04/2024, when the file leaves it open",
+    )
+    s.add_argument(
+        "--confirm-outliers",
+        action="store_true",
+        help="store prices more than OUTLIER_FACTOR (5) times off the product's recent median",
+    )
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("train", help="train and publish the global LightGBM model of a company")
@@ -341,11 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", help="only this source")
     s.set_defaults(func=cmd_fetch)
 
-    s = sub.add_parser("user", help="add a user, reset a password (unlocks), (de)activate")
-    s.add_argument("action", choices=["add", "reset-password", "activate", "deactivate"])
-    s.add_argument("username")
+    s = sub.add_parser(
+        "user",
+        help="add a user, reset a password (unlocks), (de)activate; ensure-admin creates the "
+        "first administrator from ADMIN_PASSWORD",
+    )
+    s.add_argument(
+        "action", choices=["add", "reset-password", "activate", "deactivate", "ensure-admin"]
+    )
+    s.add_argument("username", nargs="?")
     s.add_argument("--role", choices=["admin", "buyer", "viewer"], default="viewer")
-    s.add_argument("--tenant", help="company of a buyer or viewer")
+    s.add_argument(
+        "--tenant", help="company of a buyer, viewer or company administrator (none: global admin)"
+    )
     s.set_defaults(func=cmd_user)
 
     s = sub.add_parser("backtest", help="rolling-origin backtest of a CSV, without the database")
@@ -371,6 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         for e in exc.errors[1:10]:
             print(f"  {e}", file=sys.stderr)
+        if isinstance(exc, FormatError):
+            print("settle it with --decimal comma|dot or --date-order dmy|mdy|ymd", file=sys.stderr)
+        elif type(exc).__name__ == "NeedsConfirmation":
+            print("nothing stored; check the prices, then add --confirm-outliers", file=sys.stderr)
         return 2
     except (CliError, ValueError, ModelStoreError, FileNotFoundError, PermissionDenied) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     lgbm_learning_rate: float = Field(0.05, gt=0)
     lgbm_num_leaves: int = Field(31, ge=4)
     train_max_days: int = Field(730, ge=60, description="history used for training, per product")
-    conformal_windows: int = Field(3, ge=2)
+    conformal_windows: int = Field(8, ge=2)
     random_seed: int = 42
     # Recommendation: how sure the saving must be before we advise waiting.
     min_confidence: float = Field(0.7, ge=0.5, lt=1.0)
@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     cookie_expiry_days: float = 1.0
     max_failed_logins: int = Field(5, ge=1)
     lockout_minutes: int = Field(15, ge=1)
+    # Imports and data sources (see README, "Data in")
+    max_upload_mb: float = Field(50.0, gt=0, description="largest file the Data page reads")
+    max_xlsx_unpacked_mb: float = Field(
+        200.0, gt=0, description="an .xlsx unpacking to more is refused"
+    )
+    outlier_factor: float = Field(5.0, gt=1, description="price moves beyond this need confirming")
+    fetch_allow_private_networks: bool = Field(
+        False, description="let sources reach loopback/private/link-local addresses (tests, labs)"
+    )
+    fetch_max_bytes: int = Field(5_000_000, gt=0, description="largest response of a source")
+    fetch_deadline_seconds: float = Field(120.0, gt=0, description="whole fetch of one source")
+    fetch_max_pages: int = Field(100, ge=1)
+    fetch_concurrency: int = Field(4, ge=1, description="sources fetched at the same time")
 
     @field_validator("database_url")
     @classmethod

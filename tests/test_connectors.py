@@ -29,25 +29,35 @@ SYSTEM = Principal.system()
 
 
 class Server:
-    """A local server whose responses the test scripts: path -> list of (status, body, delay)."""
+    """A local server whose responses the test scripts: path -> list of (status, body, delay)
+    or (status, body, delay, headers); ``drip`` seconds between bytes sends the body slowly."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, list[tuple[int, str, float]]] = {}
+        self.routes: dict[str, list[tuple]] = {}
         self.hits: list[tuple[str, dict[str, str]]] = []
+        self.drip = 0.0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 outer.hits.append((self.path, dict(self.headers)))
                 queue = outer.routes.get(self.path) or [(404, "not found", 0.0)]
-                status, body, delay = queue.pop(0) if len(queue) > 1 else queue[0]
+                status, body, delay, *rest = queue.pop(0) if len(queue) > 1 else queue[0]
                 time.sleep(delay)
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
+                for k, v in (rest[0] if rest else {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
-                with contextlib.suppress(BrokenPipeError):
-                    self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    if outer.drip:
+                        for b in data:
+                            self.wfile.write(bytes([b]))
+                            self.wfile.flush()
+                            time.sleep(outer.drip)
+                    else:
+                        self.wfile.write(data)
 
             def log_message(self, *args) -> None:  # quiet
                 pass
@@ -58,6 +68,17 @@ class Server:
 
     def close(self) -> None:
         self.httpd.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def local_servers_allowed(monkeypatch):
+    """The tests' servers listen on 127.0.0.1: the operator's switch for private addresses on."""
+    from procurement.config import get_settings
+
+    monkeypatch.setenv("FETCH_ALLOW_PRIVATE_NETWORKS", "true")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -110,11 +131,11 @@ def test_api_malformed_json_is_a_clear_error(server) -> None:
 
 
 def test_api_sends_the_secret_header_from_the_environment(server, monkeypatch) -> None:
-    monkeypatch.setenv("ACME_TOKEN", "Bearer s3cret")
+    monkeypatch.setenv("SUPPLIER_SECRET_ACME", "Bearer s3cret")
     server.routes["/prices?page=1"] = [
         (200, _page([{"sku": "A", "date": "2026-01-01", "price": 1}]), 0)
     ]
-    fetch_api(_api(server, auth_header="Authorization", secret_env="ACME_TOKEN"))
+    fetch_api(_api(server, auth_header="Authorization", secret_env="SUPPLIER_SECRET_ACME"))
     assert server.hits[0][1]["Authorization"] == "Bearer s3cret"
 
 

@@ -1,10 +1,18 @@
-"""Validation of price files: every bad input names the line and the field."""
+"""Validation of price files (every bad input names the line and the field) and storing them:
+who imported, undo, outliers, SKU identity, concurrent imports."""
 
 from __future__ import annotations
 
-import pytest
+import threading
 
+import pytest
+from sqlalchemy import func, select
+
+from procurement import ingest
+from procurement.auth import PermissionDenied, Principal
 from procurement.data.importers import ImportValidationError, read_price_csv
+from procurement.db import catalog, history, session
+from procurement.db.models import PriceObservation, Product
 
 HEADER = b"sku,date,price\n"
 
@@ -34,7 +42,8 @@ def test_missing_column_is_named() -> None:
     ("row", "field"),
     [
         (b"A,2026-02-30,1.0", "date"),  # impossible date
-        (b"A,25/11/2026,1.0", "date"),  # not ISO
+        (b"A,25/13/2026,1.0", "date"),  # no month 13 in either order
+        (b"A,25/11/26,1.0", "date"),  # two-digit year
         (b"A,yesterday,1.0", "date"),
         (b"A,2026-01-01,-1", "price"),
         (b"A,2026-01-01,0", "price"),
@@ -80,12 +89,11 @@ def test_all_problems_are_reported_not_only_the_first() -> None:
 
 
 def test_semicolon_csv_with_decimal_comma_and_brazilian_dates_maps_to_prices() -> None:
-    from procurement.data.importers import apply_mapping, looks_decimal_comma, read_table
+    from procurement.data.importers import apply_mapping, read_table
 
     raw = read_table(b"codigo;data;preco\nA;25/11/2026;1.234,56\nB;26/11/2026;12,5\n", "precos.csv")
     assert list(raw.columns) == ["codigo", "data", "preco"]
-    assert looks_decimal_comma(raw["preco"])
-    df = apply_mapping(raw, {"sku": "codigo", "date": "data", "price": "preco"}, "DD/MM/YYYY", True)
+    df = apply_mapping(raw, {"sku": "codigo", "date": "data", "price": "preco"})
     assert df["price"].tolist() == [1234.56, 12.5]
     assert [str(d) for d in df["date"]] == ["2026-11-25", "2026-11-26"]
 
@@ -94,8 +102,8 @@ def test_mapping_keeps_bad_values_for_line_numbered_errors() -> None:
     from procurement.data.importers import apply_mapping, read_table
 
     raw = read_table(b"code,day,cost\nA,31/02/2026,1\n", "x.csv")
-    with pytest.raises(ImportValidationError, match="line 2, field 'date'"):
-        apply_mapping(raw, {"sku": "code", "date": "day", "price": "cost"}, "DD/MM/YYYY")
+    with pytest.raises(ImportValidationError, match="line 2, field 'date': '31/02/2026'"):
+        apply_mapping(raw, {"sku": "code", "date": "day", "price": "cost"})
 
 
 def test_excel_file_is_read(tmp_path) -> None:
@@ -165,3 +173,121 @@ def test_split_valid_refuses_whole_file_problems() -> None:
 
     with pytest.raises(ImportValidationError, match="required column"):
         split_valid(pd.DataFrame({"sku": ["A"], "price": ["1"]}))
+
+
+# --- storing: who imported, undo, outliers, SKU identity, concurrent imports -----------------
+
+BUYER = "buyer-ann"
+
+
+def _prices(text: str):
+    return read_price_csv(("sku,date,price,quantity\n" + text).encode(), source="f.csv")
+
+
+def _import(db, text: str, **kw) -> ingest.ImportResult:
+    return ingest.import_prices(
+        db, "acme", _prices(text), "f.csv", Principal.system(), actor_name=BUYER, **kw
+    )
+
+
+def _stored(db) -> list[tuple[str, str, float]]:
+    with session(db) as s:
+        ten = catalog.get_tenant(s, "acme")
+        df = history.load_prices(s, ten.id)
+    return [(r.sku, str(r.date.date()), r.price) for r in df.itertuples()]
+
+
+def test_import_is_recorded_with_who_and_undo_restores_the_previous_values(db) -> None:
+    first = _import(db, "A,2026-01-01,10,1\nA,2026-01-02,11,2\n")
+    second = _import(db, "A,2026-01-02,12,5\nA,2026-01-03,13,\nB,2026-01-03,7,\n")
+    assert (second.counts.added, second.counts.updated) == (2, 1)
+    with session(db) as s:
+        log = history.import_log(s, catalog.get_tenant(s, "acme").id)
+    assert log["by"].tolist() == [BUYER, BUYER] and log["undoable"].all()
+
+    undo = ingest.undo_import(db, "acme", second.run_id, Principal("ann", "buyer", None))
+    assert "2 added prices removed, 1 previous prices restored" in undo.source
+    assert _stored(db) == [("A", "2026-01-01", 10.0), ("A", "2026-01-02", 11.0)]
+    with session(db) as s:
+        ten = catalog.get_tenant(s, "acme")
+        assert history.load_sales(s, ten.id)["quantity"].tolist() == [1.0, 2.0]
+        assert s.scalar(select(func.count()).where(Product.sku == "B")) == 0  # created by it
+        log = history.import_log(s, ten.id)
+    assert log.loc[log["id"] == second.run_id, "undone_by"].item() == "ann"
+    assert log.loc[log["id"] == first.run_id, "undoable"].item()
+    with pytest.raises(ValueError, match="already undone"):
+        ingest.undo_import(db, "acme", second.run_id, Principal.system())
+
+
+def test_undo_is_refused_when_a_later_import_changed_the_same_rows(db) -> None:
+    first = _import(db, "A,2026-01-01,10,\n")
+    _import(db, "A,2026-01-01,11,\n")
+    with pytest.raises(ValueError, match=r"changed since .*A on 2026-01-01.*undo the later"):
+        ingest.undo_import(db, "acme", first.run_id, Principal.system())
+    assert _stored(db) == [("A", "2026-01-01", 11.0)]
+
+
+def test_undo_needs_the_import_permission_in_that_company(db) -> None:
+    res = _import(db, "A,2026-01-01,10,\n")
+    with pytest.raises(PermissionDenied):
+        ingest.undo_import(db, "acme", res.run_id, Principal("v", "viewer", None))
+    assert _stored(db) == [("A", "2026-01-01", 10.0)]
+
+
+def test_a_price_five_times_off_the_recent_median_needs_confirmation(db) -> None:
+    _import(db, "".join(f"A,2026-01-{d:02d},{10 + d % 3},\n" for d in range(1, 21)))
+    with pytest.raises(ingest.NeedsConfirmation) as exc:
+        _import(db, "A,2026-01-21,11,\nA,2026-01-22,1150,\nA,2026-01-23,1.5,\n")
+    assert [str(e) for e in exc.value.errors] == [
+        "line 3, field 'price': 1150 is 104.5x above the recent median 11 of A; confirm to store it",
+        "line 4, field 'price': 1.5 is 7.3x below the recent median 11 of A; confirm to store it",
+    ]
+    assert len(_stored(db)) == 20  # nothing of that file stored
+    res = _import(db, "A,2026-01-21,11,\nA,2026-01-22,1150,\n", confirm_outliers=True)
+    assert res.counts.added == 2
+
+
+def test_a_sku_differing_only_in_case_from_a_stored_one_is_refused_on_both_databases(db) -> None:
+    _import(db, "abc,2026-01-01,1,\n")
+    with pytest.raises(ImportValidationError) as exc:
+        _import(db, "x,2026-01-01,1,\nABC,2026-01-02,1,\n")
+    assert str(exc.value.errors[0]) == (
+        "line 3, field 'sku': 'ABC' differs only in case or accents from the product 'abc'; "
+        "use that spelling"
+    )
+    with session(db) as s:
+        assert s.scalar(select(func.count()).select_from(Product)) == 1
+
+
+def test_two_concurrent_imports_into_one_company_both_succeed(db) -> None:
+    with session(db) as s, s.begin():
+        catalog.get_or_create_tenant(s, "acme")
+    text = "".join(f"N{i},2026-01-{d:02d},{i + 1},\n" for i in range(30) for d in range(1, 6))
+    prices = _prices(text)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            ingest.import_prices(db, "acme", prices, "f.csv", Principal.system())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with session(db) as s:
+        assert s.scalar(select(func.count()).select_from(PriceObservation)) == 150
+        assert s.scalar(select(func.count()).select_from(Product)) == 30
+
+
+def test_store_without_a_run_keeps_no_changes(db) -> None:
+    """Seeds and demo imports store without a run id: nothing extra is written."""
+    with session(db) as s, s.begin():
+        ten = catalog.get_or_create_tenant(s, "acme")
+        history.store_prices(s, ten.id, _prices("A,2026-01-01,1,\n"))
+        assert s.scalar(select(func.count()).select_from(history.ImportChange)) == 0

@@ -1,9 +1,19 @@
-"""Validated reading of price files. Every source (CSV, generator, later APIs) passes through
-``validate_prices`` before anything is stored, so the rules live in one place."""
+"""Validated reading of price files. Every source (CSV, Excel, generator, APIs, web pages) passes
+through ``validate_prices`` before anything is stored, so the rules live in one place.
+
+Numbers and dates are read in one format per file (decimal separator, thousands separator, day
+and month order), decided from all of the file's values: a value such as ``12,5`` or
+``1,234.50`` or ``12/25/2024`` settles it, and a file whose values are ambiguous (only ``1,234``,
+only ``03/04/2024``) or contradict each other is refused with the rows named, unless the user
+chose the format. Nothing is stripped from a value: ``2x 10.00`` is not a number.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import unicodedata
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -14,6 +24,7 @@ import pandas as pd
 REQUIRED = ("sku", "date", "price")
 OPTIONAL = ("name", "supplier", "currency", "quantity", "category", "unit")
 MAX_ERRORS_REPORTED = 50
+LINE = "_line"  # optional column: the row's line in the file, kept through validation
 
 
 @dataclass(frozen=True)
@@ -39,13 +50,64 @@ class ImportValidationError(ValueError):
         super().__init__(f"{source}: {errors[0]}{more}")
 
 
-def _read_text(src: str | Path | IO[bytes] | bytes) -> str:
+class FormatError(ImportValidationError):
+    """The file's numbers or dates are ambiguous or contradict each other; the rows that make
+    them so are named. Choosing the format (``FileFormat``) settles it. Dropping bad rows does
+    not: the format is decided on the whole file first."""
+
+
+DECIMALS = {".": "decimal point", ",": "decimal comma"}
+DATE_ORDERS = {"ymd": "year-month-day", "dmy": "day/month/year", "mdy": "month/day/year"}
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """How a file writes numbers and dates; ``None`` means: decide from the file's values.
+
+    The thousands separator is the other one of ``.`` and ``,`` (or none). ISO dates
+    (2024-12-25) are read in any order setting."""
+
+    decimal: str | None = None  # "." or ","
+    date_order: str | None = None  # "ymd", "dmy" or "mdy"
+
+    def __post_init__(self) -> None:
+        if self.decimal not in (None, *DECIMALS):
+            raise ValueError(f"decimal separator must be '.' or ',', not {self.decimal!r}")
+        if self.date_order not in (None, *DATE_ORDERS):
+            raise ValueError(f"date order must be ymd, dmy or mdy, not {self.date_order!r}")
+
+    @property
+    def thousands(self) -> str | None:
+        return {".": ",", ",": "."}.get(self.decimal or "")
+
+    def describe(self) -> str:
+        parts = []
+        if self.decimal:
+            parts.append(f"{DECIMALS[self.decimal]}, '{self.thousands}' between thousands")
+        if self.date_order:
+            parts.append(f"dates {DATE_ORDERS[self.date_order]}")
+        return "; ".join(parts) or "decided from the file"
+
+
+def sku_key(sku: str) -> str:
+    """The identity of a SKU: case and accents ignored, as MySQL's default collation compares
+    them. Two SKUs with the same key are refused, so SQLite and MySQL hold the same products."""
+    decomposed = unicodedata.normalize("NFKD", sku)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+# --- reading files ---------------------------------------------------------------------------
+
+
+def _read_bytes(src: str | Path | IO[bytes] | bytes) -> bytes:
     if isinstance(src, bytes):
-        raw = src
-    elif isinstance(src, (str, Path)):
-        raw = Path(src).read_bytes()
-    else:
-        raw = src.read()
+        return src
+    if isinstance(src, (str, Path)):
+        return Path(src).read_bytes()
+    return src.read()
+
+
+def _decode(raw: bytes) -> str:
     if b"\x00" in raw[:65536]:
         raise ImportValidationError([RowError(None, None, "not a text file (binary content)")])
     try:
@@ -63,7 +125,7 @@ def _label(src: str | Path | IO[bytes] | bytes, source: str | None) -> str:
 def _nonempty_text(src: str | Path | IO[bytes] | bytes, label: str) -> str:
     """The file as text; binary, non-UTF-8 and empty files are errors naming ``label``."""
     try:
-        text = _read_text(src)
+        text = _decode(_read_bytes(src))
     except ImportValidationError as exc:
         raise ImportValidationError(exc.errors, label) from None
     if not text.strip():
@@ -71,19 +133,32 @@ def _nonempty_text(src: str | Path | IO[bytes] | bytes, label: str) -> str:
     return text
 
 
-def _csv_strings(
-    src: str | Path | IO[bytes] | bytes, label: str, required: tuple[str, ...]
-) -> pd.DataFrame:
-    """A comma-separated file as a table of strings with lower-case column names; missing
-    required columns and a file with only a header are errors."""
-    text = _nonempty_text(src, label)
+def _delimiter(text: str) -> str:
+    """The delimiter that splits the header line into the most fields: , ; tab or |."""
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _text_table(text: str, label: str) -> pd.DataFrame:
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        return pd.read_csv(
+            io.StringIO(text), sep=_delimiter(text), dtype=str, keep_default_na=False
+        )
     except pd.errors.ParserError as exc:
         raise ImportValidationError(
             [RowError(None, None, f"not a valid CSV: {exc}")], label
         ) from None
-    df.columns = [c.strip().lower() for c in df.columns]
+
+
+def _csv_strings(
+    src: str | Path | IO[bytes] | bytes, label: str, required: tuple[str, ...]
+) -> pd.DataFrame:
+    """A delimited file as a table of strings with lower-case column names; missing required
+    columns and a file with only a header are errors."""
+    df = _text_table(_nonempty_text(src, label), label)
+    df.columns = [str(c).strip().lower() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ImportValidationError(
@@ -94,18 +169,362 @@ def _csv_strings(
     return df
 
 
-def read_price_csv(src: str | Path | IO[bytes] | bytes, source: str | None = None) -> pd.DataFrame:
-    """Read and validate a CSV with columns ``sku,date,price`` (optional name, supplier, ...)."""
+def check_xlsx(raw: bytes, max_unpacked_bytes: int, label: str = "input") -> None:
+    """Refuse an Excel file whose zip would unpack to more than ``max_unpacked_bytes`` (a zip
+    bomb), before openpyxl opens it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise ImportValidationError(
+            [RowError(None, None, f"not a readable Excel file: {exc}")], label
+        ) from None
+    if unpacked > max_unpacked_bytes:
+        raise ImportValidationError(
+            [
+                RowError(
+                    None,
+                    None,
+                    f"the Excel file unpacks to {unpacked / 1e6:.0f} MB, more than the limit "
+                    f"of {max_unpacked_bytes / 1e6:.0f} MB",
+                )
+            ],
+            label,
+        )
+
+
+def read_table(
+    raw: bytes,
+    filename: str,
+    max_bytes: int | None = None,
+    max_unpacked_bytes: int | None = None,
+) -> pd.DataFrame:
+    """A delimited text file (, ; tab |, from the header) as strings, or the first sheet of an
+    Excel file with its cells' types (dates stay dates, numbers stay numbers, text is text).
+
+    Limits default to the settings ``MAX_UPLOAD_MB`` and ``MAX_XLSX_UNPACKED_MB``."""
+    if max_bytes is None or max_unpacked_bytes is None:
+        from procurement.config import get_settings
+
+        st = get_settings()
+        max_bytes = max_bytes if max_bytes is not None else int(st.max_upload_mb * 1e6)
+        max_unpacked_bytes = (
+            max_unpacked_bytes
+            if max_unpacked_bytes is not None
+            else int(st.max_xlsx_unpacked_mb * 1e6)
+        )
+    if len(raw) > max_bytes:
+        raise ImportValidationError(
+            [
+                RowError(
+                    None,
+                    None,
+                    f"the file has {len(raw) / 1e6:.0f} MB, more than the limit of "
+                    f"{max_bytes / 1e6:.0f} MB",
+                )
+            ],
+            filename,
+        )
+    if filename.lower().endswith((".xlsx", ".xlsm")):
+        check_xlsx(raw, max_unpacked_bytes, filename)
+        try:
+            df = pd.read_excel(io.BytesIO(raw), dtype=object, engine="openpyxl")
+        except Exception as exc:  # openpyxl raises many types for broken files
+            raise ImportValidationError(
+                [RowError(None, None, f"not a readable Excel file: {exc}")], filename
+            ) from None
+        df = df.astype(object).where(df.notna(), "")
+    else:
+        df = _text_table(_nonempty_text(raw, filename), filename)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def read_price_csv(
+    src: str | Path | IO[bytes] | bytes,
+    source: str | None = None,
+    fmt: FileFormat | None = None,
+) -> pd.DataFrame:
+    """Read and validate a price file with columns ``sku,date,price`` (optional name, supplier,
+    ...), delimiter from the header, numbers and dates in the file's one format (see module).
+    The result keeps each row's line in the ``_line`` column."""
     label = _label(src, source)
-    return validate_prices(_csv_strings(src, label, REQUIRED), source=label)
+    df = _csv_strings(src, label, REQUIRED)
+    df[LINE] = np.arange(2, len(df) + 2)
+    return validate_prices(df, source=label, fmt=fmt)
+
+
+# --- numbers and dates in the file's format --------------------------------------------------
+
+_NUMBER_PATTERNS = {
+    # one group of three digits after one separator: 1,234 or 1.234 reads differently in each
+    "ambiguous": r"[-+]?[1-9]\d{0,2}[.,]\d{3}",
+    ".": r"[-+]?\d+\.\d+(?:[eE][-+]?\d+)?|[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?",
+    ",": r"[-+]?\d+,\d+(?:[eE][-+]?\d+)?|[-+]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?",
+    "plain": r"[-+]?\d+(?:[eE][-+]?\d+)?",
+}
+_ISO_DATE = r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[ T]00:00(?::00(?:\.0+)?)?)?"
+_DAY_MONTH_DATE = r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4})"
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_)
+    )
+
+
+def _is_date(v: object) -> bool:
+    return isinstance(v, (dt.date, np.datetime64))
+
+
+@dataclass
+class _Column:
+    """One column's distinct values, each with its kind; rows point at them with ``codes``."""
+
+    name: str
+    values: pd.Series  # the column as given (for quoting in errors)
+    codes: np.ndarray  # row -> index into uniques; -1 for a missing value
+    uniques: np.ndarray
+    text: pd.Series  # stripped text of each unique ("" for typed values)
+    kinds: np.ndarray  # per unique: blank, typed, invalid, or a format-specific kind
+
+    @classmethod
+    def of(cls, name: str, values: pd.Series) -> _Column:
+        if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            values = values.astype(object)
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        uniques = np.asarray(uniques, dtype=object)
+        is_str = np.fromiter((isinstance(v, str) for v in uniques), bool, len(uniques))
+        text = pd.Series(np.where(is_str, uniques, ""), dtype=object).str.strip()
+        kinds = np.full(len(uniques), "invalid", dtype=object)
+        kinds[is_str & (text == "").to_numpy()] = "blank"
+        return cls(name, values, codes, uniques, text, kinds)
+
+    def row_kinds(self) -> np.ndarray:
+        return np.where(self.codes < 0, "blank", self.kinds[self.codes])
+
+    def _mark(self, patterns: dict[str, str]) -> None:
+        for kind, pattern in patterns.items():
+            todo = self.kinds == "invalid"
+            if not todo.any():
+                break
+            hit = self.text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool) & todo
+            self.kinds[hit] = kind
+
+
+def _number_column(name: str, values: pd.Series) -> _Column:
+    col = _Column.of(name, values)
+    typed = np.fromiter((_is_number(v) for v in col.uniques), bool, len(col.uniques))
+    col.kinds[typed] = "typed"
+    col._mark(_NUMBER_PATTERNS)
+    return col
+
+
+def _number_values(col: _Column, decimal: str) -> np.ndarray:
+    """Per row: the number in the given format; NaN where the value does not read as one."""
+    out = np.full(len(col.uniques), np.nan)
+    typed = col.kinds == "typed"
+    out[typed] = [float(v) for v in col.uniques[typed]]
+    ok = np.isin(col.kinds, ["ambiguous", "plain", decimal])
+    if ok.any():
+        thousands = "," if decimal == "." else "."
+        s = col.text[ok].str.replace(thousands, "", regex=False)
+        s = s.str.replace(decimal, ".", regex=False)
+        out[ok] = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    return np.where(col.codes < 0, np.nan, out[col.codes])
+
+
+def _date_column(name: str, values: pd.Series) -> tuple[_Column, pd.DataFrame]:
+    col = _Column.of(name, values)
+    typed = np.fromiter((_is_date(v) for v in col.uniques), bool, len(col.uniques))
+    col.kinds[typed] = "typed"
+    iso = col.text.str.extract(f"^{_ISO_DATE}$")
+    dm = col.text.str.extract(f"^{_DAY_MONTH_DATE}$")
+    todo = col.kinds == "invalid"
+    is_iso = iso[0].notna().to_numpy() & todo
+    is_dm = dm[0].notna().to_numpy() & todo
+    col.kinds[is_iso] = "iso"
+    a = pd.to_numeric(dm[0], errors="coerce").to_numpy()
+    b = pd.to_numeric(dm[2], errors="coerce").to_numpy()
+    with np.errstate(invalid="ignore"):
+        col.kinds[is_dm & (a > 12) & (b <= 12)] = "dmy"
+        col.kinds[is_dm & (b > 12) & (a <= 12)] = "mdy"
+        col.kinds[is_dm & (a <= 12) & (b <= 12) & (a != b)] = "ambiguous"
+        col.kinds[is_dm & (a <= 12) & (a == b)] = "same"
+    parts = pd.DataFrame(
+        {
+            "iso_y": iso[0],
+            "iso_m": iso[2],
+            "iso_d": iso[3],
+            "a": dm[0],
+            "b": dm[2],
+            "y": dm[3],
+        }
+    ).apply(pd.to_numeric, errors="coerce")
+    return col, parts
+
+
+def _date_values(col: _Column, parts: pd.DataFrame, order: str) -> np.ndarray:
+    """Per row: the date (datetime64[ns]) in the given order; NaT where it does not read."""
+    n = len(col.uniques)
+    year = np.full(n, np.nan)
+    month = np.full(n, np.nan)
+    day = np.full(n, np.nan)
+    iso = col.kinds == "iso"
+    year[iso], month[iso], day[iso] = (parts.loc[iso, c] for c in ("iso_y", "iso_m", "iso_d"))
+    if order in ("dmy", "mdy"):
+        dm = np.isin(col.kinds, ["ambiguous", "same", order])
+        first, second = ("a", "b") if order == "dmy" else ("b", "a")
+        year[dm], month[dm], day[dm] = (parts.loc[dm, c] for c in ("y", second, first))
+    out = pd.to_datetime(
+        pd.DataFrame({"year": year, "month": month, "day": day}), errors="coerce"
+    ).to_numpy()
+    typed = col.kinds == "typed"
+    if typed.any():
+        out[typed] = pd.to_datetime(list(col.uniques[typed])).normalize().to_numpy()
+    return np.where(col.codes < 0, np.datetime64("NaT"), out[col.codes])
+
+
+def _lines_text(lines: np.ndarray, limit: int = 5) -> str:
+    """'line 3 is' or 'lines 3, 4 and 10 more are'."""
+    if len(lines) == 1:
+        return f"line {int(lines[0])} is"
+    shown = ", ".join(str(int(x)) for x in lines[:limit])
+    more = f" and {len(lines) - limit} more" if len(lines) > limit else ""
+    return f"lines {shown}{more} are"
+
+
+def _decide(
+    columns: list[_Column],
+    lines: np.ndarray,
+    options: dict[str, str],
+    chosen: str | None,
+    ambiguous_reading: str,
+    what: str,
+    source: str,
+) -> str | None:
+    """The option the file's values settle (``chosen`` if given); raises ``FormatError`` naming
+    the rows when values contradict each other, or when some are ambiguous and none settles."""
+    if chosen is not None:
+        return chosen
+    rows = {o: [(c, np.flatnonzero(c.row_kinds() == o)) for c in columns] for o in options}
+    count = {o: sum(len(r) for _, r in rows[o]) for o in options}
+    present = [o for o in options if count[o]]
+    errors: list[RowError] = []
+    if len(present) == 2:
+        a, b = sorted(present, key=lambda o: count[o])
+        named = present if count[a] == count[b] else [a]
+        for o in named:
+            other = b if o == a else a
+            other_lines = np.sort(np.concatenate([lines[r] for _, r in rows[other]]))
+            for c, r in rows[o]:
+                for i in r[:MAX_ERRORS_REPORTED]:
+                    errors.append(
+                        RowError(
+                            int(lines[i]),
+                            c.name,
+                            f"{c.values.iloc[i]!r} is written {options[o]}, but "
+                            f"{_lines_text(other_lines)} written {options[other]}; "
+                            f"choose the {what}",
+                        )
+                    )
+        raise FormatError(sorted(errors, key=lambda e: e.line or 0)[:MAX_ERRORS_REPORTED], source)
+    if present:
+        return present[0]
+    for c in columns:
+        for i in np.flatnonzero(c.row_kinds() == "ambiguous")[:MAX_ERRORS_REPORTED]:
+            errors.append(
+                RowError(
+                    int(lines[i]),
+                    c.name,
+                    f"{c.values.iloc[i]!r} {ambiguous_reading}; no value in the file settles "
+                    f"the {what}: choose it",
+                )
+            )
+    if errors:
+        raise FormatError(sorted(errors, key=lambda e: e.line or 0)[:MAX_ERRORS_REPORTED], source)
+    return None
+
+
+@dataclass
+class _Parsed:
+    numbers: list[_Column]
+    dates: _Column | None
+    date_parts: pd.DataFrame | None
+    fmt: FileFormat
+
+
+def _parse(df: pd.DataFrame, lines: np.ndarray, fmt: FileFormat, source: str) -> _Parsed:
+    """Classify the number and date columns and settle the format; a ``FormatError`` names the
+    rows of both the numbers and the dates that leave it open."""
+    problems: list[RowError] = []
+    numbers = [_number_column(c, df[c]) for c in ("price", "quantity") if c in df.columns]
+    decimal = None
+    try:
+        decimal = _decide(
+            numbers,
+            lines,
+            {".": "with a decimal point", ",": "with a decimal comma"},
+            fmt.decimal,
+            "could be read with a decimal point or a decimal comma (1,234 is 1234 or 1.234)",
+            "decimal separator",
+            source,
+        )
+    except FormatError as exc:
+        problems += exc.errors
+    dates, parts, order = None, None, fmt.date_order
+    if "date" in df.columns:
+        dates, parts = _date_column("date", df["date"])
+        try:
+            order = _decide(
+                [dates],
+                lines,
+                {"dmy": "day first", "mdy": "month first"},
+                fmt.date_order,
+                "could be day/month or month/day",
+                "date order",
+                source,
+            )
+        except FormatError as exc:
+            problems += exc.errors
+        if order is None:
+            order = "dmy" if np.isin(dates.kinds, ["same"]).any() else "ymd"
+    if problems:
+        raise FormatError(sorted(problems, key=lambda e: e.line or 0)[:MAX_ERRORS_REPORTED], source)
+    return _Parsed(numbers, dates, parts, FileFormat(decimal or ".", order or "ymd"))
+
+
+def resolve_format(
+    df: pd.DataFrame, fmt: FileFormat | None = None, source: str = "input"
+) -> FileFormat:
+    """The format of a price table: what ``fmt`` fixes, the rest decided from its values
+    (raises ``FormatError`` naming the rows when they are ambiguous or contradict)."""
+    lines = df[LINE].to_numpy() if LINE in df.columns else np.arange(2, len(df) + 2)
+    return _parse(df, lines, fmt or FileFormat(), source).fmt
+
+
+def _not_fitting(kind: str, fmt: FileFormat, field: str) -> bool:
+    """A well-formed value that the (chosen) format cannot read: 12,5 with a decimal point,
+    25/12/2024 with day first, any day/month date with year-month-day."""
+    if field == "date":
+        if kind not in ("dmy", "mdy", "ambiguous", "same"):
+            return False
+        return fmt.date_order == "ymd" or (kind in ("dmy", "mdy") and kind != fmt.date_order)
+    return kind in DECIMALS and kind != fmt.decimal
 
 
 def validate_prices(
-    df: pd.DataFrame, source: str = "input", max_errors: int | None = MAX_ERRORS_REPORTED
+    df: pd.DataFrame,
+    source: str = "input",
+    max_errors: int | None = MAX_ERRORS_REPORTED,
+    fmt: FileFormat | None = None,
 ) -> pd.DataFrame:
     """Check a price table and return it typed (date as ``datetime.date``, price as float).
 
-    Rows are numbered as lines of a CSV file with a header: the first data row is line 2.
+    Text values are read in the file's format (``fmt``, the rest decided from the values);
+    typed values (Excel cells, JSON numbers, dates) are taken as they are. Rows are numbered as
+    lines of a CSV file with a header (the first data row is line 2) unless the table has a
+    ``_line`` column, which is kept.
     """
     errors: list[RowError] = []
     missing = [c for c in REQUIRED if c not in df.columns]
@@ -116,51 +535,59 @@ def validate_prices(
     if len(df) == 0:
         raise ImportValidationError([RowError(None, None, "no data rows (only a header)")], source)
 
-    out = df[[c for c in (*REQUIRED, *OPTIONAL) if c in df.columns]].copy()
-    lines = np.arange(2, len(out) + 2)
+    keep = [c for c in (*REQUIRED, *OPTIONAL) if c in df.columns]
+    out = df[keep].copy()
+    lines = df[LINE].to_numpy() if LINE in df.columns else np.arange(2, len(out) + 2)
+    parsed = _parse(out, lines, fmt or FileFormat(), source)
+    fmt = parsed.fmt
+
     out["sku"] = out["sku"].astype(str).str.strip()
     for i in np.flatnonzero((out["sku"] == "").to_numpy()):
         errors.append(RowError(int(lines[i]), "sku", "is blank"))
+    errors += _case_conflicts(out["sku"], lines)
 
-    raw_dates = out["date"]
-    if pd.api.types.is_datetime64_any_dtype(raw_dates):
-        parsed = pd.to_datetime(raw_dates)
-    elif len(raw_dates) and not isinstance(raw_dates.iloc[0], str):
-        parsed = pd.to_datetime(raw_dates, errors="coerce")
-    else:
-        parsed = pd.to_datetime(
-            raw_dates.astype(str).str.strip(), format="%Y-%m-%d", errors="coerce"
-        )
-    for i in np.flatnonzero(parsed.isna().to_numpy()):
-        errors.append(
-            RowError(int(lines[i]), "date", f"{raw_dates.iloc[i]!r} is not a date (YYYY-MM-DD)")
-        )
+    assert parsed.dates is not None and parsed.date_parts is not None
+    dates = _date_values(parsed.dates, parsed.date_parts, fmt.date_order or "ymd")
+    kinds = parsed.dates.row_kinds()
+    for i in np.flatnonzero(np.isnat(dates)):
+        raw = out["date"].iloc[i]
+        if kinds[i] == "blank":
+            msg = "is blank"
+        elif _not_fitting(kinds[i], fmt, "date"):
+            msg = f"{raw!r} is not a date in the chosen order ({DATE_ORDERS[fmt.date_order]})"
+        else:
+            msg = f"{raw!r} is not a date (YYYY-MM-DD, DD/MM/YYYY or MM/DD/YYYY)"
+        errors.append(RowError(int(lines[i]), "date", msg))
 
-    raw_prices = out["price"]
-    prices = pd.to_numeric(raw_prices, errors="coerce")
-    bad = prices.isna() | ~np.isfinite(prices.fillna(0)) | (prices <= 0)
-    for i in np.flatnonzero(bad.to_numpy()):
-        val = raw_prices.iloc[i]
-        reason = (
-            "is not a number" if pd.isna(prices.iloc[i]) else "must be a positive finite number"
-        )
-        errors.append(RowError(int(lines[i]), "price", f"{val!r} {reason}"))
-
-    if "quantity" in out.columns:
-        raw_q = out["quantity"].replace("", np.nan)
-        q = pd.to_numeric(raw_q, errors="coerce")
-        badq = (raw_q.notna() & q.isna()) | (q < 0) | np.isinf(q.fillna(0))
-        for i in np.flatnonzero(badq.to_numpy()):
-            errors.append(
-                RowError(int(lines[i]), "quantity", f"{raw_q.iloc[i]!r} is not a quantity >= 0")
-            )
-        out["quantity"] = q
+    numbers: dict[str, np.ndarray] = {}
+    for col in parsed.numbers:
+        vals = _number_values(col, fmt.decimal or ".")
+        kinds = col.row_kinds()
+        if col.name == "price":
+            bad = ~np.isfinite(vals) | (vals <= 0)
+        else:  # quantity: blank allowed
+            bad = (kinds != "blank") & (~np.isfinite(vals) | (vals < 0))
+        for i in np.flatnonzero(bad):
+            raw = col.values.iloc[i]
+            if kinds[i] == "blank":
+                msg = "is blank"
+            elif _not_fitting(kinds[i], fmt, col.name):
+                msg = f"{raw!r} does not fit the chosen format ({DECIMALS[fmt.decimal or '.']})"
+            elif np.isnan(vals[i]):
+                msg = f"{raw!r} is not a number"
+            elif col.name == "price":
+                msg = f"{raw!r} must be a positive finite number"
+            else:
+                msg = f"{raw!r} is not a quantity >= 0"
+            errors.append(RowError(int(lines[i]), col.name, msg))
+        numbers[col.name] = vals
 
     if errors:
-        raise ImportValidationError(errors[:max_errors], source)
+        raise ImportValidationError(sorted(errors, key=lambda e: e.line or 0)[:max_errors], source)
 
-    out["date"] = parsed.dt.date
-    out["price"] = prices.astype(float)
+    out["date"] = pd.Series(dates).dt.date.to_numpy()
+    for name, vals in numbers.items():
+        out[name] = vals
     for col in ("name", "supplier", "currency", "category", "unit"):
         if col in out.columns:
             out[col] = out[col].astype(str).str.strip()
@@ -169,6 +596,8 @@ def validate_prices(
         badc = ~out["currency"].str.fullmatch(r"[A-Z]{3}")
         for i in np.flatnonzero(badc.to_numpy()):
             errors.append(RowError(int(lines[i]), "currency", "must be a 3-letter ISO code"))
+    if LINE in df.columns:
+        out[LINE] = lines
 
     key = out[["sku", "date"]]
     dup = key.duplicated(keep=False).to_numpy()
@@ -194,6 +623,31 @@ def validate_prices(
     return out.reset_index(drop=True)
 
 
+def _case_conflicts(skus: pd.Series, lines: np.ndarray) -> list[RowError]:
+    """Rows whose SKU differs from an earlier row's only in case or accents (see ``sku_key``)."""
+    uniques = pd.unique(skus)
+    keys = pd.Series([sku_key(s) for s in uniques])
+    if keys.nunique() == len(uniques):
+        return []
+    first = dict(zip(keys[::-1], uniques[::-1], strict=True))  # first spelling of each key
+    spelled = dict(zip(uniques, keys, strict=True))
+    errors = []
+    for i, sku in enumerate(skus):
+        if sku and first[spelled[sku]] != sku:
+            where = int(lines[int(np.flatnonzero((skus == first[spelled[sku]]).to_numpy())[0])])
+            errors.append(
+                RowError(
+                    int(lines[i]),
+                    "sku",
+                    f"{sku!r} differs only in case or accents from {first[spelled[sku]]!r} "
+                    f"(line {where}); they would be one product",
+                )
+            )
+            if len(errors) >= MAX_ERRORS_REPORTED:
+                break
+    return errors
+
+
 def read_lenient_csv(path: str | Path) -> pd.DataFrame:
     """Read ``sku,date,price`` for analysis (backtests): rows with a missing or non-numeric price
     are dropped, negative prices are kept (they happen: WTI on 2020-04-20)."""
@@ -207,73 +661,19 @@ def read_lenient_csv(path: str | Path) -> pd.DataFrame:
     return df[["sku", "date", "price"]]
 
 
-DATE_FORMATS = {
-    "YYYY-MM-DD": "%Y-%m-%d",
-    "DD/MM/YYYY": "%d/%m/%Y",
-    "MM/DD/YYYY": "%m/%d/%Y",
-    "DD.MM.YYYY": "%d.%m.%Y",
-}
-
-
-def read_table(raw: bytes, filename: str) -> pd.DataFrame:
-    """A CSV (delimiter detected: , ; tab |) or Excel sheet as a table of strings."""
-    if filename.lower().endswith((".xlsx", ".xlsm")):
-        try:
-            df = pd.read_excel(io.BytesIO(raw), dtype=str, engine="openpyxl").fillna("")
-        except Exception as exc:  # openpyxl raises many types for broken files
-            raise ImportValidationError(
-                [RowError(None, None, f"not a readable Excel file: {exc}")], filename
-            ) from None
-    else:
-        text = _nonempty_text(raw, filename)
-        import csv
-
-        try:
-            sep = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|").delimiter
-        except csv.Error:
-            sep = ","
-        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
-
-
-def looks_decimal_comma(values: pd.Series) -> bool:
-    """True when numbers are written like 1.234,56 or 12,5 (Brazil, much of Europe)."""
-    v = values.astype(str).str.strip()
-    comma = v.str.fullmatch(r"-?[\d.]*\d,\d+").mean()
-    dot = v.str.fullmatch(r"-?[\d,]*\d\.\d+").mean()
-    return bool(comma > dot)
-
-
 def apply_mapping(
     df: pd.DataFrame,
     mapping: dict[str, str],
-    date_format: str = "YYYY-MM-DD",
-    decimal_comma: bool = False,
+    fmt: FileFormat | None = None,
     source: str = "upload",
     validate: bool = True,
 ) -> pd.DataFrame:
-    """Rename the user's columns to ours, normalise dates and decimals, then validate.
-
-    ``mapping``: our column (sku, date, price, name, ...) -> the file's column. Values that do not
-    parse are left as they were so validation reports them with their line and field.
-    """
+    """Rename the user's columns to ours (``mapping``: our column -> the file's column), number
+    the rows as lines of the file, then validate in the file's format (see ``validate_prices``).
+    With ``validate=False`` the renamed table is returned, for ``split_valid``."""
     out = pd.DataFrame({ours: df[theirs] for ours, theirs in mapping.items() if theirs})
-    if "date" in out and date_format != "YYYY-MM-DD":
-        parsed = pd.to_datetime(
-            out["date"].str.strip(), format=DATE_FORMATS[date_format], errors="coerce"
-        )
-        out["date"] = parsed.dt.strftime("%Y-%m-%d").where(parsed.notna(), out["date"])
-    for col in ("price", "quantity"):
-        if col in out:
-            s = out[col].astype(str).str.strip().str.replace(r"[^\d,.\-]", "", regex=True)
-            s = (
-                s.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-                if decimal_comma
-                else s.str.replace(",", "", regex=False)
-            )
-            out[col] = s.where(out[col].astype(str).str.strip() != "", "")
-    return validate_prices(out, source=source) if validate else out
+    out[LINE] = np.arange(2, len(out) + 2)
+    return validate_prices(out, source=source, fmt=fmt) if validate else out
 
 
 def read_stock_csv(src: str | Path | IO[bytes] | bytes, source: str | None = None) -> pd.DataFrame:
@@ -338,26 +738,30 @@ def read_catalog_csv(
     return df[keep]
 
 
-def split_valid(df: pd.DataFrame, source: str = "input") -> tuple[pd.DataFrame, list[RowError]]:
+def split_valid(
+    df: pd.DataFrame, source: str = "input", fmt: FileFormat | None = None
+) -> tuple[pd.DataFrame, list[RowError]]:
     """The rows that pass validation, and every error of the rows that do not, for a buyer who
-    chooses to drop the bad rows. Conflicting duplicates are dropped on all their lines."""
-    rows = df.reset_index(drop=True).assign(_line=np.arange(2, len(df) + 2))
+    chooses to drop the bad rows. Conflicting duplicates are dropped on all their lines.
+
+    The format is decided on the whole table first (a ``FormatError`` is raised, not dropped),
+    so dropping rows never changes how the remaining ones are read."""
+    rows = df.reset_index(drop=True)
+    if LINE not in rows.columns:
+        rows[LINE] = np.arange(2, len(rows) + 2)
+    fixed = resolve_format(rows, fmt, source)
     errors: list[RowError] = []
     # value errors are reported before duplicate conflicts are looked for: a few passes at most
     for _ in range(3):
         try:
-            clean = validate_prices(rows.drop(columns="_line"), source, max_errors=None)
+            clean = validate_prices(rows, source, max_errors=None, fmt=fixed)
             return clean, errors
         except ImportValidationError as exc:
             if any(e.line is None or e.line == 1 for e in exc.errors):
                 raise ImportValidationError(exc.errors[:MAX_ERRORS_REPORTED], source) from None
-            # map the pass's line numbers back to the file's
-            file_lines = rows["_line"].to_numpy()
-            bad = {int(file_lines[e.line - 2]) for e in exc.errors}
-            errors += [
-                RowError(int(file_lines[e.line - 2]), e.field, e.message) for e in exc.errors
-            ]
-            rows = rows[~rows["_line"].isin(bad)].reset_index(drop=True)
+            errors += exc.errors
+            bad = {e.line for e in exc.errors}
+            rows = rows[~rows[LINE].isin(bad)].reset_index(drop=True)
             if rows.empty:
                 raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source) from None
     raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source)

@@ -10,11 +10,31 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, bindparam, cast, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from procurement.db.catalog import ensure_products
-from procurement.db.models import DriverObservation, ImportRun, PriceObservation, Product, Sale
+from procurement.db.models import (
+    Base,
+    DriverObservation,
+    ImportRun,
+    PriceObservation,
+    Product,
+    Sale,
+    Stock,
+)
 
 CHUNK = 20_000
 log = logging.getLogger(__name__)
@@ -42,13 +62,24 @@ def _upsert(
     incoming: pd.DataFrame,
     existing: pd.DataFrame,
     extra: dict[str, object],
+    changes: list[pd.DataFrame] | None = None,
 ) -> UpsertCounts:
-    """Insert new keys, update changed values, leave equal ones alone (so re-imports are no-ops)."""
+    """Insert new keys, update changed values, leave equal ones alone (so re-imports are no-ops).
+
+    With ``changes``, the keys, old values (NaN: added) and new values of the rows written are
+    appended to it, so the import can be undone."""
     merged = incoming.merge(existing, on=key_cols, how="left", suffixes=("", "_old"))
     is_new = merged["id"].isna().to_numpy()
     old = merged[f"{value_col}_old"].to_numpy(dtype=float)
     new = merged[value_col].to_numpy(dtype=float)
     changed = ~is_new & ~np.isclose(old, new, rtol=0, atol=1e-9)
+    if changes is not None:
+        written = is_new | changed
+        changes.append(
+            merged.loc[written, key_cols].assign(
+                old_value=np.where(is_new, np.nan, old)[written], new_value=new[written]
+            )
+        )
     conn = session.connection()
     inserts = merged.loc[is_new, [*key_cols, value_col]]
     for k, v in extra.items():
@@ -73,13 +104,22 @@ def store_prices(
     tenant_id: int,
     prices: pd.DataFrame,
     progress: Callable[[int, int], None] | None = None,
+    import_run_id: int | None = None,
 ) -> UpsertCounts:
     """Store a validated price table (see ``importers.validate_prices``); sales from ``quantity``.
 
     Runs inside the caller's transaction: the caller commits, or nothing is stored. Large tables
-    are written in groups of products so memory stays bounded.
+    are written in groups of products so memory stays bounded. With ``import_run_id`` (see
+    ``record_import``) the previous value of every row written is kept, for ``undo_import``.
     """
+    before: set[str] = set()
+    if import_run_id is not None:
+        before = set(session.scalars(select(Product.sku).where(Product.tenant_id == tenant_id)))
     ids = ensure_products(session, tenant_id, prices)
+    changes: dict[str, list[pd.DataFrame]] | None = None
+    if import_run_id is not None:
+        created = [pid for sku, pid in ids.items() if sku not in before]
+        changes = {"price": [], "sale": [], "product": [pd.DataFrame({"product_id": created})]}
     df = prices.assign(product_id=prices["sku"].map(ids))
     total, done = len(df), 0
     counts = UpsertCounts()
@@ -95,6 +135,7 @@ def store_prices(
             part[["product_id", "date", "price"]],
             existing,
             {"tenant_id": tenant_id},
+            changes["price"] if changes is not None else None,
         )
         if "quantity" in part.columns:
             q = part.loc[part["quantity"].notna(), ["product_id", "date", "quantity"]]
@@ -108,10 +149,13 @@ def store_prices(
                     q,
                     existing_q,
                     {"tenant_id": tenant_id},
+                    changes["sale"] if changes is not None else None,
                 )
         done += len(part)
         if progress:
             progress(done, total)
+    if changes is not None and import_run_id is not None:
+        _store_changes(session, import_run_id, changes)
     return counts
 
 
@@ -171,7 +215,11 @@ def record_import(
     source: str,
     counts: UpsertCounts | None,
     error: str | None = None,
+    actor: str = "system",
+    undoable: bool = False,
 ) -> ImportRun:
+    """Record an import run and who made it. ``undoable``: the run's changes are kept (pass its
+    id to ``store_prices``) so ``undo_import`` can restore the previous values."""
     run = ImportRun(
         tenant_id=tenant_id,
         source=source[:500],
@@ -183,7 +231,209 @@ def record_import(
     )
     session.add(run)
     session.flush()
+    session.add(ImportRecord(import_run_id=run.id, actor=actor[:100], undoable=undoable))
+    session.flush()
     return run
+
+
+# --- who imported what, and undo ---------------------------------------------------------------
+# These two tables belong to the import record; they are declared here, next to the code that
+# writes them (migration 0005).
+
+
+class ImportRecord(Base):
+    """Who made an import run, and whether (and by whom) it was undone."""
+
+    __tablename__ = "import_record"
+
+    import_run_id: Mapped[int] = mapped_column(
+        ForeignKey("import_run.id", ondelete="CASCADE"), primary_key=True
+    )
+    actor: Mapped[str] = mapped_column(String(100))
+    undoable: Mapped[bool] = mapped_column(default=False)
+    undone_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    undone_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class ImportChange(Base):
+    """One row an import wrote: a price or sale (old value NULL: the import added it) or a
+    product it created (kind 'product')."""
+
+    __tablename__ = "import_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_run_id: Mapped[int] = mapped_column(
+        ForeignKey("import_run.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(10))  # price | sale | product
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id", ondelete="CASCADE"))
+    date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    old_value: Mapped[float | None] = mapped_column(Double, nullable=True)
+    new_value: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+def _store_changes(session: Session, run_id: int, changes: dict[str, list[pd.DataFrame]]) -> None:
+    conn = session.connection()
+    for kind, frames in changes.items():
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            continue
+        df = pd.concat(frames, ignore_index=True).assign(import_run_id=run_id, kind=kind)
+        for col in ("date", "old_value", "new_value"):
+            if col not in df.columns:
+                df[col] = None
+        df["product_id"] = df["product_id"].astype(int)
+        df = df.astype(object).where(df.notna(), None)
+        records = df[
+            ["import_run_id", "kind", "product_id", "date", "old_value", "new_value"]
+        ].to_dict("records")
+        for start in range(0, len(records), CHUNK):
+            conn.execute(ImportChange.__table__.insert(), records[start : start + CHUNK])
+
+
+class UndoError(ValueError):
+    """The import cannot be undone (unknown, not recorded, already undone, or overwritten)."""
+
+
+_VALUE_TABLES = {"price": (PriceObservation, "price"), "sale": (Sale, "quantity")}
+
+
+def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> ImportRun:
+    """Restore what import ``run_id`` overwrote and remove what it added, in the caller's
+    transaction; returns the run that records the undo.
+
+    Refused when a row it wrote has changed since (a later import: undo that one first), so
+    an undo never destroys newer data."""
+    run = session.get(ImportRun, run_id)
+    rec = session.get(ImportRecord, run_id)
+    if run is None or run.tenant_id != tenant_id:
+        raise UndoError(f"no import {run_id} in this company")
+    if rec is None or not rec.undoable:
+        raise UndoError(f"import {run_id} kept no previous values and cannot be undone")
+    if rec.undone_at is not None:
+        raise UndoError(f"import {run_id} was already undone by {rec.undone_by}")
+    changes = pd.DataFrame(
+        session.execute(
+            select(
+                ImportChange.kind,
+                ImportChange.product_id,
+                ImportChange.date,
+                ImportChange.old_value,
+                ImportChange.new_value,
+            ).where(ImportChange.import_run_id == run_id)
+        ).all(),
+        columns=["kind", "product_id", "date", "old_value", "new_value"],
+    )
+    plans = []
+    for kind, (model, value) in _VALUE_TABLES.items():
+        ch = changes[changes["kind"] == kind]
+        if ch.empty:
+            continue
+        pids = sorted({int(p) for p in ch["product_id"]})
+        current = _load_existing(session, model, value, tenant_id, pids)
+        ch = ch.assign(date=pd.to_datetime(ch["date"]).dt.date, product_id=ch["product_id"])
+        merged = ch.merge(current, on=["product_id", "date"], how="left")
+        now = merged[f"{value}_old"].to_numpy(dtype=float)
+        moved = np.isnan(now) | ~np.isclose(
+            now, merged["new_value"].to_numpy(dtype=float), rtol=0, atol=1e-9
+        )
+        if moved.any():
+            first = merged[moved].iloc[0]
+            sku = session.scalar(select(Product.sku).where(Product.id == int(first["product_id"])))
+            raise UndoError(
+                f"import {run_id} cannot be undone: {int(moved.sum())} of its {kind} rows changed "
+                f"since (e.g. {sku} on {first['date']}); undo the later imports first"
+            )
+        plans.append((model, value, merged))
+    restored = removed = 0
+    conn = session.connection()
+    for model, value, merged in plans:
+        table = model.__table__
+        added = merged["old_value"].isna().to_numpy()
+        ids = [int(i) for i in merged.loc[added, "id"]]
+        for start in range(0, len(ids), CHUNK):
+            conn.execute(delete(table).where(table.c.id.in_(ids[start : start + CHUNK])))
+        ups = merged.loc[~added, ["id", "old_value"]].rename(
+            columns={"id": "_id", "old_value": value}
+        )
+        if len(ups):
+            ups["_id"] = ups["_id"].astype(int)
+            conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("_id"))
+                .values({value: bindparam(value)}),
+                ups.to_dict("records"),
+            )
+        if model is PriceObservation:
+            restored, removed = len(ups), len(ids)
+    created = [int(p) for p in changes.loc[changes["kind"] == "product", "product_id"]]
+    if created:
+        used = set()
+        for model in (PriceObservation, Sale, Stock):
+            used |= set(
+                session.scalars(select(model.product_id).where(model.product_id.in_(created)))
+            )
+        unused = [p for p in created if p not in used]
+        if unused:
+            conn.execute(delete(Product.__table__).where(Product.__table__.c.id.in_(unused)))
+    rec.undone_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rec.undone_by = actor[:100]
+    undo = record_import(
+        session,
+        tenant_id,
+        f"undo of import {run_id}: {removed} added prices removed, {restored} previous prices "
+        f"restored ({run.source})",
+        UpsertCounts(updated=restored),
+        actor=actor,
+    )
+    undo.kind = "undo"
+    session.flush()
+    return undo
+
+
+def import_log(session: Session, tenant_id: int, limit: int = 50) -> pd.DataFrame:
+    """The company's latest import runs with who made them and whether they can be undone."""
+    rows = session.execute(
+        select(
+            ImportRun.id,
+            ImportRun.created_at,
+            ImportRun.source,
+            ImportRun.kind,
+            ImportRun.status,
+            ImportRun.rows_added,
+            ImportRun.rows_updated,
+            ImportRun.rows_unchanged,
+            ImportRun.rows_rejected,
+            ImportRun.error,
+            ImportRecord.actor,
+            ImportRecord.undoable,
+            ImportRecord.undone_at,
+            ImportRecord.undone_by,
+        )
+        .outerjoin(ImportRecord, ImportRecord.import_run_id == ImportRun.id)
+        .where(ImportRun.tenant_id == tenant_id)
+        .order_by(ImportRun.id.desc())
+        .limit(limit)
+    ).all()
+    cols = [
+        "id",
+        "when",
+        "source",
+        "kind",
+        "status",
+        "added",
+        "updated",
+        "unchanged",
+        "rejected",
+        "errors",
+        "by",
+        "undoable",
+        "undone_at",
+        "undone_by",
+    ]
+    df = pd.DataFrame(rows, columns=cols)
+    df["undoable"] = df["undoable"].fillna(False).astype(bool) & df["undone_at"].isna()
+    return df
 
 
 def _read(session: Session, stmt) -> pd.DataFrame:  # type: ignore[no-untyped-def]
