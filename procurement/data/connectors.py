@@ -29,7 +29,7 @@ import re
 import socket
 import time
 import urllib.robotparser
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -208,8 +208,10 @@ def _get(
     limits: FetchLimits,
     deadline: _Deadline,
     timeout: float,
+    may_follow: Callable[[str], bool] | None = None,
 ) -> tuple[str, _Response]:
-    """GET following at most ``MAX_REDIRECTS`` redirects on the same host; (final URL, response)."""
+    """GET following at most ``MAX_REDIRECTS`` redirects on the same host, each only if
+    ``may_follow`` (robots.txt) allows it; (final URL, response)."""
     origin = _origin(url)
     for _ in range(MAX_REDIRECTS + 1):
         resp = _get_once(client, url, headers, limits, deadline, timeout)
@@ -219,6 +221,8 @@ def _get(
         if _origin(nxt) != origin:
             log.warning("redirect from %s to %s not followed: another host", url, nxt)
             raise FetchRefused("a redirect leads to another host (not followed)")
+        if may_follow is not None and not may_follow(nxt):
+            raise FetchRefused("disallowed by robots.txt")
         url = nxt
     raise FetchRefused("too many redirects")
 
@@ -488,10 +492,9 @@ def fetch_web(
                     failures.append((p.sku, "disallowed by robots.txt"))
                     continue
                 limiter.wait()
-                final, r = _get(client, p.url, {}, limits, deadline, source.timeout_seconds)
-                if final != p.url and not allowed(final):
-                    failures.append((p.sku, "disallowed by robots.txt"))
-                    continue
+                final, r = _get(
+                    client, p.url, {}, limits, deadline, source.timeout_seconds, allowed
+                )
                 if r.status >= 400:
                     log.warning("%s: %s answered %s", source.name, final, r.status)
                     raise _HttpStatus(r.status)
