@@ -83,10 +83,13 @@ def sku_conflicts(session_: Session, tenant_id: int, prices: pd.DataFrame) -> li
     stored = list(session_.scalars(select(Product.sku).where(Product.tenant_id == tenant_id)))
     exact = set(stored)
     by_key = {sku_key(s): s for s in stored}
+    clashing = {u for u in pd.unique(prices["sku"]) if u not in exact and sku_key(u) in by_key}
+    if not clashing:
+        return []
     errors = []
     lines = _lines(prices)
     for i, sku in enumerate(prices["sku"]):
-        if sku not in exact and sku_key(sku) in by_key:
+        if sku in clashing:
             errors.append(
                 RowError(
                     int(lines[i]),
