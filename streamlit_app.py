@@ -3,21 +3,30 @@
 Shared page setup lives in pages/common.py; pages call the library, never SQL or LightGBM.
 """
 
+import logging
+
 import streamlit as st
 import streamlit_authenticator as stauth
 from sqlalchemy.exc import SQLAlchemyError
 
-from pages.common import db_down, engine
+from pages.common import db_down, db_error, engine, plain
 from procurement import auth
 from procurement.config import get_settings
 from procurement.db import session
 
 st.set_page_config(page_title="procurement", page_icon=":material/shopping_cart:", layout="wide")
 settings = get_settings()
+log = logging.getLogger("procurement.app")
 
+signed_in = (
+    st.session_state.get("username") if st.session_state.get("authentication_status") else None
+)
 try:
     with session(engine()) as s:
         creds = auth.credentials(s, settings)
+        # Who is signed in is read again on every run (one look-up by the unique username), so a
+        # user deactivated, locked or demoted since logging in loses that access at the next click.
+        current = auth.principal_for(s, signed_in, settings) if signed_in else None
 except SQLAlchemyError as exc:
     db_down(exc)
 failed_before = {u: c["failed_login_attempts"] for u, c in creds["usernames"].items()}
@@ -41,7 +50,7 @@ def login_page() -> None:
     try:
         authenticator.login(location="main", fields={"Form name": "Log in to procurement"})
     except stauth.utilities.exceptions.LoginError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     status = st.session_state.get("authentication_status")
     # streamlit-authenticator counts failures in the dict it was given; persist them with a lockout
     for user, c in creds["usernames"].items():
@@ -50,7 +59,7 @@ def login_page() -> None:
                 auth.record_login(s, user, False, settings)
     if status is True:
         with session(engine()) as s, s.begin():
-            principal = auth.principal_for(s, st.session_state["username"])
+            principal = auth.principal_for(s, st.session_state["username"], settings)
             if principal is not None:
                 auth.record_login(s, principal.username, True, settings)
         st.session_state["principal"] = principal
@@ -66,10 +75,17 @@ def login_page() -> None:
     )
 
 
-logged_in = bool(st.session_state.get("authentication_status")) and st.session_state.get(
-    "principal"
-)
-principal: auth.Principal | None = st.session_state.get("principal") if logged_in else None
+if signed_in and current is None:
+    log.warning("signed out %s: the account was deactivated, locked or removed", signed_in)
+    authenticator.logout(location="unrendered")  # also deletes the login cookie
+    st.session_state.pop("principal", None)
+    st.warning(
+        "You have been signed out: your account was changed. Log in again, or ask your "
+        "administrator."
+    )
+principal: auth.Principal | None = current
+if principal is not None:
+    st.session_state["principal"] = principal  # the pages read the fresh role and company here
 pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/product.py", title="Product", icon=":material/show_chart:", url_path="product"),
@@ -94,4 +110,7 @@ with st.sidebar:
         key="logout_button",
         callback=lambda _: st.session_state.pop("principal", None),
     )
-page.run()
+try:
+    page.run()
+except SQLAlchemyError as exc:  # a plain message for the user, the detail in the log
+    db_error(exc)

@@ -1,19 +1,23 @@
+"""Accounts and companies. A global administrator manages every company and account; a company's
+administrator the accounts of that company only. The library checks both (procurement.auth);
+this page only leaves out what the signed-in administrator may not do."""
+
 import pandas as pd
 import streamlit as st
 
-from pages.common import engine
+from pages.common import engine, plain
 from procurement import auth
-from procurement.db import catalog, session
+from procurement.db import session
 
 st.title("Admin")
 principal: auth.Principal = st.session_state["principal"]
 auth.authorize(principal, "admin")  # the page is only listed for admins; refuse direct loads too
 
 with session(engine()) as s:
-    tenants = catalog.list_tenants(s)
-    users = auth.list_users(s)
+    tenants = auth.visible_tenants(s, principal)
+    users = auth.users_managed_by(s, principal)
 names = {t.id: t.slug for t in tenants}
-st.subheader("Users")
+st.subheader("Users" if principal.is_global_admin else f"Users of {names[principal.tenant_id]}")
 st.dataframe(
     pd.DataFrame(
         [
@@ -33,6 +37,20 @@ st.dataframe(
     width="stretch",
 )
 
+
+def _act(action) -> bool:  # type: ignore[no-untyped-def]
+    """Run one change in its own transaction; show a refusal or a bad value as plain text."""
+    try:
+        with session(engine()) as s, s.begin():
+            action(s)
+        return True
+    except (ValueError, auth.PermissionDenied) as exc:
+        st.error(plain(exc))
+        return False
+
+
+# a company's administrator adds accounts to their company only; "all" makes a global admin
+companies = [*names.values()] if not principal.is_global_admin else [None, *names.values()]
 left, right = st.columns(2)
 with left, st.form("new_user", clear_on_submit=True):
     st.markdown("**New user**")
@@ -40,47 +58,45 @@ with left, st.form("new_user", clear_on_submit=True):
     name = st.text_input("Name")
     role = st.selectbox("Role", auth.ROLES, index=1)
     company = st.selectbox(
-        "Company", [None, *names.values()], format_func=lambda x: x or "all (admins only)"
+        "Company", companies, format_func=lambda x: x or "all (global administrators only)"
     )
     password = st.text_input("Initial password (10+ characters)", type="password")
     if st.form_submit_button("Create user"):
-        try:
-            with session(engine()) as s, s.begin():
-                tid = next((i for i, slug in names.items() if slug == company), None)
-                auth.create_user(s, username, password, role, tid, name=name)
-            st.success(f"User {username} created")
-        except ValueError as exc:
-            st.error(str(exc))
+        tid = next((i for i, slug in names.items() if slug == company), None)
+        if _act(
+            lambda s: auth.add_user(s, username, password, role, tid, actor=principal, name=name)
+        ):
+            st.success(plain(f"User {username.strip().lower()} created"))
 
 with right:
     st.markdown("**Existing user**")
     who = st.selectbox("User", [u.username for u in users], key="admin_user")
     new_pw = st.text_input("New password", type="password", key="admin_pw")
-    c1, c2, c3 = st.columns(3)
-    try:
-        if c1.button("Reset password", key="reset_pw"):
-            with session(engine()) as s, s.begin():
-                auth.set_password(s, who, new_pw)
-            st.success("Password reset; the account is unlocked.")
-        if c2.button("Deactivate", key="deactivate"):
-            with session(engine()) as s, s.begin():
-                auth.set_active(s, who, False)
-            st.rerun()
-        if c3.button("Activate", key="activate"):
-            with session(engine()) as s, s.begin():
-                auth.set_active(s, who, True)
-            st.rerun()
-    except ValueError as exc:
-        st.error(str(exc))
+    new_role = st.selectbox("Role", auth.ROLES, key="admin_role")
+    c1, c2, c3, c4 = st.columns(4)
+    if c1.button("Reset password", key="reset_pw") and _act(
+        lambda s: auth.set_password(s, who, new_pw, actor=principal)
+    ):
+        st.success("Password reset; the account is unlocked.")
+    if c2.button("Deactivate", key="deactivate") and _act(
+        lambda s: auth.set_active(s, who, False, actor=principal)
+    ):
+        st.rerun()
+    if c3.button("Activate", key="activate") and _act(
+        lambda s: auth.set_active(s, who, True, actor=principal)
+    ):
+        st.rerun()
+    if c4.button("Set role", key="set_role") and _act(
+        lambda s: auth.set_role(s, who, new_role, actor=principal)
+    ):
+        st.rerun()
 
-with st.form("new_company", clear_on_submit=True):
-    st.markdown("**New company**")
-    slug = st.text_input("Short name (letters, digits, dashes)")
-    cname = st.text_input("Name")
-    if st.form_submit_button("Create company"):
-        if not slug or not slug.replace("-", "").isalnum():
-            st.error("The short name may contain letters, digits and dashes only.")
-        else:
-            with session(engine()) as s, s.begin():
-                catalog.get_or_create_tenant(s, slug.lower(), cname or None)
-            st.success(f"Company {slug} created")
+if principal.is_global_admin:
+    with st.form("new_company", clear_on_submit=True):
+        st.markdown("**New company**")
+        slug = st.text_input("Short name (lowercase letters, digits, dashes)")
+        cname = st.text_input("Name")
+        if st.form_submit_button("Create company") and _act(
+            lambda s: auth.create_company(s, slug, cname, actor=principal)
+        ):
+            st.success(plain(f"Company {slug.strip().lower()} created"))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from procurement import auth, buying
 from procurement.config import get_settings
@@ -16,6 +18,8 @@ from procurement.db import catalog, get_engine, migrate, session
 from procurement.forecast import store
 from procurement.forecast.model import PriceModel
 from procurement.recommend import Policy
+
+log = logging.getLogger("procurement.app")
 
 
 @dataclass
@@ -128,7 +132,7 @@ def page_setup(title: str, need_model: bool = True) -> Context:
         try:
             stored = load_model(str(st_settings.model_dir), slug, version)
         except store.ModelStoreError as exc:
-            st.sidebar.error(f"Model {version} cannot be used: {exc}")
+            st.sidebar.error(plain(f"Model {version} cannot be used: {exc}"))
     meta = stored.metadata if stored else None
     with st.sidebar:
         st.caption("Model")
@@ -160,13 +164,36 @@ def page_setup(title: str, need_model: bool = True) -> Context:
 
 
 def db_down(exc: Exception) -> None:
+    """A plain message, no driver text (it names hosts, users and SQL); the detail goes to the log."""
+    log.error("database unreachable", exc_info=exc)
     st.error(
         "The database is unreachable right now. The page will work again as soon as it is back; "
         "press **Retry** or reload."
     )
-    st.caption(f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}")
     st.button("Retry", icon=":material/refresh:")
     st.stop()
+
+
+def db_error(exc: Exception) -> None:
+    """Any other database error while a page runs: a plain message instead of a traceback."""
+    if isinstance(exc, OperationalError):
+        db_down(exc)
+    log.error("database error", exc_info=exc)
+    st.error(
+        "Something went wrong reading or writing the database. Try again; if it keeps "
+        "happening, tell your administrator (the details are in the app's log)."
+    )
+    st.stop()
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=])")
+
+
+def plain(text: object) -> str:
+    """``text`` escaped for st.markdown, st.error and the like: shown as typed, never as a link,
+    an image, an icon, formatting or a formula. For names and messages that come from users,
+    files or suppliers."""
+    return _MARKDOWN.sub(r"\\\1", str(text)).replace("\n", "  \n")
 
 
 def advice_for(ctx: Context) -> pd.DataFrame:

@@ -3,6 +3,12 @@
 The app logs people in with streamlit-authenticator, fed from the ``app_user`` table; this module
 is the library side: every action that changes data checks the acting principal here, so a
 viewer is refused by the library even if a page forgot to hide a button.
+
+Administrators come in two kinds. A global administrator (no company) manages companies and every
+account; a company's administrator manages the accounts of that company only, never a global
+administrator's. ``add_user``, ``set_password``, ``set_active``, ``set_role``, ``users_managed_by``
+and ``create_company`` check this; ``create_user`` and ``list_users`` are the unchecked primitives
+for seeding and tests.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from procurement.config import PROJECT_ROOT, Settings
+from procurement.db import catalog
 from procurement.db.models import AppUser, LoginEvent, Tenant
 
 ROLES = ("admin", "buyer", "viewer")
@@ -48,6 +55,10 @@ class Principal:
 
     def can(self, action: str) -> bool:
         return action in PERMISSIONS.get(self.role, set())
+
+    @property
+    def is_global_admin(self) -> bool:
+        return self.role == "admin" and self.tenant_id is None
 
 
 def authorize(principal: Principal, action: str, tenant_id: int | None = None) -> None:
@@ -113,16 +124,110 @@ def create_user(
     return user
 
 
-def set_password(session: Session, username: str, password: str) -> None:
+def authorize_account(actor: Principal, role: str, tenant_id: int | None) -> None:
+    """Raise ``PermissionDenied`` unless ``actor`` may manage an account with ``role`` in company
+    ``tenant_id`` (None: a global administrator): global administrators manage every account,
+    a company's administrator only those of that company."""
+    authorize(actor, "admin")
+    if actor.tenant_id is not None and tenant_id != actor.tenant_id:
+        what = "global administrators" if tenant_id is None else "users of another company"
+        raise PermissionDenied(f"{actor.username} may not manage {what}")
+
+
+def add_user(
+    session: Session,
+    username: str,
+    password: str,
+    role: str,
+    tenant_id: int | None,
+    *,
+    actor: Principal,
+    name: str = "",
+    email: str = "",
+) -> AppUser:
+    """Create an account on behalf of ``actor`` (see ``authorize_account``)."""
+    authorize_account(actor, role, tenant_id)
+    user = create_user(session, username, password, role, tenant_id, name=name, email=email)
+    log.info("user %s created by %s", user.username, actor.username)
+    return user
+
+
+def users_managed_by(session: Session, actor: Principal) -> list[AppUser]:
+    """The accounts ``actor`` may manage: all for a global administrator, else their company's."""
+    authorize(actor, "admin")
+    if actor.tenant_id is None:
+        return list_users(session)
+    return list_users(session, actor.tenant_id)
+
+
+def _managed_user(session: Session, username: str, actor: Principal) -> AppUser:
     user = _user(session, username)
+    try:
+        authorize_account(actor, user.role, user.tenant_id)
+    except PermissionDenied:
+        raise PermissionDenied(f"{actor.username} may not manage user {username!r}") from None
+    return user
+
+
+def _keep_a_global_admin(session: Session, user: AppUser) -> None:
+    if user.role != "admin" or user.tenant_id is not None:
+        return
+    others = session.scalar(
+        select(func.count())
+        .select_from(AppUser)
+        .where(
+            AppUser.role == "admin",
+            AppUser.tenant_id.is_(None),
+            AppUser.active.is_(True),
+            AppUser.id != user.id,
+        )
+    )
+    if not others:
+        raise ValueError("the last active global administrator cannot be removed or demoted")
+
+
+def set_password(session: Session, username: str, password: str, *, actor: Principal) -> None:
+    user = _managed_user(session, username, actor)
     user.password_hash = hash_password(password)
     user.failed_logins, user.locked_until = 0, None
-    log.info("password of %s reset", username)
+    log.info("password of %s reset by %s", user.username, actor.username)
 
 
-def set_active(session: Session, username: str, active: bool) -> None:
-    _user(session, username).active = active
-    log.info("user %s %s", username, "activated" if active else "deactivated")
+def set_active(session: Session, username: str, active: bool, *, actor: Principal) -> None:
+    """(De)activate an account; a deactivated user is signed out on their next interaction."""
+    user = _managed_user(session, username, actor)
+    if not active:
+        _keep_a_global_admin(session, user)
+    user.active = active
+    log.info(
+        "user %s %s by %s", user.username, "activated" if active else "deactivated", actor.username
+    )
+
+
+def set_role(session: Session, username: str, role: str, *, actor: Principal) -> None:
+    """Change an account's role within its company; takes effect on the user's next interaction."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    user = _managed_user(session, username, actor)
+    authorize_account(actor, role, user.tenant_id)
+    if user.tenant_id is None and role != "admin":
+        raise ValueError("buyers and viewers belong to one company")
+    if role != "admin":
+        _keep_a_global_admin(session, user)
+    user.role = role
+    log.info("user %s is now %s (by %s)", user.username, role, actor.username)
+
+
+def create_company(session: Session, slug: str, name: str = "", *, actor: Principal) -> Tenant:
+    """A new company; only a global administrator creates companies."""
+    if not actor.is_global_admin:
+        raise PermissionDenied(f"{actor.username} may not create companies")
+    slug = slug.strip().lower()
+    if catalog.get_tenant(session, slug) is not None:
+        raise ValueError(f"company {slug!r} exists already")
+    tenant = catalog.get_or_create_tenant(session, slug, name or None)
+    log.info("company %s created by %s", slug, actor.username)
+    return tenant
 
 
 def _user(session: Session, username: str) -> AppUser:
@@ -184,9 +289,12 @@ def record_login(session: Session, username: str, success: bool, settings: Setti
     )
 
 
-def principal_for(session: Session, username: str) -> Principal | None:
+def principal_for(session: Session, username: str, settings: Settings) -> Principal | None:
+    """Who ``username`` is now, or None if they may not be signed in (unknown, deactivated,
+    locked, a demo user in production). One look-up by the unique username: cheap enough for
+    every interaction, so a change by an administrator applies to open tabs at once."""
     user = session.scalar(select(AppUser).where(AppUser.username == username.strip().lower()))
-    if user is None or not user.active:
+    if user is None or not may_log_in(user, settings):
         return None
     return Principal(user.username, user.role, user.tenant_id)
 

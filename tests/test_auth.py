@@ -94,7 +94,7 @@ def test_wrong_passwords_lock_the_account_and_it_stays_locked(db, settings, two_
 def test_passwords_are_hashed_and_never_logged(db, settings, two_companies, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     with session(db) as s, s.begin():
-        auth.set_password(s, "viewer-a", "another secret pw")
+        auth.set_password(s, "viewer-a", "another secret pw", actor=auth.Principal.system())
         auth.record_login(s, "viewer-a", False, settings)
         creds = auth.credentials(s, settings)["usernames"]["viewer-a"]
     assert creds["password"].startswith("$2") and "another secret pw" not in creds["password"]

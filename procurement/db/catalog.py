@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,8 +23,14 @@ def get_tenant_by_id(session: Session, tenant_id: int) -> Tenant:
 
 
 def get_or_create_tenant(session: Session, slug: str, name: str | None = None) -> Tenant:
+    """The company ``slug``, created if absent. A new short name must be lowercase letters,
+    digits and inner dashes (it names the company's model folder and appears in URLs)."""
     tenant = get_tenant(session, slug)
     if tenant is None:
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", slug or ""):
+            raise ValueError(
+                f"invalid company short name {slug!r}: lowercase letters, digits and dashes only"
+            )
         tenant = Tenant(slug=slug, name=name or slug.replace("-", " ").title())
         session.add(tenant)
         session.flush()
