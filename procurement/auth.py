@@ -13,10 +13,12 @@ for seeding and tests.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import bcrypt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from procurement.config import PROJECT_ROOT, Settings
+from procurement.config import MIN_COOKIE_KEY_LENGTH, PROJECT_ROOT, Settings
 from procurement.db import catalog
 from procurement.db.models import AppUser, LoginEvent, Tenant
 
@@ -306,19 +308,36 @@ def visible_tenants(session: Session, principal: Principal) -> list[Tenant]:
     return list(session.scalars(stmt))
 
 
-def cookie_key(settings: Settings) -> str:
-    """The cookie signing key: from COOKIE_KEY; in development generated once into data/."""
+def cookie_key(settings: Settings, path: Path | None = None) -> str:
+    """The cookie signing key: from COOKIE_KEY; in development generated once into data/.
+
+    The file is written whole under a temporary name and then linked into place, so a first
+    start cut short leaves no empty key behind; an empty or short file (from an older version)
+    is replaced.
+    """
     if settings.cookie_key:
         return settings.cookie_key.get_secret_value()
     if settings.environment == "production":
         raise RuntimeError("COOKIE_KEY must be set in production")
-    path = PROJECT_ROOT / "data" / ".cookie_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    path = path or PROJECT_ROOT / "data" / ".cookie_key"
+    key = path.read_text().strip() if path.exists() else ""
+    if len(key) >= MIN_COOKIE_KEY_LENGTH:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cookie_key.")  # mode 0600
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32))
-    return Path(path).read_text().strip()
+            f.flush()
+            os.fsync(f.fileno())
+        if key or path.exists():
+            os.replace(tmp, path)  # empty or short: replace it
+        else:
+            with contextlib.suppress(FileExistsError):  # the first of concurrent starts wins
+                os.link(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def ensure_admin(session: Session, settings: Settings) -> str | None:

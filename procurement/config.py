@@ -6,10 +6,11 @@ import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_COOKIE_KEY_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -69,6 +70,25 @@ class Settings(BaseSettings):
         if v.startswith("sqlite:///") and ":memory:" not in v:
             Path(v.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return v
+
+    @field_validator("environment")
+    @classmethod
+    def _known_environment(cls, v: str) -> str:
+        # a typo ("prod") must not fall back to development, where demo users may log in
+        if v not in ("development", "production"):
+            raise ValueError("ENVIRONMENT must be development or production")
+        return v
+
+    @model_validator(mode="after")
+    def _strong_cookie_key(self) -> Settings:
+        # the key signs login cookies: a short one can be guessed and any cookie forged
+        key = self.cookie_key.get_secret_value() if self.cookie_key else ""
+        if self.environment == "production" and 0 < len(key) < MIN_COOKIE_KEY_LENGTH:
+            raise ValueError(
+                f"COOKIE_KEY needs at least {MIN_COOKIE_KEY_LENGTH} characters in production "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        return self
 
 
 @lru_cache

@@ -146,3 +146,32 @@ def test_no_password_or_key_in_the_repository() -> None:
                     pytest.fail(f"{p}: {line.strip()}")
     ignored = (root / ".gitignore").read_text()
     assert "data/.cookie_key" in ignored and "data/demo-logins.txt" in ignored
+
+
+def test_an_empty_cookie_key_file_is_replaced_and_logins_keep_working(tmp_path) -> None:
+    """A first start cut short left an empty data/.cookie_key; that must not stop all logins."""
+    from procurement.config import Settings
+
+    dev = Settings(environment="development", cookie_key=None)
+    path = tmp_path / ".cookie_key"
+    path.write_text("")
+    key = auth.cookie_key(dev, path)
+    assert len(key) >= 32 and path.read_text().strip() == key
+    assert auth.cookie_key(dev, path) == key  # stable from then on
+    assert (path.stat().st_mode & 0o777) == 0o600
+    fresh = tmp_path / "new" / ".cookie_key"
+    assert auth.cookie_key(dev, fresh) == fresh.read_text() and len(fresh.read_text()) >= 32
+    assert not [p for p in tmp_path.rglob(".cookie_key.*")]  # no temporary file left
+
+
+def test_a_short_cookie_key_or_unknown_environment_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from procurement.config import Settings
+
+    with pytest.raises(ValidationError, match="COOKIE_KEY needs at least 32"):
+        Settings(environment="production", cookie_key="x")
+    with pytest.raises(ValidationError, match="development or production"):
+        Settings(environment="prod")
+    ok = Settings(environment="production", cookie_key="k" * 32)
+    assert auth.cookie_key(ok) == "k" * 32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -15,10 +16,22 @@ needs_compose = pytest.mark.skipif(
 )
 
 
-def _config(**env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL_")}
+SECRETS = {
+    "MYSQL_PASSWORD": "test-only",
+    "MYSQL_ROOT_PASSWORD": "test-only",
+    "COOKIE_KEY": "test-only-" + "k" * 32,
+    "ADMIN_PASSWORD": "test-only-password",
+}
+
+
+def _config(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MYSQL_") and k not in ("COOKIE_KEY", "ADMIN_PASSWORD", "ENVIRONMENT")
+    }
     return subprocess.run(
-        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", *(args or ["-q"])],
         capture_output=True,
         text=True,
         env={**base, **env},
@@ -29,8 +42,54 @@ def _config(**env: str) -> subprocess.CompletedProcess[str]:
 
 @needs_compose
 def test_compose_file_is_valid() -> None:
-    r = _config(MYSQL_PASSWORD="test-only", MYSQL_ROOT_PASSWORD="test-only")
+    r = _config(**SECRETS)
     assert r.returncode == 0, r.stderr
+
+
+@needs_compose
+@pytest.mark.parametrize("missing", ["COOKIE_KEY", "ADMIN_PASSWORD", "MYSQL_PASSWORD"])
+def test_compose_refuses_to_start_without_each_secret(missing: str) -> None:
+    r = _config(**{k: v for k, v in SECRETS.items() if k != missing})
+    assert r.returncode != 0 and missing in r.stderr
+
+
+@needs_compose
+def test_compose_runs_in_production_without_demo_users() -> None:
+    """Even with ENVIRONMENT=development in the shell: demo users cannot log in, and the setup
+    step creates only the administrator from ADMIN_PASSWORD, printing no generated password."""
+    import yaml
+
+    r = _config("--no-interpolate", **SECRETS, ENVIRONMENT="development")
+    assert r.returncode == 0, r.stderr
+    services = yaml.safe_load(r.stdout)["services"]
+    for name in ("setup", "app", "scheduler"):
+        assert services[name]["environment"]["ENVIRONMENT"] == "production"
+    assert services["setup"]["command"] == ["python", "-m", "procurement", "user", "ensure-admin"]
+
+
+def test_compose_file_has_no_default_for_any_secret() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in SECRETS:
+        assert f"${{{name}:-" not in text and f"${{{name}-" not in text
+        assert f"${{{name}:?" in text
+
+
+@pytest.mark.parametrize(
+    "path", ["data/.cookie_key", "data/demo-logins.txt", "data/procurement.db", ".env"]
+)
+def test_secrets_and_local_data_stay_out_of_the_image(path: str) -> None:
+    """.dockerignore keeps the development cookie key, printed demo logins and .env out of
+    `COPY . .` (the last matching line wins, as Docker reads it)."""
+    excluded = False
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pattern) or path.startswith(pattern + "/"):
+            excluded = not negate
+    assert excluded
 
 
 @needs_compose
