@@ -191,3 +191,36 @@ def test_admin_page_shows_names_and_refusals_as_plain_text(app_env, company_admi
     at.text_input[2].input(PW)
     at.button[0].click().run()
     assert "](" not in at.error[0].value and "is empty or taken" in at.error[0].value
+
+
+def test_cli_ensure_admin_creates_the_administrator_from_admin_password_and_prints_no_secret(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """What compose's setup step runs in production."""
+    from procurement import cli
+    from procurement.db import get_engine
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    for k, v in {
+        "DATABASE_URL": url,
+        "ENVIRONMENT": "production",
+        "ADMIN_PASSWORD": "chosen by the operator",
+        "COOKIE_KEY": "k" * 32,
+    }.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        assert cli.main(["user", "ensure-admin"]) == 0
+        assert cli.main(["user", "ensure-admin"]) == 0  # again: nothing to do
+    finally:
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+    out = capsys.readouterr().out
+    assert "shown once" not in out and "chosen by the operator" not in out
+    eng = make_engine(url)
+    with session(eng) as s:
+        admins = [u for u in auth.list_users(s) if u.role == "admin"]
+        assert [(u.username, u.tenant_id) for u in admins] == [("admin", None)]
+        assert auth.bcrypt.checkpw(b"chosen by the operator", admins[0].password_hash.encode())
+    eng.dispose()
