@@ -63,6 +63,21 @@ class Settings(BaseSettings):
     fetch_deadline_seconds: float = Field(120.0, gt=0, description="whole fetch of one source")
     fetch_max_pages: int = Field(100, ge=1)
     fetch_concurrency: int = Field(4, ge=1, description="sources fetched at the same time")
+    # Monitoring (see README, "Monitoring")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="the sidecar's /metrics; 0: off")
+    metrics_addr: str = "0.0.0.0"
+    monitor_interval_minutes: float = Field(
+        60.0, gt=0, description="drift checks and advice counts"
+    )
+    drift_recent_days: int = Field(28, ge=7, description="latest weeks compared with training")
+    # PSI above this on any monitored feature queues a retrain (once per model version); 0.25 is
+    # the usual "significant", a little higher keeps small catalogs from retraining on noise
+    drift_psi_threshold: float = Field(0.5, gt=0)
+    # live error (MASE of stored forecasts on arrived prices) over the backtest's, and how many
+    # arrived prices it needs before it may queue a retrain
+    concept_drift_threshold: float = Field(1.5, gt=0)
+    concept_drift_min_actuals: int = Field(20, ge=1)
+    log_format: str = Field("text", description="text | json (one JSON object per line)")
 
     @field_validator("database_url")
     @classmethod

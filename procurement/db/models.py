@@ -238,3 +238,64 @@ class ImportRun(Base):
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(20), default="ok")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+class ForecastArchive(Base):
+    """Every model version's stored forecasts, kept after the pages' copy is replaced, so they can
+    be compared with the prices that arrive later (concept drift, live error)."""
+
+    __tablename__ = "forecast_archive"
+    __table_args__ = (UniqueConstraint("tenant_id", "version", "sku", "date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(100))
+    date: Mapped[dt.date] = mapped_column(Date, index=True)
+    y_pred: Mapped[float] = mapped_column(Double)
+    lo_80: Mapped[float] = mapped_column(Double)
+    hi_80: Mapped[float] = mapped_column(Double)
+
+
+class DriftCheck(Base):
+    """One drift check of a company's current model: data drift (largest feature PSI) and concept
+    drift (live error over the backtest's)."""
+
+    __tablename__ = "drift_check"
+    __table_args__ = (Index("ix_drift_check_tenant_at", "tenant_id", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64))
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    data_drift: Mapped[float | None] = mapped_column(Double, nullable=True)
+    live_mase: Mapped[float | None] = mapped_column(Double, nullable=True)
+    backtest_mase: Mapped[float | None] = mapped_column(Double, nullable=True)
+    concept_drift: Mapped[float | None] = mapped_column(Double, nullable=True)
+    live_coverage_80: Mapped[float | None] = mapped_column(Double, nullable=True)
+    n_actuals: Mapped[int] = mapped_column(Integer, default=0)
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # feature: PSI
+
+
+class DriftRetrain(Base):
+    """A retrain queued because of drift: at most one per company and model version."""
+
+    __tablename__ = "drift_retrain"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    reason: Mapped[str] = mapped_column(String(300))
+
+
+class AppLatency(Base):
+    """The app's latency as cumulative histogram buckets (``le``: upper bound, ``+Inf``, and
+    ``sum``/``count``), written by the app, exported by the sidecar."""
+
+    __tablename__ = "app_latency"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    le: Mapped[str] = mapped_column(String(20), primary_key=True)
+    value: Mapped[float] = mapped_column(Double, default=0.0)

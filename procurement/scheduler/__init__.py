@@ -2,7 +2,8 @@
 
 APScheduler with its job store in the application database. Jobs: work the retrain queue every
 few seconds (requests come from the app's Retrain button), retrain every company on a cron
-schedule, and refresh stored forecasts daily. One training at a time across processes is
+schedule, refresh stored forecasts daily, and check drift hourly. It also serves the Prometheus
+metrics on ``METRICS_PORT`` (see procurement.monitoring). One training at a time across processes is
 guaranteed by a lease in the database, not by this process.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from procurement import retrain
+from procurement import monitoring, retrain
 from procurement.auth import Principal
 from procurement.config import get_settings
 from procurement.db import catalog, get_engine, session
@@ -25,8 +26,34 @@ def process_queue() -> None:
     holder = retrain.holder_id()
     retrain.heartbeat(engine, holder, max(3 * settings.scheduler_poll_seconds, 15))
     while (run_id := retrain.process_next(engine, settings, holder)) is not None:
-        log.info("finished run %s", run_id)
+        _after_run(engine, settings, run_id)
         retrain.heartbeat(engine, holder, max(3 * settings.scheduler_poll_seconds, 15))
+
+
+def _after_run(engine, settings, run_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Log the run as one structured event; keep its forecasts and check drift and advice."""
+    from procurement.db.models import ModelRun, Tenant
+
+    with session(engine) as s:
+        run = s.get(ModelRun, run_id)
+        ten = s.get(Tenant, run.tenant_id) if run is not None else None
+    if run is None or ten is None:
+        return
+    seconds = (
+        (run.finished_at - run.started_at).total_seconds()
+        if run.finished_at and run.started_at
+        else None
+    )
+    with monitoring.log_context(company=ten.slug, run=run_id, version=run.version):
+        log.info(
+            "finished run %s: %s in %ss",
+            run_id,
+            run.status,
+            None if seconds is None else round(seconds, 1),
+            extra={"event": "training_finished"},
+        )
+    if run.status == "done":
+        monitoring.monitor_company(engine, settings, ten.slug)
 
 
 def enqueue_all() -> None:
@@ -40,7 +67,8 @@ def enqueue_all() -> None:
 
 def refresh_all() -> None:
     """Daily: store fresh forecasts of every company's current model, and queue a retrain where
-    prices newer than the model's data have arrived (imports, supplier APIs, web pages)."""
+    prices newer than the model's data have arrived (imports, supplier APIs, web pages); then
+    check drift."""
     settings = get_settings()
     engine = get_engine()
     with session(engine) as s:
@@ -50,10 +78,18 @@ def refresh_all() -> None:
             if retrain.needs_retrain(engine, settings, slug):
                 retrain.request(engine, slug, Principal("schedule", "admin", None))
                 log.info("new prices for %s: retrain queued", slug)
-            n = retrain.refresh_forecasts(engine, settings, slug)
+            with monitoring.timed("prediction", slug, engine):
+                n = retrain.refresh_forecasts(engine, settings, slug)
             log.info("refreshed %d forecasts of %s", n, slug)
         except Exception:  # one company's missing model must not stop the others
             log.warning("could not refresh forecasts of %s", slug, exc_info=True)
+    monitoring.monitor_all(engine, settings)
+
+
+def monitor() -> None:
+    """Hourly: keep the current forecasts, check data and concept drift (a retrain is queued once
+    per model version above the thresholds), and count the advice for the metrics."""
+    monitoring.monitor_all(get_engine(), get_settings())
 
 
 def fetch_sources() -> None:

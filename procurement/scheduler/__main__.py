@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import sys
@@ -10,20 +11,28 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from procurement import retrain
+from procurement import monitoring, retrain
 from procurement.config import get_settings
 from procurement.db import get_engine, migrate
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = get_settings()
+    monitoring.configure_logging(settings.log_format)
     log = logging.getLogger("procurement.scheduler")
     # APScheduler logs every run of the 2-second queue poll at INFO; keep its warnings only
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings = get_settings()
     engine = get_engine()
     migrate(engine)
+    if settings.metrics_port:
+        try:
+            monitoring.serve(engine, settings)
+            log.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_addr, settings.metrics_port
+            )
+        except OSError as exc:  # training matters more than its metrics: keep going, loudly
+            log.error("cannot serve metrics on port %d: %s", settings.metrics_port, exc)
     requeued = retrain.recover(engine)
     if requeued:
         log.info("requeued %d run(s) left by a crashed trainer", requeued)
@@ -59,6 +68,15 @@ def main() -> int:
         hour=settings.refresh_hour_utc,
         id="refresh_forecasts",
         replace_existing=True,
+    )
+
+    sched.add_job(
+        "procurement.scheduler:monitor",
+        "interval",
+        minutes=settings.monitor_interval_minutes,
+        id="monitor",
+        replace_existing=True,
+        next_run_time=dt.datetime.now(dt.UTC),  # at start too, so the metrics fill at once
     )
 
     def stop(signum, _frame):  # type: ignore[no-untyped-def]
