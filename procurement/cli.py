@@ -319,6 +319,85 @@ def cmd_user(args: argparse.Namespace) -> None:
             print(f"user {args.username} {args.action}d")
 
 
+def cmd_orders(args: argparse.Namespace) -> None:
+    """Purchase orders of a company: propose drafts, list, approve, reject, send, receive,
+    export one (CSV or PDF), import supplier terms. The CLI acts as the system (an admin)."""
+    import datetime as dt
+
+    from procurement import orders
+    from procurement.db import session
+
+    engine = _db()
+    actor = Principal.system()
+    with session(engine) as s, s.begin():
+        if args.action == "propose":
+            made = orders.propose_orders(actor, session=s, tenant=args.tenant)
+            print(f"{args.tenant}: {len(made)} draft orders proposed")
+        elif args.action == "list":
+            statuses = [args.status] if args.status else None
+            df = orders.list_orders(actor, session=s, tenant=args.tenant, statuses=statuses)
+            _write(df, args.out)
+        elif args.action == "terms":
+            if not args.target:
+                raise CliError("orders terms: give a CSV file (sku,supplier,pack_size,...)")
+            n = orders.import_terms(actor, session=s, tenant=args.tenant, src=args.target)
+            print(f"{args.target}: {n} supplier terms stored")
+        else:
+            try:
+                order_id = int(args.target or "")
+            except ValueError:
+                raise CliError(f"orders {args.action}: give an order number") from None
+            kw = {"session": s, "tenant": args.tenant, "order_id": order_id}
+            if args.action == "export":
+                pdf = (args.out or "").lower().endswith(".pdf")
+                data = (orders.export_pdf if pdf else orders.export_csv)(actor, **kw)
+                if args.out:
+                    Path(args.out).write_bytes(data)
+                    print(f"wrote order {order_id} to {args.out}")
+                else:
+                    sys.stdout.write(data.decode())
+            elif args.action == "approve":
+                orders.approve(actor, **kw)
+            elif args.action == "reject":
+                orders.reject(actor, **kw)
+            elif args.action == "send":
+                orders.mark_sent(actor, **kw)
+            elif args.action == "receive":
+                orders.receive(actor, **kw)
+            elif args.action == "date":
+                if not args.date:
+                    raise CliError("orders date: give --date YYYY-MM-DD")
+                orders.set_order_date(actor, **kw, order_date=dt.date.fromisoformat(args.date))
+            if args.action != "export":
+                print(f"order {order_id}: {args.action} done")
+
+
+def cmd_backtest_orders(args: argparse.Namespace) -> None:
+    from procurement import orders
+    from procurement.db import session
+
+    engine = _db()
+    with session(engine) as s:
+        bar, progress = _bar(f"replaying orders of {args.tenant}")
+        with bar:
+            res = orders.run_order_backtest(
+                Principal.system(),
+                session=s,
+                tenant=args.tenant,
+                days=args.days,
+                refit_every=args.refit_every,
+                n_estimators=args.n_estimators,
+                progress=lambda k, n: progress(k / n, f"day {k} of {n}"),
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    print(
+        f"policy cost {res['policy_cost']:,.2f} ({res['policy_stockout_days']} stock-out days) | "
+        f"reorder-point baseline {res['baseline_cost']:,.2f} "
+        f"({res['baseline_stockout_days']} stock-out days)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     st = get_settings()
     p = argparse.ArgumentParser(
@@ -427,6 +506,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--drivers", help="sku,date,price file of related series used as drivers")
     s.add_argument("--freq", help="D, B or W-MON...; inferred when omitted")
     s.set_defaults(func=cmd_backtest)
+
+    s = sub.add_parser(
+        "orders",
+        help="purchase orders: propose drafts, list, approve/reject/send/receive/date ORDER_ID, "
+        "export ORDER_ID (--out FILE.csv or FILE.pdf), terms FILE.csv (supplier terms)",
+    )
+    s.add_argument(
+        "action",
+        choices=[
+            "propose",
+            "list",
+            "approve",
+            "reject",
+            "send",
+            "receive",
+            "date",
+            "export",
+            "terms",
+        ],
+    )
+    s.add_argument("target", nargs="?", help="an order number, or the terms CSV file")
+    s.add_argument("--tenant", default=st.default_tenant)
+    s.add_argument("--status", choices=["draft", "approved", "sent", "received", "cancelled"])
+    s.add_argument("--date", help="new order date of a draft (orders date)")
+    s.add_argument("--out", help="write here (CSV, or PDF when the name ends in .pdf)")
+    s.set_defaults(func=cmd_orders)
+
+    s = sub.add_parser(
+        "backtest-orders",
+        help="replay the order proposals day by day on history against ordering at the reorder "
+        "point; prints and writes policy/baseline cost and stock-out days",
+    )
+    s.add_argument("--tenant", default=st.default_tenant)
+    s.add_argument("--days", type=int, default=84, help="days of history replayed")
+    s.add_argument("--refit-every", type=int, default=7, help="days between price forecasts")
+    s.add_argument("--n-estimators", type=int, default=60, help="trees of each refitted model")
+    s.add_argument("--json", help="write the numbers here")
+    s.set_defaults(func=cmd_backtest_orders)
     return p
 
 

@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     fetch_deadline_seconds: float = Field(120.0, gt=0, description="whole fetch of one source")
     fetch_max_pages: int = Field(100, ge=1)
     fetch_concurrency: int = Field(4, ge=1, description="sources fetched at the same time")
+    # Purchase orders (see README, "Purchase orders")
+    service_level: float = Field(
+        0.95, gt=0.5, lt=1.0, description="default share of order cycles without a stock-out"
+    )
+    order_cycle_days: int = Field(14, ge=1, description="an order covers demand this much longer")
+    # Largest order total (in the order's currency) each role may approve; a role not listed has
+    # no limit (administrators). Above it an administrator must approve. JSON in the environment.
+    approval_limits: dict[str, float] = Field(default_factory=lambda: {"buyer": 10_000.0})
     # Monitoring (see README, "Monitoring")
     metrics_port: int = Field(9464, ge=0, le=65535, description="the sidecar's /metrics; 0: off")
     metrics_addr: str = "0.0.0.0"

@@ -239,6 +239,7 @@ class ImportRun(Base):
     status: Mapped[str] = mapped_column(String(20), default="ok")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
+
 class ForecastArchive(Base):
     """Every model version's stored forecasts, kept after the pages' copy is replaced, so they can
     be compared with the prices that arrive later (concept drift, live error)."""
@@ -299,3 +300,80 @@ class AppLatency(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     le: Mapped[str] = mapped_column(String(20), primary_key=True)
     value: Mapped[float] = mapped_column(Double, default=0.0)
+
+
+class SupplierTerms(Base):
+    """What a supplier asks for one product: pack size, minimum quantity and order value, lead
+    time, and the service level the company wants for it (None: the settings' defaults)."""
+
+    __tablename__ = "supplier_terms"
+    __table_args__ = (UniqueConstraint("supplier_id", "product_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("supplier.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id", ondelete="CASCADE"))
+    pack_size: Mapped[float] = mapped_column(Double, default=1.0)
+    min_qty: Mapped[float] = mapped_column(Double, default=0.0)
+    min_value: Mapped[float] = mapped_column(Double, default=0.0)
+    lead_time_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    service_level: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class PurchaseOrder(Base):
+    """One order to one supplier on one day; status draft -> approved -> sent -> received, or
+    cancelled. ``edited_by`` set: a person changed the draft, so a refresh keeps it."""
+
+    __tablename__ = "purchase_order"
+    __table_args__ = (Index("ix_purchase_order_tenant_status", "tenant_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    supplier_id: Mapped[int | None] = mapped_column(
+        ForeignKey("supplier.id", ondelete="SET NULL"), nullable=True
+    )
+    order_date: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    edited_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+    lines: Mapped[list[PurchaseOrderLine]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="PurchaseOrderLine.id"
+    )
+    events: Mapped[list[PurchaseOrderEvent]] = relationship(
+        cascade="all, delete-orphan", order_by="PurchaseOrderEvent.id"
+    )
+
+
+class PurchaseOrderLine(Base):
+    __tablename__ = "purchase_order_line"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("purchase_order.id", ondelete="CASCADE"), index=True
+    )
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id", ondelete="CASCADE"))
+    quantity: Mapped[float] = mapped_column(Double)
+    unit_price: Mapped[float] = mapped_column(Double)
+    delivery_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+
+    order: Mapped[PurchaseOrder] = relationship(back_populates="lines")
+    product: Mapped[Product] = relationship()
+
+
+class PurchaseOrderEvent(Base):
+    """Status history of an order: who moved it to which status, when, and why."""
+
+    __tablename__ = "purchase_order_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("purchase_order.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(100))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    note: Mapped[str] = mapped_column(String(500), default="")
