@@ -10,7 +10,7 @@ import streamlit_authenticator as stauth
 from sqlalchemy.exc import SQLAlchemyError
 
 from pages.common import db_down, db_error, engine, plain
-from procurement import auth
+from procurement import auth, monitoring
 from procurement.config import get_settings
 from procurement.db import session
 
@@ -91,6 +91,7 @@ pages = [
     st.Page("pages/product.py", title="Product", icon=":material/show_chart:", url_path="product"),
     st.Page("pages/recommendations.py", title="Recommendations", icon=":material/list_alt:"),
     st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
+    st.Page("pages/health.py", title="Model health", icon=":material/monitor_heart:"),
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
 ]
 if principal is not None and principal.can("admin"):
@@ -111,6 +112,7 @@ with st.sidebar:
         callback=lambda _: st.session_state.pop("principal", None),
     )
 try:
-    page.run()
+    with monitoring.timed("page_render", page.title, engine()):  # exported by the sidecar
+        page.run()
 except SQLAlchemyError as exc:  # a plain message for the user, the detail in the log
     db_error(exc)

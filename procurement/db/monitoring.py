@@ -48,15 +48,18 @@ def archive_forecasts(session: Session, tenant_id: int, version: str) -> int:
 
 
 def archived_forecasts(
-    session: Session, tenant_id: int, since: dt.date | None = None
+    session: Session, tenant_id: int, since: dt.date | None = None, version: str | None = None
 ) -> pd.DataFrame:
-    """Archived forecasts of every version as ``version, sku, date, y_pred, lo_80, hi_80``."""
+    """Archived forecasts (of one version, or all) as ``version, sku, date, y_pred, lo_80,
+    hi_80``."""
     cols = ["version", "sku", "date", "y_pred", "lo_80", "hi_80"]
     stmt = select(*[getattr(ForecastArchive, c) for c in cols]).where(
         ForecastArchive.tenant_id == tenant_id
     )
     if since is not None:
         stmt = stmt.where(ForecastArchive.date >= since)
+    if version is not None:
+        stmt = stmt.where(ForecastArchive.version == version)
     df = pd.DataFrame(session.execute(stmt).all(), columns=cols)
     df["date"] = pd.to_datetime(df["date"])
     return df
