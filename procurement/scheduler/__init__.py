@@ -83,7 +83,24 @@ def refresh_all() -> None:
             log.info("refreshed %d forecasts of %s", n, slug)
         except Exception:  # one company's missing model must not stop the others
             log.warning("could not refresh forecasts of %s", slug, exc_info=True)
+            continue
+        refresh_orders(engine, slug)
     monitoring.monitor_all(engine, settings)
+
+
+def refresh_orders(engine, slug: str) -> None:  # type: ignore[no-untyped-def]
+    """After the forecasts: replace the company's unedited draft orders with fresh proposals
+    (approved, sent, received, cancelled and edited orders are left alone)."""
+    from procurement import orders
+
+    try:
+        with session(engine) as s, s.begin():
+            made = orders.propose_orders(
+                Principal("schedule", "admin", None), session=s, tenant=slug
+            )
+        log.info("%s: %d draft orders proposed", slug, len(made))
+    except Exception:  # no model or no sales yet: the drafts stay as they are
+        log.warning("could not refresh draft orders of %s", slug, exc_info=True)
 
 
 def monitor() -> None:

@@ -1,0 +1,171 @@
+"""Orders page: draft purchase orders per supplier and day, their lines and reasons; buyers and
+administrators edit, approve, reject, send and receive them; everyone exports one as PDF or CSV."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from pages.common import engine, page_setup, plain
+from procurement import orders
+from procurement.auth import PermissionDenied
+from procurement.db import session
+
+ctx = page_setup("Orders", need_model=False)
+can_act = ctx.principal.can("orders")
+
+
+def act(fn: Callable[..., Any], done: str, **kw: Any) -> None:
+    """Run one library action in its own transaction; show its error, or rerun with ``done``."""
+    try:
+        with session(engine()) as s, s.begin():
+            fn(ctx.principal, session=s, tenant=ctx.tenant, **kw)
+    except (PermissionDenied, ValueError, LookupError) as exc:
+        st.error(plain(exc))
+        return
+    st.session_state["orders_flash"] = done
+    st.rerun()
+
+
+if msg := st.session_state.pop("orders_flash", None):
+    st.success(msg)
+
+if can_act:
+    if st.button(
+        "Propose orders now",
+        icon=":material/refresh:",
+        disabled=ctx.model is None,
+        help="Replaces the drafts nobody edited; approved and edited orders stay as they are.",
+    ):
+        act(
+            lambda p, **kw: orders.propose_orders(p, model=ctx.model, **kw),
+            "Draft orders refreshed.",
+        )
+else:
+    st.caption("You can read orders; buyers and administrators act on them.")
+
+c1, c2 = st.columns(2)
+statuses = c1.multiselect(
+    "Status", list(orders.STATUSES), default=["draft", "approved", "sent"], key="order_status"
+)
+with session(engine()) as s:
+    table = orders.list_orders(ctx.principal, session=s, tenant=ctx.tenant, statuses=statuses)
+suppliers = sorted(x for x in table["supplier"].dropna().unique())
+chosen = c2.multiselect("Supplier", suppliers, key="order_supplier")
+if chosen:
+    table = table[table["supplier"].isin(chosen)]
+
+if table.empty:
+    st.info(
+        "No orders with these filters. Buyers press **Propose orders now**, or wait for the "
+        "daily refresh."
+    )
+    st.stop()
+
+st.caption(f"{len(table)} orders, total {table['total'].sum():,.2f}")
+st.dataframe(
+    table.drop(columns=["edited_by"]),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "id": st.column_config.NumberColumn("Order", format="%d"),
+        "order_date": st.column_config.DateColumn("Order on", format="ddd D MMM YYYY"),
+        "total": st.column_config.NumberColumn("Total", format="%.2f"),
+    },
+)
+
+order_id = st.selectbox(
+    "Order",
+    table["id"].tolist(),
+    format_func=lambda i: (
+        f"#{i} {table.loc[table['id'] == i, 'supplier'].iloc[0] or '(no supplier)'} "
+        f"{table.loc[table['id'] == i, 'order_date'].iloc[0]:%d %b} "
+        f"({table.loc[table['id'] == i, 'status'].iloc[0]})"
+    ),
+    key="order_id",
+)
+with session(engine()) as s:
+    view = orders.get_order(ctx.principal, session=s, tenant=ctx.tenant, order_id=int(order_id))
+
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Supplier", view.supplier)
+m2.metric("Status", view.status)
+m3.metric("Lines", len(view.lines))
+m4.metric("Total", f"{view.total:,.2f} {view.currency}")
+if view.needs_admin and view.status == "draft":
+    st.warning("This order is above the buyers' approval limit: an administrator must approve it.")
+
+draft = view.status == "draft" and can_act
+lines = view.lines.drop(columns=["line_id"])
+column_config = {
+    "quantity": st.column_config.NumberColumn("Quantity", min_value=0.0, format="%.0f"),
+    "unit_price": st.column_config.NumberColumn("Unit price", format="%.2f"),
+    "amount": st.column_config.NumberColumn("Amount", format="%.2f"),
+    "delivery_date": st.column_config.DateColumn("Delivery", format="ddd D MMM"),
+    "reason": st.column_config.TextColumn("Why", width="large"),
+}
+if draft:
+    edited = st.data_editor(
+        lines,
+        hide_index=True,
+        width="stretch",
+        disabled=[c for c in lines.columns if c != "quantity"],
+        column_config=column_config,
+        key=f"lines_{view.id}",
+    )
+    new_date = st.date_input("Order date", value=view.order_date, key=f"date_{view.id}")
+    if st.button("Save changes", icon=":material/save:"):
+
+        def save(p, **kw):  # type: ignore[no-untyped-def]
+            for line_id, old, new in zip(
+                view.lines["line_id"], view.lines["quantity"], edited["quantity"], strict=True
+            ):
+                if float(new) != float(old):
+                    orders.edit_line(p, **kw, line_id=int(line_id), quantity=float(new))
+            if new_date != view.order_date:
+                orders.set_order_date(p, **kw, order_date=new_date)
+
+        act(save, f"Order {view.id} saved.", order_id=view.id)
+else:
+    st.dataframe(lines, hide_index=True, width="stretch", column_config=column_config)
+
+if can_act:
+    buttons = {
+        "draft": [("Approve", orders.approve, "approved"), ("Reject", orders.reject, "rejected")],
+        "approved": [
+            ("Mark sent", orders.mark_sent, "marked sent"),
+            ("Received", orders.receive, "received; stock updated"),
+            ("Cancel", orders.reject, "cancelled"),
+        ],
+        "sent": [
+            ("Received", orders.receive, "received; stock updated"),
+            ("Cancel", orders.reject, "cancelled"),
+        ],
+    }.get(view.status, [])
+    cols = st.columns(max(len(buttons), 1) + 2)
+    for col, (label, fn, what) in zip(cols, buttons, strict=False):
+        if col.button(label, key=f"{label}_{view.id}"):
+            act(fn, f"Order {view.id} {what}.", order_id=view.id)
+
+d1, d2 = st.columns(2)
+with session(engine()) as s:
+    pdf = orders.export_pdf(ctx.principal, session=s, tenant=ctx.tenant, order_id=view.id)
+    csv = orders.export_csv(ctx.principal, session=s, tenant=ctx.tenant, order_id=view.id)
+d1.download_button(
+    "Download PDF",
+    pdf,
+    file_name=f"order-{view.id}.pdf",
+    mime="application/pdf",
+    icon=":material/picture_as_pdf:",
+)
+d2.download_button(
+    "Download CSV",
+    csv,
+    file_name=f"order-{view.id}.csv",
+    mime="text/csv",
+    icon=":material/download:",
+)
+st.subheader("History")
+st.dataframe(view.history, hide_index=True, width="stretch")
