@@ -132,7 +132,7 @@ if psi_cols:
         .mark_bar()
         .encode(
             x=alt.X("psi:Q", title="PSI"),
-            y=alt.Y("feature:N", sort="-x", title=None),
+            y=alt.Y("feature:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.condition(
                 alt.datum.psi > st_settings.drift_psi_threshold,
                 alt.value("firebrick"),
@@ -140,7 +140,7 @@ if psi_cols:
             ),
             tooltip=["feature:N", alt.Tooltip("psi:Q", format=".3f")],
         )
-        .properties(height=30 * len(psi) + 20)
+        .properties(height=34 * len(psi) + 30)
     )
     st.altair_chart(bars, width="stretch")
     st.caption(
