@@ -200,12 +200,13 @@ def advice_for(ctx: Context) -> pd.DataFrame:
     st_settings = get_settings()
     products, demand = catalog_and_demand(ctx.tenant_id, ctx.version)
     assert ctx.model is not None and ctx.version is not None
+    policy = buying.advice_policy(ctx.model, st_settings.min_confidence, st_settings.min_saving_pct)
     return advice(
         ctx.tenant,
         ctx.version,
         ctx.model,
         products,
         demand,
-        st_settings.min_confidence,
-        st_settings.min_saving_pct,
+        policy.min_confidence,
+        policy.min_saving_pct,
     )

@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.charts import importance_bars, metric_bars
-from pages.common import engine, page_setup
+from pages.common import engine, page_setup, plain
 from procurement import retrain
 from procurement.config import get_settings
 from procurement.db import runs, session
@@ -34,7 +34,7 @@ def train_here() -> None:
         if run.status == "done":
             status.update(label=f"Model {run.version} is now in use", state="complete")
         else:
-            status.update(label=f"Retraining {run.status}: {run.message}", state="error")
+            status.update(label=plain(f"Retraining {run.status}: {run.message}"), state="error")
             return
     st.rerun()
 
@@ -61,7 +61,8 @@ def run_status() -> None:
     for r in active:
         if r.status == "running":
             st.progress(
-                min(max(r.progress or 0.0, 0.0), 1.0), text=f"Training (run {r.id}): {r.message}"
+                min(max(r.progress or 0.0, 0.0), 1.0),
+                text=plain(f"Training (run {r.id}): {r.message}"),
             )
         else:
             st.info(
@@ -119,10 +120,27 @@ with left:
     st.subheader("Backtest against naive forecasts")
     rows = [{"forecast": k, **m[k]} for k in ("model", "naive", "seasonal_naive")]
     st.altair_chart(metric_bars(pd.DataFrame(rows)), width="stretch")
+    windows = m.get("backtest_windows", st_settings.conformal_windows)
+    trusted = m.get("trusted_products")
+    pol = m.get("policy") or {}
+    followed = (
+        f"{trusted} of {m['n_series']} backtested products follow the model; the others stay at "
+        "their last price, because the model did not beat it consistently on them. "
+        if trusted is not None
+        else ""
+    )
+    if pol.get("min_confidence", 0) >= 1:
+        advice = "Advice learned from the backtest: never wait (no threshold saved money)."
+    elif pol:
+        advice = (
+            f"Advice learned from the backtest: wait only when at least "
+            f"{pol['min_confidence']:.0%} likely and {pol['min_saving_pct']:g}% cheaper."
+        )
+    else:
+        advice = ""
     st.caption(
-        f"Out-of-sample over the last {st_settings.conformal_windows} x {meta['horizon']} periods, "
-        f"{m['n_forecasts']:,} forecasts of {m['n_series']} products. "
-        f"Trust in the model over the last price: {m.get('shrink_to_naive', 1):.0%}."
+        f"Out-of-sample over the last {windows} x {meta['horizon']} periods, "
+        f"{m['n_forecasts']:,} forecasts of {m['n_series']} products. {followed}{advice}"
     )
 with right:
     st.subheader("What the model looks at")
@@ -154,7 +172,7 @@ if older and ctx.principal.can("retrain"):
         try:
             store.set_current(st_settings.model_dir, ctx.tenant, target)
         except store.ModelStoreError as exc:
-            st.error(f"Cannot roll back: {exc}")
+            st.error(plain(f"Cannot roll back: {exc}"))
         else:
             retrain.refresh_forecasts(engine(), st_settings, ctx.tenant, target)
             st.rerun()

@@ -31,6 +31,13 @@ class Decision:
     min_confidence: float
 
 
+def advice_policy(model: PriceModel | None, min_confidence: float, min_saving_pct: float) -> Policy:
+    """The thresholds the model learned from its backtest (``choose_policy``), else the
+    configured defaults (a model trained before policies were learned)."""
+    learned = getattr(model, "policy", None)
+    return learned if learned is not None else Policy(min_confidence, min_saving_pct)
+
+
 def demand_per_day(session: Session, tenant_id: int, days: int = 28) -> pd.Series:
     """Average daily quantity sold per sku over the last ``days`` days of sales data."""
     last = session.scalar(select(func.max(Sale.date)).where(Sale.tenant_id == tenant_id))
@@ -124,6 +131,39 @@ def what_if_drivers(model: PriceModel, sku: str) -> list[tuple[str, str]]:
     if any(c.startswith("demand_") for c in model.exog):
         out.append(("demand", "Demand"))
     return out
+
+
+def driver_effects(model: PriceModel, sku: str, pct: float = 20.0) -> dict[str, float]:
+    """Per what-if driver: how much this product's last forecast moves (in %) when the driver
+    rises by ``pct`` over the horizon. Measured on the model itself, so the page can say when a
+    product does not follow a driver instead of showing a slider that seems broken."""
+    base = model.predict(ids=[sku])["y_pred"].to_numpy()[-1]
+    out = {}
+    for key, _label in what_if_drivers(model, sku):
+        moved = model.predict(ids=[sku], overrides={key: 1 + pct / 100})["y_pred"].to_numpy()[-1]
+        out[key] = float(100 * (moved - base) / abs(base)) if base else 0.0
+    return out
+
+
+def backtest_record(model: PriceModel, sku: str) -> str | None:
+    """The product's own record in the model's backtest, in one sentence (None if unseen)."""
+    rec = model.record
+    if rec is None or sku not in rec.index:
+        return None
+    r = rec.loc[sku]
+    windows, waits, paid = int(r["windows"]), int(r["waits"]), int(r["paid_off"])
+    if waits == 0:
+        return (
+            f"Backtest record: over the last {windows} backtest windows the advice for this "
+            "product was always to buy at once."
+        )
+    text = (
+        f"Backtest record: over the last {windows} windows the advice said wait {waits} times; "
+        f"waiting paid off {paid} times"
+    )
+    if paid:
+        text += f", saving {r['median_saving_pct']:.1f}% (median) when it did"
+    return text + "."
 
 
 def price_history(session: Session, tenant_id: int, sku: str, days: int = 180) -> pd.DataFrame:

@@ -188,14 +188,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
+    from procurement.buying import advice_policy
     from procurement.forecast.predict import predict_prices
     from procurement.recommend import Policy, recommend
 
     st = get_settings()
-    recs = recommend(
-        predict_prices(_model(args.tenant), _overrides(args.what_if)),
-        Policy(args.min_confidence or st.min_confidence, st.min_saving_pct),
-    )
+    model = _model(args.tenant)
+    policy = advice_policy(model, st.min_confidence, st.min_saving_pct)
+    if args.min_confidence:
+        policy = Policy(args.min_confidence, policy.min_saving_pct)
+    recs = recommend(predict_prices(model, _overrides(args.what_if)), policy)
     cols = [
         "sku",
         "buy_date",
@@ -237,9 +239,14 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     m = res.metrics
     print(
         f"MASE model {m['model']['mase']:.3f} | naive {m['naive']['mase']:.3f} | seasonal naive "
-        f"{m['seasonal_naive']['mase']:.3f}; 80% coverage {m['coverage_80']:.1%}; advice saves "
+        f"{m['seasonal_naive']['mase']:.3f} (model/naive {m['model']['mase_vs_naive']:.3f}); "
+        f"coverage 80% {m['coverage_80']:.1%}, 95% {m['coverage_95']:.1%}; advice saves "
         f"{m['advice']['mean_realized_saving_pct']:.2f}% ({m['advice']['oracle_share']:.0%} of oracle)"
     )
+    print("reliability of advice (stated -> observed, cases):")
+    for r in m["reliability"]["advice"]:
+        if r["cases"]:
+            print(f"  {r['bucket']:>9}: {r['stated']:.0%} -> {r['observed']:.0%} ({r['cases']})")
 
 
 def cmd_source(args: argparse.Namespace) -> None:

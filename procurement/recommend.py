@@ -1,18 +1,25 @@
 """Turn a price forecast into advice: the day to buy, the saving to expect and how sure it is.
 
-The rule is deliberately conservative: wait only when the forecast saving is large enough and
-the calibrated probability that the later day really is cheaper clears the buyer's bar;
-otherwise buy now. On prices that behave like a random walk this says "buy now" almost always,
-which is the honest answer.
+The buy day is the one with the largest expected saving under the calibrated forecast
+distribution, among the days that clear the policy's bar (how likely a saving is, how large).
+The bar is not a guess: ``choose_policy`` replays the model's own backtest windows and keeps the
+thresholds that would have saved the most without losing money on average. On prices that
+behave like a random walk that means "buy now" almost always, which is the honest answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
+
+NEVER_WAIT = 1.0  # a min_confidence no stated probability reaches (they stop at 99.5%)
+CONFIDENCE_GRID = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
+SAVING_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+MIN_POLICY_T = 1.0  # the saving per backtest window must be positive with some consistency
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,55 @@ def _p_cheaper_from_intervals(fc: pd.DataFrame) -> np.ndarray:
     return norm.cdf(gain / np.where(sd_change > 0, sd_change, np.inf))
 
 
+@dataclass
+class _Grid:
+    """A forecast frame as (products x steps) arrays."""
+
+    skus: pd.Index
+    rows: np.ndarray  # (n, H) row index into the sorted frame, -1 where missing
+    y_pred: np.ndarray
+    p: np.ndarray
+    saving: np.ndarray  # expected saving per unit against the first date
+    wait_days: np.ndarray
+    first_price: np.ndarray
+
+    @classmethod
+    def of(cls, fc: pd.DataFrame) -> _Grid:
+        step = fc.groupby("sku", sort=False).cumcount().to_numpy()
+        codes, skus = pd.factorize(fc["sku"])
+        n, h = len(skus), int(step.max()) + 1 if len(step) else 0
+        rows = np.full((n, h), -1)
+        rows[codes, step] = np.arange(len(fc))
+
+        def arr(col: str | np.ndarray) -> np.ndarray:
+            v = fc[col].to_numpy(float) if isinstance(col, str) else col
+            out = np.full((n, h), np.nan)
+            out[codes, step] = v
+            return out
+
+        first = fc.groupby("sku", sort=False)["date"].transform("first")
+        wait = (pd.to_datetime(fc["date"]) - pd.to_datetime(first)).dt.days.to_numpy(float)
+        y = arr("y_pred")
+        return cls(
+            pd.Index(skus), rows, y, arr("p_cheaper"), arr("expected_saving"), arr(wait), y[:, 0]
+        )
+
+    def choose(self, policy: Policy, max_wait: np.ndarray | None = None) -> np.ndarray:
+        """Step of the buy day per product (0: buy now)."""
+        pct = (
+            100
+            * self.saving
+            / np.where(np.abs(self.first_price) > 0, np.abs(self.first_price), np.nan)[:, None]
+        )
+        ok = (self.p >= policy.min_confidence) & (pct >= policy.min_saving_pct) & (self.saving > 0)
+        ok[:, 0] = False
+        if max_wait is not None:
+            ok &= self.wait_days <= max_wait[:, None]
+        score = np.where(ok, self.saving, -np.inf)
+        best = score.argmax(axis=1)
+        return np.where(np.isfinite(score.max(axis=1)), best, 0)
+
+
 def recommend(
     forecast: pd.DataFrame,
     policy: Policy | None = None,
@@ -43,72 +99,165 @@ def recommend(
     quantity: pd.Series | None = None,
 ) -> pd.DataFrame:
     """One row per sku: ``buy_date``, ``buy_now``, ``first_price``, ``buy_price``,
-    ``saving`` (per unit), ``saving_pct``, ``saving_total`` (x quantity), ``confidence``, ``reason``.
+    ``saving`` (per unit), ``saving_pct``, ``saving_total`` (x quantity), ``confidence``,
+    ``stockout`` (waiting would pay but stock runs out first), ``reason``.
 
-    ``forecast`` has sku, date, y_pred, lo_80, hi_80 and optionally p_cheaper (calibrated).
+    ``forecast`` has sku, date, y_pred and, from the model's calibration, p_cheaper and
+    expected_saving (without them: a normal approximation from lo_80/hi_80 and the forecast path).
     ``max_wait`` (days, per sku) caps how long the buyer can wait, e.g. until stock runs out.
     """
     policy = policy or Policy()
     fc = forecast.sort_values(["sku", "date"]).reset_index(drop=True)
     if "p_cheaper" not in fc.columns:
         fc["p_cheaper"] = _p_cheaper_from_intervals(fc)
-    g = fc.groupby("sku", sort=False)
-    fc["step"] = g.cumcount()
-    first_price = g["y_pred"].transform("first")
-    first_date = g["date"].transform("first")
-    fc["saving"] = first_price - fc["y_pred"]
-    fc["saving_pct"] = 100 * fc["saving"] / first_price.abs().where(first_price.abs() > 0, np.nan)
-    ok = (
-        (fc["step"] > 0)
-        & (fc["p_cheaper"] >= policy.min_confidence)
-        & (fc["saving_pct"] >= policy.min_saving_pct)
-    )
+    if "expected_saving" not in fc.columns:
+        fc["expected_saving"] = fc.groupby("sku")["y_pred"].transform("first") - fc["y_pred"]
+    grid = _Grid.of(fc)
+    limit = None
     if max_wait is not None:
-        wait_days = (fc["date"] - first_date).dt.days
-        limit = fc["sku"].map(max_wait).fillna(np.inf)
-        ok &= wait_days <= limit
-    fc["score"] = np.where(ok, fc["saving"], -np.inf)
-    best_idx = fc.groupby("sku", sort=False)["score"].idxmax()
-    best = fc.loc[best_idx].set_index("sku")
-    first = fc[fc["step"] == 0].set_index("sku")
-    wait = np.isfinite(best["score"])
-    last = g["y_pred"].last()
-    trend_pct = (
-        100 * (last - first["y_pred"]) / first["y_pred"].abs().where(first["y_pred"] != 0, np.nan)
+        limit = max_wait.reindex(grid.skus).fillna(np.inf).to_numpy(float)
+    best = grid.choose(policy, limit)
+    free = grid.choose(policy) if limit is not None else best
+    idx = np.arange(len(grid.skus))
+    pick = grid.rows[idx, best]
+    first_rows = grid.rows[:, 0]
+    wait = best > 0
+    first_price = grid.first_price
+    saving = np.where(wait, grid.saving[idx, best], 0.0)
+    denom = np.where(np.abs(first_price) > 0, np.abs(first_price), np.nan)
+    later = grid.p[:, 1:]
+    max_p = (
+        np.nan_to_num(np.nanmax(later, axis=1), nan=0.0) if later.shape[1] else np.zeros(len(idx))
     )
-    max_p = fc[fc["step"] > 0].groupby("sku")["p_cheaper"].max().reindex(first.index).fillna(0.0)
+    last_pred = grid.y_pred[idx, (~np.isnan(grid.y_pred)).sum(axis=1) - 1]
 
-    out = pd.DataFrame(index=first.index)
+    out = pd.DataFrame(index=grid.skus.rename("sku"))
     out["buy_now"] = ~wait
-    out["buy_date"] = np.where(wait, best["date"], first["date"])
-    out["buy_date"] = pd.to_datetime(out["buy_date"])
-    out["first_date"] = first["date"]
-    out["first_price"] = first["y_pred"]
-    out["buy_price"] = np.where(wait, best["y_pred"], first["y_pred"])
-    out["saving"] = np.where(wait, best["saving"], 0.0)
-    out["saving_pct"] = np.where(wait, best["saving_pct"], 0.0)
-    out["confidence"] = np.where(wait, best["p_cheaper"], 1.0 - max_p)
-    out["trend_pct"] = trend_pct
-    qty = quantity.reindex(out.index).fillna(1.0) if quantity is not None else 1.0
+    out["buy_date"] = pd.to_datetime(fc["date"].to_numpy()[pick])
+    out["first_date"] = pd.to_datetime(fc["date"].to_numpy()[first_rows])
+    out["first_price"] = first_price
+    out["buy_price"] = fc["y_pred"].to_numpy()[pick]
+    out["saving"] = saving
+    out["saving_pct"] = 100 * saving / denom
+    out["confidence"] = np.where(wait, grid.p[idx, best], np.clip(1.0 - max_p, 0.0, 0.99))
+    out["trend_pct"] = 100 * (last_pred - first_price) / denom
+    out["last_day"] = wait & (best == (~np.isnan(grid.y_pred)).sum(axis=1) - 1)
+    # waiting would pay, but the stock runs out first
+    out["stockout"] = (~wait) & (free > 0)
+    missed = np.where(free > 0, 100 * grid.saving[idx, free] / denom, 0.0)
+    stock_end = np.where(free > 0, pd.to_datetime(fc["date"].to_numpy()[first_rows]), pd.NaT)
+    qty = quantity.reindex(out.index).fillna(1.0).to_numpy() if quantity is not None else 1.0
     out["saving_total"] = out["saving"] * qty
-    out["reason"] = [
-        _reason(w, d, sp, c, tr)
-        for w, d, sp, c, tr in zip(
-            wait,
-            out["buy_date"],
-            out["saving_pct"],
-            out["confidence"],
-            out["trend_pct"],
-            strict=True,
-        )
-    ]
+    reasons = []
+    for i in range(len(out)):
+        if out["stockout"].iloc[i]:
+            cover = limit[i] if limit is not None else 0.0
+            end = pd.Timestamp(stock_end[i]) + pd.Timedelta(days=float(cover))
+            reasons.append(
+                f"Buy now: stock runs out before {end:%a %d %b}; waiting would save "
+                f"{missed[i]:.1f}%"
+            )
+        else:
+            reasons.append(
+                _reason(
+                    bool(wait[i]),
+                    out["buy_date"].iloc[i],
+                    float(out["saving_pct"].iloc[i]),
+                    float(out["confidence"].iloc[i]),
+                    float(out["trend_pct"].iloc[i]),
+                )
+            )
+    out["reason"] = reasons
     return out.reset_index()
+
+
+def choose_policy(replayed: pd.DataFrame) -> tuple[Policy, list[dict[str, Any]]]:
+    """Advice thresholds that would have saved the most on backtest windows, never losing
+    money on average (the mean saving per window must be positive with a t-statistic above
+    ``MIN_POLICY_T``); ``NEVER_WAIT`` when no threshold pays.
+
+    ``replayed``: one pseudo-product per backtest window with y_pred, p_cheaper,
+    expected_saving and the actual price ``y`` (``Calibration.replay``). Returns the policy and,
+    per threshold pair, the windows where waiting was advised and the mean saving in percent.
+    """
+    grid = _Grid.of(replayed)
+    y = np.full(grid.rows.shape, np.nan)
+    valid = grid.rows >= 0
+    y[valid] = replayed["y"].to_numpy(float)[grid.rows[valid]]
+    y_first = y[:, 0]
+    keep = np.isfinite(y_first) & (np.abs(y_first) > 0)
+    idx = np.arange(len(y))
+    # the backtest window of each pseudo-product: a policy must pay across market moves, not
+    # in one (products that move together are one piece of evidence, not many)
+    window = np.array([str(k).rsplit("@", 1)[-1] for k in grid.skus])[keep]
+    table: list[dict[str, Any]] = []
+    best, best_gain = Policy(NEVER_WAIT, 0.0), 0.0
+    for conf in CONFIDENCE_GRID:
+        for pct in SAVING_GRID:
+            pol = Policy(float(conf), float(pct))
+            day = grid.choose(pol)
+            paid = np.where(day > 0, y[idx, day], y_first)
+            realized = np.where(np.isfinite(paid), (y_first - paid) / np.abs(y_first), 0.0)[keep]
+            gain = 100 * float(realized.mean()) if len(realized) else 0.0
+            waits = int((day[keep] > 0).sum())
+            per_window = pd.Series(realized).groupby(window).mean()
+            consistent = len(per_window) >= 3 and _t(per_window) > MIN_POLICY_T
+            table.append(
+                {
+                    "min_confidence": pol.min_confidence,
+                    "min_saving_pct": pct,
+                    "waits": waits,
+                    "saving_pct": gain,
+                }
+            )
+            if gain > best_gain and waits >= 5 and consistent:
+                best, best_gain = pol, gain
+    return best, table
+
+
+def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """Each product's own record under ``policy`` on its backtest windows: ``windows``,
+    ``waits`` (advised to wait), ``paid_off`` (the buy day really was cheaper than the first
+    day) and ``median_saving_pct`` of those that paid off. Pseudo-products of ``replayed`` are
+    named ``<sku>@<cutoff>``."""
+    grid = _Grid.of(replayed)
+    y = np.full(grid.rows.shape, np.nan)
+    valid = grid.rows >= 0
+    y[valid] = replayed["y"].to_numpy(float)[grid.rows[valid]]
+    day = grid.choose(policy)
+    idx = np.arange(len(day))
+    paid = y[idx, day]
+    saving = 100 * (y[:, 0] - paid) / np.where(np.abs(y[:, 0]) > 0, np.abs(y[:, 0]), np.nan)
+    rows = pd.DataFrame(
+        {
+            "sku": [str(k).rsplit("@", 1)[0] for k in grid.skus],
+            "wait": day > 0,
+            "paid_off": (day > 0) & (saving > 0),
+            "saving": np.where((day > 0) & (saving > 0), saving, np.nan),
+        }
+    )
+    g = rows.groupby("sku")
+    return pd.DataFrame(
+        {
+            "windows": g.size(),
+            "waits": g["wait"].sum(),
+            "paid_off": g["paid_off"].sum(),
+            "median_saving_pct": g["saving"].median(),
+        }
+    ).reset_index()
+
+
+def _t(values: pd.Series) -> float:
+    sd = float(values.std(ddof=1))
+    if not np.isfinite(sd) or sd == 0:
+        return np.inf if values.mean() > 0 else 0.0
+    return float(values.mean() / (sd / np.sqrt(len(values))))
 
 
 def _reason(wait: bool, date: pd.Timestamp, saving_pct: float, conf: float, trend: float) -> str:
     if wait:
         # a backtest can't justify certainty; never print 100%
-        likely = ">99%" if conf > 0.99 else f"{conf:.0%}"
+        likely = "99%" if conf >= 0.99 else f"{conf:.0%}"
         return f"Buy on {date:%a %d %b}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
     if trend > 0.5:
         return f"Buy now: price forecast to rise {trend:.1f}% over the horizon"

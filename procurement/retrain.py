@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from procurement.auth import Principal, authorized_tenant
 from procurement.config import Settings
@@ -46,10 +47,19 @@ def new_holder() -> str:
 
 def request(engine: Engine, tenant: str, actor: Principal) -> tuple[int, bool]:
     """Queue a retrain of ``tenant``; ten clicks while one waits give one run, not ten."""
-    with session(engine) as s, s.begin():
-        ten = authorized_tenant(s, tenant, actor, "retrain")
-        run, created = runs.request_retrain(s, ten.id, actor.username)
-        return run.id, created
+    for attempt in range(5):
+        try:
+            with session(engine) as s, s.begin():
+                ten = authorized_tenant(s, tenant, actor, "retrain")
+                run, created = runs.request_retrain(s, ten.id, actor.username)
+                return run.id, created
+        except (runs.QueueRace, OperationalError):
+            # a concurrent click won the queue slot (or MySQL chose this one as a deadlock
+            # victim): a new transaction sees the run it queued
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _pid_alive(holder: str) -> bool:

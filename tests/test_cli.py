@@ -87,13 +87,29 @@ def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
     )
     assert r.returncode == 0, r.stderr
     fc = pd.read_csv(out)
-    assert list(fc.columns) == ["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy"]
+    assert list(fc.columns) == [
+        "sku",
+        "cutoff",
+        "date",
+        "y_pred",
+        "lo_80",
+        "hi_80",
+        "buy",
+        "p_cheaper",
+        "lo_95",
+        "hi_95",
+    ]
     assert len(fc) == 4 * 2 * 7
     assert fc.groupby(["sku", "cutoff"])["buy"].sum().eq(1).all()
+    # p_cheaper: 0 on each window's first date, a probability short of certainty after it
+    first = fc.groupby(["sku", "cutoff"])["date"].transform("min") == fc["date"]
+    assert (fc.loc[first, "p_cheaper"] == 0).all()
+    assert fc.loc[~first, "p_cheaper"].between(0, 0.995).all()
     m = json.loads(js.read_text())
     for key in ("model", "naive", "seasonal_naive"):
         assert {"mase", "smape"} <= set(m[key])
-    assert {"coverage_80", "advice"} <= set(m)
+    assert {"coverage_80", "coverage_95", "advice", "reliability"} <= set(m)
+    assert m["reliability"]["advice"][0]["bucket"] == "50%-60%"
     assert {"mean_realized_saving", "oracle_share"} <= set(m["advice"])
 
 

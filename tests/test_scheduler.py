@@ -161,7 +161,8 @@ def test_kill_9_mid_training_keeps_old_model_and_next_start_finishes(db, setting
     assert len(store.load_version(settings.model_dir, "demo").model.predict()) == 10 * 14
     assert not list((settings.model_dir / "demo").glob(f"*{'-'}*/global_lgbm_model.pkl.tmp"))
 
-    proc = _start(_env(db, settings))  # normal size again, so it finishes quickly
+    # normal size again, so it finishes quickly; promotion is not what this test is about
+    proc = _start(_env(db, settings, PROMOTE_MARGIN="100"))
     try:
         run = _wait(
             lambda: (r := _run(db, run_id)).status in ("done", "failed") and r, 120, "recovery"

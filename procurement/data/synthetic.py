@@ -1,9 +1,15 @@
 """Reproducible synthetic catalog with prices that behave like purchased goods.
 
-Each price is built from parts a model can learn and a buyer would recognise:
-a category commodity index and an exchange rate that pass through with a one-week delay
-(supplier price lists lag the market), demand pressure, a slow trend, weekly and yearly seasonality,
-and supplier promotions on a four-week cycle. Everything is drawn from one seed.
+Two kinds of product sit side by side, as on a real buyer's list:
+
+* **commodities** follow their category's commodity index and the exchange rate with a one-week
+  delay (supplier price lists lag the market) plus a random walk of their own: nobody can time
+  them, and the honest advice is "buy now";
+* **shelf goods** revert to a list price after shocks, are cheaper on one weekday, and go on
+  promotion every few weeks on a cycle that drifts (the next promotion comes 3 to 8 weeks after
+  the last, give or take a few days): a buyer who knows the pattern waits for it.
+
+Everything is drawn from one seed; ``effects`` records what each price really depends on.
 """
 
 from __future__ import annotations
@@ -35,8 +41,7 @@ UNITS = {
     "chemicals": "l",
 }
 PASS_THROUGH_LAG = 7
-PROMO_CYCLE = 28
-PROMO_DAYS = 3
+COMMODITY_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,38 @@ class SyntheticData:
     )  # import format: sku,date,price,name,supplier,currency,category,unit,quantity
     drivers: pd.DataFrame  # name,date,value
     stock: pd.DataFrame  # sku,on_hand,lead_time_days
-    # What each price really depends on: sku, category, index_beta (elasticity to the category's
-    # commodity index), fx_gamma (to the exchange rate). Lets tests pick a product by its drivers.
+    # What each price really depends on: sku, category, kind ("commodity" or "shelf"),
+    # index_beta (elasticity to the category's commodity index), fx_gamma (to the exchange rate),
+    # promo_cycle (mean days between promotions, 0 for none). Lets tests pick products by truth.
     effects: pd.DataFrame
 
 
 def _random_walk(rng: np.random.Generator, n: int, sigma: float, drift: float = 0.0) -> np.ndarray:
     return np.cumsum(drift + sigma * rng.standard_normal(n))
+
+
+def _promotions(
+    rng: np.random.Generator, n_products: int, n_days: int, cycle: np.ndarray, length: np.ndarray
+) -> np.ndarray:
+    """Boolean (products x days): promotions whose gaps drift around each product's cycle."""
+    promo = np.zeros((n_products, n_days), dtype=bool)
+    for i in range(n_products):
+        if cycle[i] <= 0:
+            continue
+        day = int(rng.integers(0, cycle[i]))
+        while day < n_days:
+            promo[i, day : day + length[i]] = True
+            day += max(int(length[i]) + 7, round(float(cycle[i] + rng.normal(0, 0.05 * cycle[i]))))
+    return promo
+
+
+def _ar1(
+    rng: np.random.Generator, n_products: int, n: int, phi: np.ndarray, shocks: np.ndarray
+) -> np.ndarray:
+    out = np.zeros((n_products, n))
+    for t in range(1, n):
+        out[:, t] = phi * out[:, t - 1] + shocks[:, t]
+    return out
 
 
 def generate(
@@ -85,22 +115,28 @@ def generate(
     )
 
     n_sup = n_suppliers or max(3, min(40, n_products // 25))
-    sup_phase = rng.integers(0, PROMO_CYCLE, n_sup)
-    sup_depth = rng.uniform(0.06, 0.12, n_sup)
     sup_cheap_dow = rng.integers(0, 7, n_sup)
+    sup_cycle = rng.integers(21, 57, n_sup)  # mean days between a supplier's promotions
 
     cat = rng.integers(0, len(CATEGORIES), n_products)
     sup = rng.integers(0, n_sup, n_products)
+    commodity = rng.random(n_products) < COMMODITY_SHARE
+    if n_products >= 2:  # both kinds in every catalog
+        commodity[0], commodity[1] = True, False
     base = np.exp(rng.uniform(np.log(5), np.log(500), n_products))
-    beta = rng.uniform(0.3, 0.9, n_products)
-    gamma = rng.uniform(0.0, 0.5, n_products)
-    trend = rng.normal(0, 0.03, n_products) / 365
-    weekly_amp = rng.uniform(0.01, 0.03, n_products)
-    yearly_amp = rng.uniform(0.02, 0.06, n_products)
+    beta = np.where(
+        commodity, rng.uniform(0.6, 1.0, n_products), rng.uniform(0.0, 0.15, n_products)
+    )
+    gamma = np.where(commodity, rng.uniform(0.1, 0.5, n_products), 0.0)
+    weekly_amp = np.where(commodity, 0.0, rng.uniform(0.01, 0.04, n_products))
+    yearly_amp = rng.uniform(0.0, 0.04, n_products)
     yearly_phase = rng.uniform(0, 2 * np.pi, n_products)
+    has_promo = ~commodity & (rng.random(n_products) < 0.85)
+    cycle = np.where(has_promo, sup_cycle[sup] + rng.integers(-3, 4, n_products), 0)
+    promo_len = rng.integers(2, 6, n_products)
+    promo_depth = rng.uniform(0.06, 0.2, n_products)
     base_qty = np.exp(rng.uniform(np.log(5), np.log(200), n_products))
 
-    t = np.arange(n_days)
     dow = dates.dayofweek.to_numpy()
     doy = dates.dayofyear.to_numpy()
     idx_matrix = np.stack([log_idx[c] for c in CATEGORIES])  # (n_cat, n_ext)
@@ -108,26 +144,35 @@ def generate(
     idx_lagged = idx_matrix[:, :n_days] - idx_matrix[:, :1]
     fx_lagged = log_fx[:n_days] - log_fx[0]
 
-    # Demand: weekly pattern plus a persistent shock; prices react to last week's demand pressure.
+    # Demand: weekly pattern plus a persistent shock; promotions sell more.
     shock = np.zeros((n_products, n_ext))
     eps = 0.05 * rng.standard_normal((n_products, n_ext))
     for i in range(1, n_ext):
         shock[:, i] = 0.95 * shock[:, i - 1] + eps[:, i]
-    promo = ((t[None, :] - sup_phase[sup][:, None]) % PROMO_CYCLE) < PROMO_DAYS
+    promo = _promotions(rng, n_products, n_days, cycle, promo_len)
     weekday_demand = np.where(dow >= 5, -0.4, 0.0)[None, :]
-    demand_log = shock[:, lag:] + weekday_demand + 0.4 * promo
+    demand_log = shock[:, lag:] + weekday_demand + 0.5 * promo
     quantity = rng.poisson(base_qty[:, None] * np.exp(demand_log))
+
+    # Own price moves: commodities wander (random walk), shelf goods revert to their list price
+    # after a shock (AR(1) with occasional jumps that decay over a few weeks).
+    own_rw = np.cumsum(0.004 * rng.standard_normal((n_products, n_days)), axis=1)
+    jumps = (rng.random((n_products, n_days)) < 1 / 45) * rng.normal(0, 0.08, (n_products, n_days))
+    phi = rng.uniform(0.85, 0.96, n_products)
+    own_ar = _ar1(
+        rng, n_products, n_days, phi, 0.006 * rng.standard_normal((n_products, n_days)) + jumps
+    )
+    own = np.where(commodity[:, None], own_rw, own_ar)
 
     log_price = (
         np.log(base)[:, None]
-        + trend[:, None] * t[None, :]
         + beta[:, None] * idx_lagged[cat]
         + gamma[:, None] * fx_lagged[None, :]
-        + 0.15 * shock[:, :n_days]
+        + own
         - weekly_amp[:, None] * (dow[None, :] == sup_cheap_dow[sup][:, None])
         + yearly_amp[:, None] * np.sin(2 * np.pi * doy[None, :] / 365.25 + yearly_phase[:, None])
-        - sup_depth[sup][:, None] * promo
-        + 0.004 * rng.standard_normal((n_products, n_days))
+        - promo_depth[:, None] * promo
+        + 0.002 * rng.standard_normal((n_products, n_days))
     )
     price = np.round(np.exp(log_price), 2)
 
@@ -157,6 +202,13 @@ def generate(
         }
     )
     effects = pd.DataFrame(
-        {"sku": skus, "category": cat_names, "index_beta": beta, "fx_gamma": gamma}
+        {
+            "sku": skus,
+            "category": cat_names,
+            "kind": np.where(commodity, "commodity", "shelf"),
+            "index_beta": beta,
+            "fx_gamma": gamma,
+            "promo_cycle": cycle,
+        }
     )
     return SyntheticData(prices=prices, drivers=drivers, stock=stock, effects=effects)

@@ -21,6 +21,10 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+class QueueRace(Exception):
+    """Another request queued a run after this transaction's snapshot; retry."""
+
+
 def request_retrain(session: Session, tenant_id: int, who: str) -> tuple[ModelRun, bool]:
     """Queue a retrain unless one is already waiting; returns (the queued run, created?).
 
@@ -40,7 +44,10 @@ def request_retrain(session: Session, tenant_id: int, who: str) -> tuple[ModelRu
         existing = session.scalar(
             select(ModelRun).where(ModelRun.tenant_id == tenant_id, ModelRun.queue_slot == QUEUED)
         )
-        assert existing is not None
+        if existing is None:
+            # MySQL's REPEATABLE READ: this transaction still reads its snapshot from before
+            # the other click's run was committed; the caller retries in a new transaction
+            raise QueueRace from None
         return existing, False
     return run, True
 

@@ -4,7 +4,8 @@ without a database: each fold refits on data up to its cutoff and is scored on t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,7 @@ def run_backtest(
         raise ValueError("series too short for that many folds")
     cutoffs = [calendar[-1 - (folds - i) * horizon] for i in range(folds)]
 
-    rows, recs_all, shrinks = [], [], []
+    rows, recs_all, shrinks, policies = [], [], [], []
     model_pts: list[pd.DataFrame] = []
     for i, cutoff in enumerate(cutoffs):
         train_raw = raw[raw["ds"] <= cutoff]
@@ -66,7 +67,8 @@ def run_backtest(
         fc = model.predict(horizon)
         shrinks.append(model.shrink)
         fc["cutoff"] = cutoff
-        recs = recommend(fc, policy)
+        recs = recommend(fc, policy or model.policy)
+        policies.append(asdict(policy or model.policy or Policy()))
         buy = recs.set_index("sku")["buy_date"]
         fc["buy"] = (fc["date"] == fc["sku"].map(buy)).astype(int)
         actual = panel[
@@ -94,7 +96,9 @@ def run_backtest(
     cv = pd.concat(model_pts, ignore_index=True)
     metrics = _metrics(cv, allfc, panel, cutoffs, spec.season, freq, horizon, folds)
     metrics["shrink_to_naive_per_fold"] = shrinks
-    out = allfc[["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy", "y"]].copy()
+    metrics["policy_per_fold"] = policies
+    cols = ["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy", "p_cheaper"]
+    out = allfc[[*cols, "lo_95", "hi_95", "y"]].copy()
     return BacktestResult(forecasts=out, metrics=metrics)
 
 
@@ -135,6 +139,7 @@ def _metrics(
     }
     y = obs["y"]
     m["coverage_80"] = float(((y >= obs["lo_80"]) & (y <= obs["hi_80"])).mean())
+    m["coverage_95"] = float(((y >= obs["lo_95"]) & (y <= obs["hi_95"])).mean())
     m["model"]["mase_vs_naive"] = m["model"]["mase"] / m["naive"]["mase"]
 
     # Advice: realized saving of the buy day against buying on the first date of each window.
@@ -157,4 +162,45 @@ def _metrics(
         "oracle_share": float(realized.sum() / oracle.sum()) if oracle.sum() > 0 else 0.0,
         "windows_losing": int((realized < 0).sum()),
     }
+    m["reliability"] = reliability(fc)
     return m
+
+
+BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def reliability(fc: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """Stated probability against what happened.
+
+    ``advice``: windows where waiting was advised, grouped by the probability stated for the
+    buy day, against how often the price on that day was really below the first day's.
+    ``all_days``: every later day of every window, by its ``p_cheaper``, in tenths.
+    """
+    win = fc[fc["y"].notna()].sort_values(["sku", "cutoff", "date"])
+    first_y = win.groupby(["sku", "cutoff"], sort=False)["y"].transform("first")
+    first_date = win.groupby(["sku", "cutoff"], sort=False)["date"].transform("first")
+    later = win[win["date"] > first_date].assign(cheaper=lambda d: d["y"] < first_y[d.index])
+    advised = later[later["buy"] == 1]
+
+    def table(rows: pd.DataFrame, edges: tuple[float, ...]) -> list[dict[str, Any]]:
+        out = []
+        for lo, hi in pairwise(edges):
+            top = hi >= 1.0
+            sel = rows[
+                (rows["p_cheaper"] >= lo)
+                & ((rows["p_cheaper"] <= hi) if top else (rows["p_cheaper"] < hi))
+            ]
+            out.append(
+                {
+                    "bucket": f"{lo:.0%}-{hi:.0%}",
+                    "cases": len(sel),
+                    "stated": float(sel["p_cheaper"].mean()) if len(sel) else None,
+                    "observed": float(sel["cheaper"].mean()) if len(sel) else None,
+                }
+            )
+        return out
+
+    return {
+        "advice": table(advised, BUCKETS),
+        "all_days": table(later, tuple(np.round(np.linspace(0, 1, 11), 1))),
+    }

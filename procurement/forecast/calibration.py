@@ -10,12 +10,13 @@ error of the forecast *change* from the first day, which is what the buy-day con
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.isotonic import IsotonicRegression
 
 GRID = np.linspace(0.0, 1.0, 201)
 
@@ -64,52 +65,252 @@ def add_naive(cv: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     return cv.merge(last, on=["unique_id", "cutoff"], how="left")
 
 
-def choose_shrinkage(cv: pd.DataFrame, frame: pd.DataFrame, min_t: float = 2.0) -> float:
-    """How far to trust the model over the naive forecast, judged on out-of-sample windows.
+# Forecast = naive + w_change * (change model - naive) + w_level * (level model - naive).
+BLENDS: tuple[tuple[float, float], ...] = (
+    (1.0, 0.0),
+    (0.0, 1.0),
+    (0.5, 0.5),
+    (0.5, 0.0),
+    (0.0, 0.5),
+    (0.25, 0.25),
+)
+NAIVE: tuple[float, float] = (0.0, 0.0)
 
-    Forecast = naive + a * (model - naive), with ``a`` in [0, 1]. A value of ``a`` > 0 is used only
-    when its gain over the naive forecast is consistent across backtest windows (t-statistic of
-    the per-window gains above ``min_t``); otherwise ``a`` = 0. Where prices are a random walk,
-    the model's moves are noise and a lucky window must not let them through: the forecast stays
-    the last price and the advice "buy now", instead of an invented saving.
-    """
-    scale = cv["unique_id"].map(series_scale(frame)).to_numpy()
-    obs = cv["observed"].astype("boolean").fillna(True).to_numpy(bool) if "observed" in cv else None
-    y, m, n = cv["y"].to_numpy(), cv["lgbm"].to_numpy(), cv["naive"].to_numpy()
-    keep = np.isfinite(y) & np.isfinite(m) & np.isfinite(n)
-    if obs is not None:
-        keep &= obs
-    if not keep.any():
+
+def _t_stat(gains: pd.Series) -> float:
+    if len(gains) < 2:
         return 0.0
-    windows = cv.loc[keep, "cutoff"].to_numpy()
+    se = gains.std(ddof=1) / np.sqrt(len(gains))
+    if not np.isfinite(se) or se == 0:
+        return np.inf if gains.mean() > 0 else 0.0
+    return float(gains.mean() / se)
+
+
+def blend(cv: pd.DataFrame, w: tuple[float, float]) -> np.ndarray:
+    """The blended forecast of backtest rows with columns naive, change and (optionally) level."""
+    n = cv["naive"].to_numpy(float)
+    out = n + w[0] * (cv["change"].to_numpy(float) - n)
+    if w[1]:
+        out = out + w[1] * (cv["level"].to_numpy(float) - n)
+    return out
+
+
+def _series_choice(
+    gains: np.ndarray, inherited: np.ndarray, bar: float, min_windows: int
+) -> np.ndarray:
+    """Blend index per series (-1: naive) from gains (series x windows x blends, NaN where a
+    window is missing): its own best blend whose gain is consistent (t above ``bar``); else the
+    inherited one (-1: naive), unless that lost to the last price on the series."""
+    n = np.sum(np.isfinite(gains[:, :, 0]), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(gains, axis=1)  # series x blends
+        sd = np.nanstd(gains, axis=1, ddof=1)
+        t = np.where(sd > 0, mean / (sd / np.sqrt(n)[:, None]), np.where(mean > 0, np.inf, 0))
+    valid = (t > bar) & (mean > 0)
+    score = np.where(valid, mean, -np.inf)
+    own = np.where(valid.any(axis=1), score.argmax(axis=1), -1)
+    rows = np.arange(len(own))
+    inh_mean = np.where(inherited >= 0, mean[rows, np.maximum(inherited, 0)], 0.0)
+    fallback = np.where((inherited >= 0) & (inh_mean < 0), -1, inherited)
+    chosen = np.where(own >= 0, own, fallback)
+    return np.where(n < min_windows, inherited, chosen)
+
+
+def choose_blend(
+    cv: pd.DataFrame,
+    frame: pd.DataFrame,
+    groups: pd.Series | None = None,
+    min_t_series: float = 2.5,
+    min_t_group: float = 2.0,
+    min_windows: int = 4,
+) -> tuple[dict[str, tuple[float, float]], tuple[float, float], pd.DataFrame]:
+    """How far to trust each model over the naive forecast, per product, judged out of sample.
+
+    For each blend of the change model and the level model (``BLENDS``) the gain over the naive
+    forecast is measured per backtest window. A product whose own gain is consistent across its
+    windows (t-statistic above ``min_t_series``) gets its own best blend; a product with too few
+    or inconclusive windows takes its group's (category) when the group's gain is consistent,
+    else the company's, unless that blend did worse than naive on it. Where prices are a random
+    walk the models' moves are noise, and a lucky window must not let them through: the forecast
+    stays the last price and the advice "buy now".
+
+    Returns (blend per product, including ``group:<name>`` entries; company default; and per
+    product and window the blend chosen *without* that window, so that intervals, stated
+    probabilities and the advice policy are calibrated on errors the choice did not see).
+    """
+    empty = pd.DataFrame(columns=["unique_id", "cutoff", "w_change", "w_level"])
+    scale = cv["unique_id"].map(series_scale(frame)).to_numpy()
+    y, n = cv["y"].to_numpy(float), cv["naive"].to_numpy(float)
+    has_level = "level" in cv and cv["level"].notna().any()
+    blends = [b for b in BLENDS if has_level or b[1] == 0]
+    keep = np.isfinite(y) & np.isfinite(n) & np.isfinite(cv["change"].to_numpy(float))
+    if has_level:
+        keep &= np.isfinite(cv["level"].to_numpy(float))
+    if "observed" in cv:
+        keep &= cv["observed"].astype("boolean").fillna(True).to_numpy(bool)
+    if not keep.any():
+        return {}, NAIVE, empty
+    uid = cv["unique_id"].to_numpy()[keep]
+    cut = cv["cutoff"].to_numpy()[keep]
+    grp = (
+        pd.Series(uid).map(groups).fillna("").to_numpy()
+        if groups is not None and len(groups)
+        else np.full(len(uid), "")
+    )
     base = np.abs(y - n)[keep] / scale[keep]
-    best, best_gain = 0.0, 0.0
-    for a in np.linspace(0.1, 1, 10):
-        err = np.abs(y - (n + a * (m - n)))[keep] / scale[keep]
-        gain = pd.Series(base - err).groupby(windows).mean()
-        if len(gain) < 2:
-            continue
-        se = gain.std(ddof=1) / np.sqrt(len(gain))
-        t = gain.mean() / se if se > 0 else (np.inf if gain.mean() > 0 else 0.0)
-        if t > min_t and gain.mean() > best_gain:
-            best, best_gain = float(a), float(gain.mean())
-    return best
+    # per blend: mean gain over the horizon per (series, window, group)
+    per_sw = {
+        b: pd.Series(base - np.abs(y - blend(cv, b))[keep] / scale[keep])
+        .groupby([uid, cut, grp])
+        .mean()
+        for b in blends
+    }
+
+    def best_blend(select: Callable[[pd.Series], pd.Series], min_t: float) -> tuple[float, float]:
+        best, best_gain = NAIVE, 0.0
+        for b in blends:
+            g = select(per_sw[b])
+            if _t_stat(g) > min_t and g.mean() > best_gain:
+                best, best_gain = b, float(g.mean())
+        return best
+
+    company = best_blend(lambda g: g.groupby(level=1).mean(), min_t_group)
+    out: dict[str, tuple[float, float]] = {}
+    for name in {str(x) for x in grp if x}:
+        b = best_blend(lambda g, n=name: g.xs(n, level=2).groupby(level=1).mean(), min_t_group)
+        out[f"group:{name}"] = b if b != NAIVE else company
+
+    # series x windows x blends
+    cube = np.stack([per_sw[b].droplevel(2).unstack(level=1) for b in blends], axis=2).astype(float)
+    series = per_sw[blends[0]].droplevel(2).unstack(level=1).index
+    windows = per_sw[blends[0]].droplevel(2).unstack(level=1).columns
+    index_of = {b: i for i, b in enumerate(blends)}
+    inherited = np.array(
+        [
+            index_of.get(out.get(f"group:{groups.get(sid, '')}", company), -1)
+            if groups is not None
+            else index_of.get(company, -1)
+            for sid in series
+        ]
+    )
+    # in a company where no model beats the last price overall, one product that seems to be
+    # the exception is more likely luck: ask for stronger evidence
+    bar = min_t_series if company != NAIVE else min_t_series + 1.0
+    choice = _series_choice(cube, inherited, bar, min_windows)
+    as_blend = [*blends, NAIVE]  # index -1 is naive
+    for sid, c in zip(series, choice, strict=True):
+        out[str(sid)] = as_blend[c]
+    loo_rows = []
+    for k, window in enumerate(windows):
+        held = cube.copy()
+        held[:, k, :] = np.nan
+        c_k = _series_choice(held, inherited, bar, min_windows)
+        w = np.array([as_blend[c] for c in c_k], dtype=float).reshape(-1, 2)
+        loo_rows.append(
+            pd.DataFrame(
+                {"unique_id": series, "cutoff": window, "w_change": w[:, 0], "w_level": w[:, 1]}
+            )
+        )
+    return out, company, pd.concat(loo_rows, ignore_index=True)
 
 
-def _conformal_q(scores: np.ndarray, level: float) -> float:
-    n = len(scores)
-    if n == 0:
+P_FLOOR, P_CEIL = 0.005, 0.995  # no backtest supports certainty
+RECENCY_DECAY = 0.85  # weight of a backtest window relative to the next, more recent one
+ISO_PRIOR = 100.0  # independent windows at which the isotonic map gets half the weight
+ACI_STEP = 0.2  # adaptive conformal inference learning rate (Gibbs & Candes, 2021)
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """Conformal quantile of weighted scores (Barber et al., 2023: non-exchangeable conformal)."""
+    if len(values) == 0:
         return float("nan")
-    q = min(1.0, math.ceil((n + 1) * level / 100) / n)
-    return float(np.quantile(scores, q))
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cw = np.cumsum(w) / (w.sum() + w.max())  # the test point's own weight, as in split conformal
+    i = int(np.searchsorted(cw, q, side="left"))
+    return float(v[min(i, len(v) - 1)])
+
+
+def _ages(window: np.ndarray) -> np.ndarray:
+    """0 for the latest window, 1 for the one before, ..."""
+    uniq = np.unique(window)
+    return (len(uniq) - 1 - np.searchsorted(uniq, window)).astype(float)
+
+
+def _adaptive_level(z: np.ndarray, window: np.ndarray, level: float) -> float:
+    """Walk the backtest windows in time order with adaptive conformal inference: after each
+    window the miscoverage target moves by the gap between its misses and the nominal rate, so
+    a calibration that under-covered recent windows widens. Returns the adapted coverage."""
+    alpha_star = 1 - level
+    alpha = alpha_star
+    for k in np.unique(window)[1:]:
+        past = window < k
+        q = _weighted_quantile(z[past], RECENCY_DECAY ** _ages(window[past]), 1 - alpha)
+        miss = float(np.mean(z[window == k] > q))
+        alpha = float(np.clip(alpha + ACI_STEP * (alpha_star - miss), 0.002, 0.5))
+    return 1 - alpha
+
+
+@dataclass
+class PoolCalibration:
+    """Calibration of one pool of products (those whose forecast follows the model, or those
+    shrunk to the last price): their errors differ, so they are not mixed."""
+
+    sigma: list[float]  # per h (index h-1): median |scaled error|
+    q: dict[int, float]  # level -> quantile of |scaled error| / sigma_h, pooled over h
+    diff_quantiles: list[list[float]]  # per h: quantiles on GRID of scaled change error
+    change_bias: list[float]  # per h: mean scaled change error (actual minus forecast change)
+    n_scores: int
+    # isotonic map from the raw probability to how often it came true in the backtest, and how
+    # far to move towards it (0: not at all)
+    iso_x: list[float] | None = None
+    iso_y: list[float] | None = None
+    iso_weight: float = 0.0
+
+    def recalibrate(self, p: np.ndarray) -> np.ndarray:
+        if not self.iso_x or self.iso_weight <= 0:
+            return p
+        return p + self.iso_weight * (np.interp(p, self.iso_x, self.iso_y) - p)
+
+    @classmethod
+    def fit(cls, cv: pd.DataFrame, horizon: int, centered: bool = False) -> PoolCalibration:
+        """``centered``: the pool of products left at their last price. Their change errors
+        are the market's moves; their recent drift is no forecast (that is why the model was not
+        trusted), so the distribution is centred on zero and the expected saving is zero."""
+        sigma, diffs, bias = [], [], []
+        for h in range(1, horizon + 1):
+            at = cv[cv["h"] == h]
+            ae = at["abs_err"].dropna().to_numpy()
+            med = float(np.median(ae)) if len(ae) else 0.0
+            sigma.append(med if med > 0 else 1.0)
+            ce = at["change_err"].dropna().to_numpy()
+            if centered and len(ce):
+                ce = ce - np.median(ce)
+            if h > 1 and len(ce):
+                # trim the extreme 1% so one crash does not move every expected saving
+                lo, hi = np.quantile(ce, [0.01, 0.99])
+                diffs.append(np.quantile(ce, GRID).tolist())
+                bias.append(0.0 if centered else float(np.mean(np.clip(ce, lo, hi))))
+            else:
+                diffs.append([0.0] * len(GRID))
+                bias.append(0.0)
+        z = cv["abs_err"].to_numpy() / np.asarray(sigma)[cv["h"].to_numpy() - 1]
+        ok = np.isfinite(z)
+        window = cv["cutoff"].to_numpy()[ok]
+        z = z[ok]
+        weights = RECENCY_DECAY ** _ages(window)
+        q = {
+            level: _weighted_quantile(z, weights, _adaptive_level(z, window, level / 100))
+            for level in (80, 95)
+        }
+        return cls(sigma=sigma, q=q, diff_quantiles=diffs, change_bias=bias, n_scores=int(ok.sum()))
 
 
 @dataclass
 class Calibration:
-    scale: dict[str, float]
-    q: dict[int, list[float]]  # level -> quantile of |scaled error| per horizon step (index h-1)
-    diff_quantiles: list[list[float]]  # per h (index h-1): quantiles on GRID of scaled change error
-    n_scores: int
+    scale: dict[str, float]  # current volatility scale per product
+    pools: dict[str, PoolCalibration]  # "all", and "model" / "naive" when each has enough errors
+    vol_window: int = 30
 
     @classmethod
     def from_backtest(
@@ -120,63 +321,152 @@ class Calibration:
         vol_window: int,
         all_frame: pd.DataFrame | None = None,
     ) -> Calibration:
-        """``frame``: history of the backtested series; ``all_frame``: of every series (their
+        """``cv``: backtest rows (with ``pool``: True where the product follows the model);
+        ``frame``: history of the backtested series; ``all_frame``: of every series (their
         current volatility scales the intervals at prediction time)."""
         rs = recent_scale(frame, vol_window)
-        cv = cv.sort_values(["unique_id", "cutoff", "ds"]).copy()
-        cv["h"] = cv.groupby(["unique_id", "cutoff"]).cumcount() + 1
-        at_cut = rs.rename(columns={"ds": "cutoff"})
-        s = cv[["unique_id", "cutoff"]].merge(at_cut, on=["unique_id", "cutoff"], how="left")[
-            "scale"
-        ]
-        s = s.to_numpy()
-        err = (cv["y"].to_numpy() - cv["lgbm"].to_numpy()) / s
-        cv["abs_err"] = np.abs(err)
-        first = cv.groupby(["unique_id", "cutoff"])[["y", "lgbm"]].transform("first")
-        change_err = ((cv["y"] - first["y"]) - (cv["lgbm"] - first["lgbm"])).to_numpy() / s
-        cv["change_err"] = change_err
-        q: dict[int, list[float]] = {80: [], 95: []}
-        diffs: list[list[float]] = []
-        for h in range(1, horizon + 1):
-            at = cv[cv["h"] == h]
-            scores = at["abs_err"].dropna().to_numpy()
-            for level in q:
-                q[level].append(_conformal_q(scores, level))
-            ce = at["change_err"].dropna().to_numpy()
-            diffs.append(np.quantile(ce, GRID).tolist() if h > 1 and len(ce) else [0.0] * len(GRID))
+        cv = _with_errors(cv, rs)
+        pools: dict[str, PoolCalibration] = {"all": PoolCalibration.fit(cv, horizon)}
+        if "pool" in cv:
+            part = cv[cv["pool"]]
+            if part["abs_err"].notna().sum() >= 30 * horizon:
+                pools["model"] = PoolCalibration.fit(part, horizon)
+        if "naive" in cv:
+            # products left at their last price: calibrated on the naive forecast's own errors
+            # over every backtested product, which is always a large sample
+            naive = _with_errors(cv.assign(lgbm=cv["naive"]), rs)
+            pools["naive"] = PoolCalibration.fit(naive, horizon, centered=True)
         rs_all = rs if all_frame is None else recent_scale(all_frame, vol_window)
         scale = rs_all.groupby("unique_id", sort=False)["scale"].last()
-        return cls(
-            scale={k: float(v) for k, v in scale.items()},
-            q=q,
-            diff_quantiles=diffs,
-            n_scores=len(cv),
+        calib = cls(
+            scale={k: float(v) for k, v in scale.items()}, pools=pools, vol_window=vol_window
         )
+        if "model" in pools and "pool" in cv:
+            calib._fit_isotonic(cv[cv["pool"]], frame)
+        return calib
 
-    def apply(self, fc: pd.DataFrame) -> pd.DataFrame:
-        """Add lo/hi 80/95 bands and ``p_cheaper`` (probability the price on that date is below
-        the price on the first forecast date) to a frame with sku, date, y_pred."""
+    def _fit_isotonic(self, cv: pd.DataFrame, frame: pd.DataFrame) -> None:
+        """Make "X% likely" mean X% on the backtest: an isotonic map from the stated probability
+        to the observed frequency of a later day being cheaper than the first, for the products
+        that follow a model (those at their last price stay centred on even odds)."""
+        rows = self.replay(cv, frame)
+        g = rows.groupby("sku", sort=False)
+        first_y = g["y"].transform("first")
+        ok = (g.cumcount() > 0) & rows["y"].notna() & first_y.notna()
+        cheaper = (rows["y"] < first_y).astype(float)
+        fitted = _isotonic(rows.loc[ok, "p_cheaper"], cheaper[ok])
+        if fitted is None:
+            return
+        pool = self.pools["model"]
+        pool.iso_x, pool.iso_y = fitted
+        # Trust the map as far as the backtest holds independent evidence: products that move
+        # together (retail fuel prices all follow crude) add little beyond one, and a map fitted
+        # on a few market moves carried its optimism into stated probabilities out of sample.
+        n_eff = _independent_windows(cv)
+        pool.iso_weight = n_eff / (n_eff + ISO_PRIOR)
+
+    def pool(self, trusted: bool) -> PoolCalibration:
+        return self.pools.get("model" if trusted else "naive", self.pools["all"])
+
+    def apply(self, fc: pd.DataFrame, pools: pd.Series | None = None) -> pd.DataFrame:
+        """Add lo/hi 80/95 bands, ``p_cheaper`` (probability that the price on that date is
+        below the price on the first forecast date) and ``expected_saving`` (per unit, against
+        buying on the first date) to a frame with sku, date, y_pred (and optionally ``scale``).
+        ``pools``: per row, True where the product's forecast follows the model."""
+        fc = fc.assign(_trusted=True if pools is None else np.asarray(pools, dtype=bool))
         fc = fc.sort_values(["sku", "date"]).reset_index(drop=True)
         h = fc.groupby("sku").cumcount().to_numpy()
-        h = np.minimum(h, len(self.q[80]) - 1)
-        s = fc["sku"].map(self.scale).fillna(float(np.median(list(self.scale.values())))).to_numpy()
-        for level in (80, 95):
-            width = np.asarray(self.q[level])[h] * s
-            fc[f"lo_{level}"] = fc["y_pred"] - width
-            fc[f"hi_{level}"] = fc["y_pred"] + width
+        h = np.minimum(h, len(self.pools["all"].sigma) - 1)
+        if "scale" in fc:
+            s = fc["scale"].to_numpy(float)
+        else:
+            med = float(np.median(list(self.scale.values()))) if self.scale else 1.0
+            s = fc["sku"].map(self.scale).fillna(med).to_numpy()
+        y_pred = fc["y_pred"].to_numpy(float)
         first = fc.groupby("sku")["y_pred"].transform("first").to_numpy()
-        # P(y_h < y_1) = P(change_err < -(yhat_h - yhat_1)/scale), read off the empirical CDF.
-        z = -(fc["y_pred"].to_numpy() - first) / s
-        p = np.empty(len(fc))
-        for step in np.unique(h):
-            m = h == step
-            qs = np.asarray(self.diff_quantiles[step])
-            if step == 0 or np.ptp(qs) == 0:
-                p[m] = 0.0
-            else:
-                p[m] = np.interp(z[m], qs, GRID, left=0.0, right=1.0)
+        z = -(y_pred - first) / s
+        p = np.zeros(len(fc))
+        bias = np.zeros(len(fc))
+        bands = {k: np.full(len(fc), np.nan) for k in ("lo_80", "hi_80", "lo_95", "hi_95")}
+        trusted = fc["_trusted"].to_numpy(bool)
+        for flag in (True, False):
+            in_pool = trusted == flag
+            if not in_pool.any():
+                continue
+            cal = self.pool(flag)
+            for level in (80, 95):
+                width = np.asarray(cal.sigma)[h[in_pool]] * cal.q[level] * s[in_pool]
+                bands[f"lo_{level}"][in_pool] = y_pred[in_pool] - width
+                bands[f"hi_{level}"][in_pool] = y_pred[in_pool] + width
+            for step in np.unique(h[in_pool]):
+                m = in_pool & (h == step)
+                bias[m] = cal.change_bias[step]
+                qs = np.asarray(cal.diff_quantiles[step])
+                if step == 0 or np.ptp(qs) == 0:
+                    continue
+                # P(y_h < y_1) = P(change_err < -(yhat_h - yhat_1)/scale), off the empirical CDF
+                raw = np.interp(z[m], qs, GRID, left=0.0, right=1.0)
+                p[m] = np.clip(cal.recalibrate(raw), P_FLOOR, P_CEIL)
+        for k, v in bands.items():
+            fc[k] = v
         fc["p_cheaper"] = p
-        return fc
+        # E[y_1 - y_h] = (yhat_1 - yhat_h) - scale * E[change error]
+        fc["expected_saving"] = np.where(h == 0, 0.0, first - y_pred - s * bias)
+        return fc.drop(columns="_trusted")
+
+    def replay(self, cv: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+        """The backtest windows as a buyer would have seen them: one pseudo-product per
+        (series, cutoff), with the columns of ``apply`` and the actual price ``y``."""
+        at_cut = recent_scale(frame, self.vol_window).rename(columns={"ds": "cutoff"})
+        rows = cv.merge(at_cut, on=["unique_id", "cutoff"], how="left")
+        rows = rows.assign(
+            sku=rows["unique_id"].astype(str) + "@" + rows["cutoff"].astype(str),
+            date=rows["ds"],
+            y_pred=rows["lgbm"],
+        )
+        return self.apply(
+            rows[["sku", "date", "y_pred", "scale", "y"]],
+            pools=rows.get("pool"),
+        )
+
+
+def _independent_windows(cv: pd.DataFrame) -> float:
+    """Backtest windows times the effective number of independent products, from the mean
+    correlation of their errors at the last horizon step (design effect 1 + (n - 1) rho)."""
+    last = cv[cv["h"] == cv["h"].max()]
+    mat = last.pivot_table(index="cutoff", columns="unique_id", values="change_err")
+    n_win, n_ser = mat.shape
+    if n_win < 3 or n_ser < 1:
+        return 0.0
+    if n_ser == 1:
+        return float(n_win)
+    var = mat.var(ddof=1).mean()
+    if not np.isfinite(var) or var <= 0:
+        return 0.0
+    rho = (mat.mean(axis=1).var(ddof=1) * n_ser / var - 1) / (n_ser - 1)
+    rho = float(np.clip(rho, 0.0, 1.0))
+    return float(n_win * n_ser / (1 + (n_ser - 1) * rho))
+
+
+def _isotonic(p: pd.Series, outcome: pd.Series) -> tuple[list[float], list[float]] | None:
+    if len(p) < 200:
+        return None
+    iso = IsotonicRegression(y_min=P_FLOOR, y_max=P_CEIL, out_of_bounds="clip")
+    iso.fit(np.asarray(p, dtype=float), np.asarray(outcome, dtype=float))
+    return [float(v) for v in iso.X_thresholds_], [float(v) for v in iso.y_thresholds_]
+
+
+def _with_errors(cv: pd.DataFrame, rs: pd.DataFrame) -> pd.DataFrame:
+    """Scaled absolute error and scaled error of the forecast change, per backtest row."""
+    cv = cv.sort_values(["unique_id", "cutoff", "ds"]).copy()
+    cv["h"] = cv.groupby(["unique_id", "cutoff"]).cumcount() + 1
+    at_cut = rs.rename(columns={"ds": "cutoff"})
+    s = cv[["unique_id", "cutoff"]].merge(at_cut, on=["unique_id", "cutoff"], how="left")["scale"]
+    s = s.to_numpy()
+    cv["abs_err"] = np.abs(cv["y"].to_numpy() - cv["lgbm"].to_numpy()) / s
+    first = cv.groupby(["unique_id", "cutoff"])[["y", "lgbm"]].transform("first")
+    cv["change_err"] = ((cv["y"] - first["y"]) - (cv["lgbm"] - first["lgbm"])).to_numpy() / s
+    return cv
 
 
 def backtest_metrics(cv: pd.DataFrame, frame: pd.DataFrame, season: int) -> dict[str, Any]:

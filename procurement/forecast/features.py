@@ -23,22 +23,64 @@ class FreqSpec:
 
     freq: str
     season: int  # periods in one seasonal cycle (for seasonal-naive and MASE)
-    lags: tuple[int, ...]
+    lags: tuple[
+        int, ...
+    ]  # of the scaled change; weekly lags up to six weeks catch promotion cycles
     driver_lags: tuple[int, ...]
     windows: tuple[int, int]  # short and long rolling windows
     date_features: tuple[str, ...]
     vol_window: int  # periods of recent volatility that scale the intervals
+    level_windows: tuple[int, ...] = ()  # price against its high and low over these windows
+    ewm_alphas: tuple[float, ...] = ()  # price against its exponential averages (mean reversion)
+    since_cap: int = 0  # periods since the last drop, capped here (0: no such feature)
+
+    @property
+    def history_needed(self) -> int:
+        """Periods of history the features of one prediction step look back on."""
+        ewm = 60 if self.ewm_alphas else 0  # weights below ~5% beyond this with alpha >= 0.05
+        return max(max(self.lags), max(self.windows), *self.level_windows, self.since_cap, ewm) + 1
 
 
 def spec_for(freq: str) -> FreqSpec:
     if freq == "D":
         return FreqSpec(
-            "D", 7, (1, 2, 7, 14, 21, 28), (1, 7), (7, 28), ("dayofweek", "month", "dayofyear"), 60
+            "D",
+            7,
+            (1, 2, 3, 7, 14, 21, 28, 35, 42),
+            (1, 7),
+            (7, 28),
+            ("dayofweek", "month"),
+            30,
+            level_windows=(14, 56),
+            ewm_alphas=(0.5, 0.15, 0.05),
+            since_cap=63,
         )
     if freq == "B":
-        return FreqSpec("B", 5, (1, 2, 5, 10, 20), (1, 5), (5, 20), ("dayofweek", "month"), 60)
+        return FreqSpec(
+            "B",
+            5,
+            (1, 2, 3, 5, 10, 15, 20, 25, 30),
+            (1, 5),
+            (5, 20),
+            ("dayofweek", "month"),
+            20,
+            level_windows=(10, 40),
+            ewm_alphas=(0.5, 0.15, 0.05),
+            since_cap=45,
+        )
     if freq.startswith("W"):
-        return FreqSpec(freq, 52, (1, 2, 3, 4, 52), (1, 2), (4, 13), ("month",), 26)
+        return FreqSpec(
+            freq,
+            52,
+            (1, 2, 3, 4, 8, 13, 52),
+            (1, 2, 3),
+            (4, 13),
+            ("month",),
+            13,
+            level_windows=(8, 26),
+            ewm_alphas=(0.5, 0.2),
+            since_cap=26,
+        )
     raise ValueError(f"unsupported frequency {freq!r}")
 
 
@@ -107,16 +149,20 @@ def _driver_wide(
     last_known: pd.Timestamp,
     overrides: Mapping[str, float] | None,
 ) -> pd.DataFrame:
-    """Driver levels on ``calendar``: history carried forward, future = last value x what-if factor."""
+    """Driver levels on ``calendar``: history carried forward; in the future the last value,
+    moved by the what-if factor in even steps that reach it on the last day (a market moves
+    over days, and a model learned from daily moves can only answer for moves of that kind)."""
     wide = drivers.pivot_table(index="ds", columns="name", values="value", aggfunc="last")
     wide = wide.sort_index()
     wide = wide[wide.index <= last_known]
     wide = wide.reindex(wide.index.union(calendar)).ffill().reindex(calendar)
     if overrides:
         future = wide.index > last_known
+        k = np.arange(1, int(future.sum()) + 1)
         for name, factor in overrides.items():
-            if name in wide.columns:
-                wide.loc[future, name] = wide.loc[future, name] * float(factor)
+            if name in wide.columns and len(k) and float(factor) > 0:
+                ramp = float(factor) ** (k / len(k))
+                wide.loc[future, name] = wide.loc[future, name].to_numpy() * ramp
     return wide
 
 
@@ -163,6 +209,7 @@ def driver_features(
             for c in wide.columns:
                 if ":" not in c:
                     cols[f"drv_{_safe(c)}_chg_l{lag}"] = shifted[c].to_numpy()[pos]
+
         idx_cols = [c for c in wide.columns if c.startswith(f"{GLOBAL_INDEX}:")]
         if idx_cols and categories:
             cat_pos = {c.split(":", 1)[1]: i for i, c in enumerate(idx_cols)}

@@ -3,6 +3,7 @@ plus what it needs to build future driver features (tails of drivers and sales).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,17 +12,24 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from mlforecast import MLForecast
-from mlforecast.lag_transforms import RollingMean, RollingStd
-from mlforecast.target_transforms import Differences
+from mlforecast.lag_transforms import ExponentiallyWeightedMean, RollingMean, RollingStd
+from mlforecast.target_transforms import (
+    Differences,
+    GlobalSklearnTransformer,
+    LocalStandardScaler,
+)
+from sklearn.preprocessing import FunctionTransformer
 
 from procurement.forecast.calibration import (
+    NAIVE,
     Calibration,
     add_naive,
     backtest_metrics,
-    choose_shrinkage,
+    choose_blend,
 )
 from procurement.forecast.features import FreqSpec, driver_features, regularize, spec_for
-from procurement.forecast.transforms import LocalScale
+from procurement.forecast.transforms import AboveLow, BelowHigh, DropGap, LocalScale, SinceDrop
+from procurement.recommend import Policy, advice_record, choose_policy
 
 LEVELS = (80, 95)
 Progress = Callable[[float, str], None]
@@ -32,7 +40,7 @@ class ModelParams:
     n_estimators: int = 200
     learning_rate: float = 0.05
     num_leaves: int = 31
-    conformal_windows: int = 6
+    conformal_windows: int = 8  # backtest windows that calibrate intervals, trust and policy
     max_history: int | None = 730  # periods per series used for training
     max_train_rows: int = 1_200_000  # LightGBM sees a random sample of at most this many rows
     backtest_series: int = 1_000  # the calibration backtest runs on a sample of this many series
@@ -50,6 +58,10 @@ class ModelParams:
             reg_lambda=1.0,
             max_bin=127,
             random_state=self.seed,
+            # the same data gives the same model, whatever the threads did: a retrain of
+            # unchanged data must not flip a product's trust or a promotion decision
+            deterministic=True,
+            force_row_wise=True,
             n_jobs=2,
             verbose=-1,
         )
@@ -57,14 +69,44 @@ class ModelParams:
 
 def make_forecaster(spec: FreqSpec, params: ModelParams) -> MLForecast:
     short, long_ = spec.windows
+    level: list[Any] = [RollingMean(short), RollingMean(long_), RollingStd(long_)]
+    # The target is the scaled change, so an exponential average of changes is (up to a factor)
+    # the price's distance from its own exponential average: the mean-reversion signal.
+    level += [ExponentiallyWeightedMean(alpha=a) for a in spec.ewm_alphas]
+    level += [BelowHigh(w) for w in spec.level_windows]
+    level += [AboveLow(w) for w in spec.level_windows]
+    if spec.since_cap:
+        level.append(SinceDrop(threshold=1.5, window=spec.since_cap))
+        level.append(DropGap(threshold=1.5, window=spec.since_cap))
     return MLForecast(
         models={"lgbm": params.lgbm()},
         freq=spec.freq,
         lags=list(spec.lags),
-        lag_transforms={1: [RollingMean(short), RollingMean(long_), RollingStd(long_)]},
+        lag_transforms={1: level},
         date_features=list(spec.date_features),
-        # Prices are close to random walks: model the change, scaled per product, not the level.
+        # Model the change, scaled per product, so random walks stay random walks; the level
+        # features above give it what promotions and mean reversion need.
         target_transforms=[Differences([1]), LocalScale()],
+        num_threads=1,
+    )
+
+
+def make_level_forecaster(spec: FreqSpec, params: ModelParams) -> MLForecast:
+    """The level model: log price standardized per product. It learns where a price returns to
+    after a promotion or a shock, which the change model sees only through its features; on
+    random walks it is worse, and the per-product blend leaves it out there."""
+    short, long_ = spec.windows
+    lags = sorted({*range(1, spec.season + 1), *spec.lags})
+    return MLForecast(
+        models={"lgbm": params.lgbm()},
+        freq=spec.freq,
+        lags=lags,
+        lag_transforms={1: [RollingMean(short), RollingMean(long_), RollingMean(2 * long_)]},
+        date_features=list(spec.date_features),
+        target_transforms=[
+            GlobalSklearnTransformer(FunctionTransformer(np.log, np.exp)),
+            LocalStandardScaler(),
+        ],
         num_threads=1,
     )
 
@@ -93,7 +135,38 @@ class PriceModel:
     last_price: dict[str, float]
     calibration: Calibration | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    shrink: float = 1.0  # forecast = naive + shrink * (model - naive), chosen on the backtest
+    # forecast = last + w_change * (change model - last) + w_level * (level model - last),
+    # per product, chosen on the backtest
+    trust: dict[str, tuple[float, float]] = field(default_factory=dict)
+    trust_default: tuple[float, float] = NAIVE  # for products the backtest did not see
+    policy: Policy | None = None  # advice thresholds that saved the most in the backtest
+    level_fcst: MLForecast | None = None  # None where prices are not all positive
+    # per product, from the backtest under ``policy``: windows, waits, paid_off, median_saving_pct
+    record: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        # mlforecast swaps internal state while it predicts a subset of products, so one loaded
+        # model object must never run two predictions at once (many buyers share it).
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def shrink(self) -> float:
+        """Share of products whose forecast follows a model rather than the last price."""
+        if not self.trust:
+            return float(sum(self.trust_default) > 0)
+        return float(np.mean([sum(v) > 0 for v in self.trust.values()]))
+
+    def trust_of(self, sku: str) -> tuple[float, float]:
+        return self.trust.get(sku, self.trust_default)
 
     @property
     def products(self) -> list[str]:
@@ -135,13 +208,26 @@ class PriceModel:
         """
         h = h or self.horizon
         x = self.future_exog(h, overrides, ids)
-        fc = self.fcst.predict(h, X_df=x, ids=ids).rename(columns={"lgbm": "y_pred"})
-        fc = fc.rename(columns={"unique_id": "sku", "ds": "date"})
-        last = fc["sku"].map(self.last_price).to_numpy()
-        fc["y_pred"] = last + self.shrink * (fc["y_pred"].to_numpy() - last)
+        skus = self.products if ids is None else [p for p in ids if p in self.last_price]
+        w = np.array([self.trust_of(s) for s in skus]).reshape(-1, 2)
+        with self._lock:
+            fc = self.fcst.predict(h, X_df=x, ids=ids)
+            level = None
+            if self.level_fcst is not None and (w[:, 1] > 0).any():
+                level = self.level_fcst.predict(h, ids=ids)
+        fc = fc.rename(columns={"lgbm": "change", "unique_id": "sku", "ds": "date"})
+        if level is not None:
+            fc["level"] = level["lgbm"].to_numpy()  # both ordered by id, then date
+        fc["naive"] = fc["sku"].map(self.last_price).to_numpy()
+        weights = np.array([self.trust_of(s) for s in fc["sku"]]).reshape(-1, 2)
+        fc["y_pred"] = fc["naive"] + weights[:, 0] * (fc["change"] - fc["naive"])
+        if level is not None:
+            fc["y_pred"] += weights[:, 1] * (fc["level"] - fc["naive"])
         if self.calibration is None:
             raise RuntimeError("model has no calibration; retrain it")
-        return self.calibration.apply(fc)
+        trusted = pd.Series(weights.sum(axis=1) > 0, index=fc.index)
+        out = fc.drop(columns=[c for c in ("change", "level", "naive") if c in fc])
+        return self.calibration.apply(out, pools=trusted)
 
     def feature_importance(self) -> pd.DataFrame:
         model = self.fcst.models_["lgbm"]
@@ -167,6 +253,17 @@ def prepare(
     return frame, spec, exog
 
 
+def _backtest_windows(lengths: pd.Series, spec: FreqSpec, horizon: int, wanted: int) -> int:
+    """As many backtest windows as the typical series allows (at least 2, at most ``wanted``,
+    and for weekly prices at least a year of them: few periods, cheap, and one quarter of
+    weekly windows is too few to see a market turn), keeping the features' look-back plus a
+    season of training rows before them."""
+    usable = int(lengths.median()) - spec.history_needed - max(spec.season, 2 * horizon)
+    if spec.freq.startswith("W"):
+        wanted = max(wanted, -(-52 // horizon))
+    return int(np.clip(usable // horizon, 2, wanted))
+
+
 def fit_price_model(
     data: TrainingData,
     freq: str,
@@ -174,26 +271,29 @@ def fit_price_model(
     params: ModelParams | None = None,
     progress: Progress | None = None,
 ) -> PriceModel:
-    """Fit one global LightGBM model over all series in ``data`` and calibrate its intervals.
+    """Fit one global LightGBM model over all series in ``data`` and calibrate it.
 
-    A rolling-origin backtest over the last ``conformal_windows`` x ``horizon`` periods (mlforecast
-    ``cross_validation``) gives out-of-sample errors; they calibrate the intervals and the
-    buy-day confidence (see ``calibration.py``) and are the metrics stored with the model.
+    A rolling-origin backtest over the last windows of ``horizon`` periods (mlforecast
+    ``cross_validation``) gives out-of-sample errors. From them, per product: how far to trust the
+    model over the last price; per pool of products: the interval widths and the distribution of
+    the forecast change's error (the buy-day probability); for the company: the advice
+    thresholds that would have saved the most. They are stored with the model, with the metrics.
     """
     params = params or ModelParams()
     say = progress or (lambda f, m: None)
     say(0.05, "building features")
     frame, spec, exog = prepare(data, freq, params.max_history)
-    min_len = max(spec.lags) + max(spec.windows) + horizon * (params.conformal_windows + 1) + 2
     lengths = frame.groupby("unique_id").size()
+    min_len = spec.history_needed + 3 * horizon + 10
     short = lengths[lengths < min_len]
     if len(short) == len(lengths):
         raise ValueError(f"every series is shorter than {min_len} periods; need more history")
     if len(short):
         frame = frame[~frame["unique_id"].isin(short.index)].reset_index(drop=True)
+        lengths = lengths.drop(short.index)
+    n_windows = _backtest_windows(lengths, spec, horizon, params.conformal_windows)
     train = frame.drop(columns=["observed"])
-    n_feat = len(exog) + len(spec.lags) + 3 + len(spec.date_features)
-    say(0.15, f"backtesting on the last {params.conformal_windows} x {horizon} periods")
+    say(0.15, f"backtesting on the last {n_windows} x {horizon} periods")
     fcst = make_forecaster(spec, params)
     ids = frame["unique_id"].unique()
     if len(ids) > params.backtest_series:
@@ -206,29 +306,70 @@ def fit_price_model(
         cv_train, cv_frame = train, frame
     cv = fcst.cross_validation(
         cv_train,
-        n_windows=params.conformal_windows,
+        n_windows=n_windows,
         h=horizon,
         refit=False,
         static_features=[],
-    )
+    ).rename(columns={"lgbm": "change"})
+    # the level model works on log prices: only where every price is positive
+    positive = bool((train["y"] > 0).all())
+    if positive:
+        level_cv = make_level_forecaster(spec, params).cross_validation(
+            cv_train[["unique_id", "ds", "y"]], n_windows=n_windows, h=horizon, refit=False
+        )
+        cv = cv.merge(
+            level_cv[["unique_id", "ds", "cutoff", "lgbm"]].rename(columns={"lgbm": "level"}),
+            on=["unique_id", "ds", "cutoff"],
+            how="left",
+        )
     cv = cv.merge(cv_frame[["unique_id", "ds", "observed"]], on=["unique_id", "ds"], how="left")
     cv = add_naive(cv, cv_frame)
-    shrink = choose_shrinkage(cv, cv_frame)
-    cv["lgbm_raw"] = cv["lgbm"]
-    cv["lgbm"] = cv["naive"] + shrink * (cv["lgbm"] - cv["naive"])
+    groups = pd.Series(data.categories or {}, dtype=object)
+    trust, trust_default, held_out = choose_blend(cv, cv_frame, groups)
+    # each backtest window is forecast with the blend chosen without it: what calibrates the
+    # intervals, the stated probabilities and the policy must not have picked the blend
+    cv = cv.merge(held_out, on=["unique_id", "cutoff"], how="left")
+    w = cv[["w_change", "w_level"]].to_numpy(float)
+    default = np.array(trust_default, dtype=float)
+    w = np.where(np.isnan(w), default, w)
+    cv["lgbm"] = cv["naive"] + w[:, 0] * (cv["change"] - cv["naive"])
+    if positive:
+        cv["lgbm"] += w[:, 1] * (cv["level"].fillna(cv["naive"]) - cv["naive"])
+    cv["pool"] = w.sum(axis=1) > 0
     calib = Calibration.from_backtest(cv, cv_frame, horizon, spec.vol_window, all_frame=frame)
+    replayed = calib.replay(cv, cv_frame)
+    seen = replayed["y"].notna()
+    inside = replayed["y"].between(replayed["lo_80"], replayed["hi_80"])
+    coverage_80 = float(inside[seen].mean()) if seen.any() else None
+    policy, policy_table = choose_policy(replayed)
+    record = advice_record(replayed, policy).set_index("sku")
     metrics = backtest_metrics(cv, cv_frame, spec.season)
-    metrics["shrink_to_naive"] = shrink
-    say(0.5, f"training LightGBM on {len(train):,} rows x {n_feat} features")
-    fcst = make_forecaster(spec, params)
-    keep = max(max(spec.lags), max(spec.windows)) + 1
-    feats = fcst.preprocess(train, static_features=[], keep_last_n=keep)
-    if len(feats) > params.max_train_rows:
-        # rows of a global model are highly redundant; a random sample trains as well, faster
-        feats = feats.sample(params.max_train_rows, random_state=params.seed)
-    x = feats[fcst.ts.features_order_]
-    fcst.fit_models(x, feats["y"].to_numpy())
-    del feats, x
+    metrics["backtest_windows"] = n_windows
+    metrics["coverage_80"] = coverage_80  # in-sample for the interval calibration
+    metrics["shrink_to_naive"] = float(np.mean(cv["pool"])) if len(cv) else 0.0
+    metrics["trusted_products"] = int(
+        sum(sum(v) > 0 for k, v in trust.items() if not k.startswith("group:"))
+    )
+    metrics["blends"] = {
+        f"change {b[0]:g} + level {b[1]:g}": int(
+            sum(v == b for k, v in trust.items() if not k.startswith("group:"))
+        )
+        for b in {*trust.values(), NAIVE}
+    }
+    metrics["policy"] = {
+        "min_confidence": policy.min_confidence,
+        "min_saving_pct": policy.min_saving_pct,
+    }
+    metrics["policy_backtest"] = policy_table
+    say(0.5, f"training LightGBM on {len(train):,} rows x {len(exog)} drivers")
+    fcst = _fit_sampled(make_forecaster(spec, params), train, spec, params)
+    level_fcst = None
+    needs_level = any(v[1] > 0 for v in trust.values()) or trust_default[1] > 0
+    if positive and needs_level:
+        say(0.75, "training the level model")
+        level_fcst = _fit_sampled(
+            make_level_forecaster(spec, params), train[["unique_id", "ds", "y"]], spec, params
+        )
     say(0.9, "model trained")
     last_date = frame["ds"].max()
     tail_start = last_date - pd.tseries.frequencies.to_offset(spec.freq) * (
@@ -241,6 +382,11 @@ def fit_price_model(
     if data.sales is not None and len(data.sales):
         sales_tail = data.sales[data.sales["ds"] >= tail_start].copy()
     last_price = frame.groupby("unique_id", sort=True)["y"].last()
+    # products outside the backtest sample take their group's trust, else the company's
+    full_trust = {
+        uid: tuple(trust.get(uid, trust.get(f"group:{groups.get(uid, '')}", trust_default)))
+        for uid in last_price.index
+    }
     return PriceModel(
         fcst=fcst,
         spec=spec,
@@ -254,8 +400,24 @@ def fit_price_model(
         last_price={k: float(v) for k, v in last_price.items()},
         calibration=calib,
         metrics=metrics,
-        shrink=shrink,
+        trust=full_trust,
+        trust_default=trust_default,
+        policy=policy,
+        level_fcst=level_fcst,
+        record=record,
     )
+
+
+def _fit_sampled(
+    fcst: MLForecast, train: pd.DataFrame, spec: FreqSpec, params: ModelParams
+) -> MLForecast:
+    """Fit on a random sample of at most ``max_train_rows`` feature rows: rows of a global
+    model are highly redundant, and a sample trains as well, faster."""
+    feats = fcst.preprocess(train, static_features=[], keep_last_n=spec.history_needed + 1)
+    if len(feats) > params.max_train_rows:
+        feats = feats.sample(params.max_train_rows, random_state=params.seed)
+    fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
+    return fcst
 
 
 def describe_params(params: ModelParams) -> dict[str, Any]:
