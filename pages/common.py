@@ -147,7 +147,7 @@ def page_setup(title: str, need_model: bool = True) -> Context:
             st.markdown("none yet")
     if fresh["last"] is None:
         st.info(
-            f"**{tenant.name}** has no prices yet. Import a CSV (`sku,date,price`) with "
+            f"**{plain(tenant.name)}** has no prices yet. Import a CSV (`sku,date,price`) with "
             f"`python -m procurement import prices FILE.csv --tenant {slug}`."
         )
         st.stop()

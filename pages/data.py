@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import engine, page_setup
+from pages.common import engine, page_setup, plain
 from procurement import ingest
 from procurement.config import get_settings
 from procurement.data.importers import (
@@ -87,16 +87,18 @@ else:
     if up is not None:
         if up.size > settings.max_upload_mb * 1e6:
             st.error(
-                f"{up.name} has {up.size / 1e6:.0f} MB, more than the limit of "
-                f"{settings.max_upload_mb:g} MB (MAX_UPLOAD_MB)."
+                plain(
+                    f"{up.name} has {up.size / 1e6:.0f} MB, more than the limit of "
+                    f"{settings.max_upload_mb:g} MB (MAX_UPLOAD_MB)."
+                )
             )
             st.stop()
         try:
             raw = read_upload(up.file_id, up.name, up.getvalue())
         except ImportValidationError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             st.stop()
-        st.caption(f"{len(raw):,} rows, columns: {', '.join(raw.columns)}")
+        st.caption(plain(f"{len(raw):,} rows, columns: {', '.join(map(str, raw.columns))}"))
         st.dataframe(raw.head(10).astype(str), hide_index=True, width="stretch")
         cols = ["", *raw.columns]
 
@@ -204,12 +206,15 @@ if not sources:
     )
 for src in sources:
     c1, c2 = st.columns([4, 1])
-    c1.markdown(f"**{src.name}** ({src.kind}) - last run {src.last_run_at or 'never'}")
+    c1.markdown(f"**{plain(src.name)}** ({src.kind}) - last run {src.last_run_at or 'never'}")
     if can_import and c2.button("Fetch now", key=f"fetch_{src.id}"):
         with st.spinner(f"Fetching {src.name}..."):
             run = ingest.run_source(engine(), ctx.tenant, src.name, ctx.principal)
         (st.success if run.status == "ok" else st.warning)(
-            f"{run.status}: {run.rows_added} added, {run.rows_updated} updated, {run.rows_rejected} rejected. {run.error or ''}"
+            plain(
+                f"{run.status}: {run.rows_added} added, {run.rows_updated} updated, "
+                f"{run.rows_rejected} rejected. {run.error or ''}"
+            )
         )
 
 st.subheader("Ingestion runs")
@@ -248,6 +253,6 @@ if can_import and len(undoable):
     if c2.button("Undo", key="undo_import"):
         try:
             undo = ingest.undo_import(engine(), ctx.tenant, int(run_id), ctx.principal)
-            st.success(undo.source)
+            st.success(plain(undo.source))
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))

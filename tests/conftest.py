@@ -23,7 +23,8 @@ from procurement.db.models import Base
 from procurement.forecast.train import train_global_lgbm_model
 
 # Every synthetic series in the tests ends on this day, whatever day the tests run on.
-END = dt.date(2026, 6, 30)
+# TEST_END_DATE moves it, to show that no test depends on one particular day.
+END = dt.date.fromisoformat(os.environ.get("TEST_END_DATE", "2026-06-30"))
 os.environ["DEMO_END_DATE"] = END.isoformat()
 get_settings.cache_clear()
 
