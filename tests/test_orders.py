@@ -187,7 +187,7 @@ def test_days_until_below_extends_past_the_path_at_its_mean_rate() -> None:
 def test_forecast_demand_uses_the_model_only_where_it_beats_the_recent_mean() -> None:
     """A strong weekly pattern over a year: the global model beats the flat recent mean in the
     backtest and forecasts the pattern; a product with two weeks of sales gets the fallback."""
-    days = pd.date_range("2025-07-01", "2026-06-30", freq="D")
+    days = pd.date_range(end=pd.Timestamp(END), periods=365, freq="D")
     rng = np.random.default_rng(0)
     frames = [
         pd.DataFrame(
