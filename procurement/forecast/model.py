@@ -43,7 +43,7 @@ class ModelParams:
     conformal_windows: int = 8  # backtest windows that calibrate intervals, trust and policy
     max_history: int | None = 730  # periods per series used for training
     max_train_rows: int = 1_200_000  # LightGBM sees a random sample of at most this many rows
-    backtest_series: int = 1_000  # the calibration backtest runs on a sample of this many series
+    backtest_series: int = 500  # the calibration backtest runs on a sample of this many series
     seed: int = 42
 
     def lgbm(self) -> lgb.LGBMRegressor:
