@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from procurement.forecast.calibration import t_stat
+
 NEVER_WAIT = 1.0  # a min_confidence no stated probability reaches (they stop at 99.5%)
 CONFIDENCE_GRID = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
 SAVING_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
@@ -201,7 +203,7 @@ def choose_policy(replayed: pd.DataFrame) -> tuple[Policy, list[dict[str, Any]]]
             gain = 100 * float(realized.mean()) if len(realized) else 0.0
             waits = int((day[keep] > 0).sum())
             per_window = pd.Series(realized).groupby(window).mean()
-            consistent = len(per_window) >= 3 and _t(per_window) > MIN_POLICY_T
+            consistent = len(per_window) >= 3 and t_stat(per_window) > MIN_POLICY_T
             table.append(
                 {
                     "min_confidence": pol.min_confidence,
@@ -245,13 +247,6 @@ def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
             "median_saving_pct": g["saving"].median(),
         }
     ).reset_index()
-
-
-def _t(values: pd.Series) -> float:
-    sd = float(values.std(ddof=1))
-    if not np.isfinite(sd) or sd == 0:
-        return np.inf if values.mean() > 0 else 0.0
-    return float(values.mean() / (sd / np.sqrt(len(values))))
 
 
 def _reason(wait: bool, date: pd.Timestamp, saving_pct: float, conf: float, trend: float) -> str:

@@ -77,7 +77,8 @@ BLENDS: tuple[tuple[float, float], ...] = (
 NAIVE: tuple[float, float] = (0.0, 0.0)
 
 
-def _t_stat(gains: pd.Series) -> float:
+def t_stat(gains: pd.Series) -> float:
+    """Mean over its standard error (inf for a positive mean with no spread)."""
     if len(gains) < 2:
         return 0.0
     se = gains.std(ddof=1) / np.sqrt(len(gains))
@@ -170,7 +171,7 @@ def choose_blend(
         best, best_gain = NAIVE, 0.0
         for b in blends:
             g = select(per_sw[b])
-            if _t_stat(g) > min_t and g.mean() > best_gain:
+            if t_stat(g) > min_t and g.mean() > best_gain:
                 best, best_gain = b, float(g.mean())
         return best
 
@@ -181,9 +182,9 @@ def choose_blend(
         out[f"group:{name}"] = b if b != NAIVE else company
 
     # series x windows x blends
-    cube = np.stack([per_sw[b].droplevel(2).unstack(level=1) for b in blends], axis=2).astype(float)
-    series = per_sw[blends[0]].droplevel(2).unstack(level=1).index
-    windows = per_sw[blends[0]].droplevel(2).unstack(level=1).columns
+    wide = {b: per_sw[b].droplevel(2).unstack(level=1) for b in blends}
+    cube = np.stack([wide[b] for b in blends], axis=2).astype(float)
+    series, windows = wide[blends[0]].index, wide[blends[0]].columns
     index_of = {b: i for i, b in enumerate(blends)}
     inherited = np.array(
         [
@@ -342,14 +343,14 @@ class Calibration:
             scale={k: float(v) for k, v in scale.items()}, pools=pools, vol_window=vol_window
         )
         if "model" in pools and "pool" in cv:
-            calib._fit_isotonic(cv[cv["pool"]], frame)
+            calib._fit_isotonic(cv[cv["pool"]], frame, rs)
         return calib
 
-    def _fit_isotonic(self, cv: pd.DataFrame, frame: pd.DataFrame) -> None:
+    def _fit_isotonic(self, cv: pd.DataFrame, frame: pd.DataFrame, rs: pd.DataFrame) -> None:
         """Make "X% likely" mean X% on the backtest: an isotonic map from the stated probability
         to the observed frequency of a later day being cheaper than the first, for the products
         that follow a model (those at their last price stay centred on even odds)."""
-        rows = self.replay(cv, frame)
+        rows = self.replay(cv, frame, rs)
         g = rows.groupby("sku", sort=False)
         first_y = g["y"].transform("first")
         ok = (g.cumcount() > 0) & rows["y"].notna() & first_y.notna()
@@ -414,10 +415,14 @@ class Calibration:
         fc["expected_saving"] = np.where(h == 0, 0.0, first - y_pred - s * bias)
         return fc.drop(columns="_trusted")
 
-    def replay(self, cv: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    def replay(
+        self, cv: pd.DataFrame, frame: pd.DataFrame, rs: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """The backtest windows as a buyer would have seen them: one pseudo-product per
         (series, cutoff), with the columns of ``apply`` and the actual price ``y``."""
-        at_cut = recent_scale(frame, self.vol_window).rename(columns={"ds": "cutoff"})
+        if rs is None:  # the recent volatility of ``frame``, when the caller has not got it
+            rs = recent_scale(frame, self.vol_window)
+        at_cut = rs.rename(columns={"ds": "cutoff"})
         rows = cv.merge(at_cut, on=["unique_id", "cutoff"], how="left")
         rows = rows.assign(
             sku=rows["unique_id"].astype(str) + "@" + rows["cutoff"].astype(str),

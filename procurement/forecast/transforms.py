@@ -125,6 +125,17 @@ class AboveLow(_LevelTransform):
         return _level_vs_window(data, indptr, self.window, np.fmin)
 
 
+def _drops(
+    data: np.ndarray, indptr: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, their series' starts, where the change falls below ``-threshold`` and the
+    position of the last such drop up to each position (-1 before any)."""
+    idx = np.arange(len(data))
+    drop = np.nan_to_num(np.asarray(data, dtype=np.float64), nan=0.0) < -threshold
+    last = np.maximum.accumulate(np.where(drop, idx, -1))
+    return idx, _group_starts(indptr, len(data)), drop, last
+
+
 class SinceDrop(_LevelTransform):
     """Periods since the last change below ``-threshold`` typical moves (capped at ``window``):
     promotions come back on cycles that drift, so the time since the last one is what counts."""
@@ -134,12 +145,7 @@ class SinceDrop(_LevelTransform):
         self.window = window
 
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-        n = len(data)
-        idx = np.arange(n)
-        starts = _group_starts(indptr, n)
-        x = np.asarray(data, dtype=np.float64)
-        drop = np.nan_to_num(x, nan=0.0) < -self.threshold
-        last = np.maximum.accumulate(np.where(drop, idx, -1))
+        idx, starts, _, last = _drops(data, indptr, self.threshold)
         since = np.where(last >= starts, idx - last, self.window)
         return np.minimum(since, self.window).astype(np.float64)
 
@@ -154,11 +160,7 @@ class DropGap(_LevelTransform):
         self.window = window
 
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-        n = len(data)
-        idx = np.arange(n)
-        starts = _group_starts(indptr, n)
-        drop = np.nan_to_num(np.asarray(data, dtype=np.float64), nan=0.0) < -self.threshold
-        last = np.maximum.accumulate(np.where(drop, idx, -1))
+        idx, starts, drop, last = _drops(data, indptr, self.threshold)
         before = np.r_[-1, last[:-1]]  # last drop strictly before each position
         gap_at = np.where(drop & (before >= starts), idx - before, self.window)
         has = last >= starts
