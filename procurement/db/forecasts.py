@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from procurement.db.models import PriceForecast
 
-COLUMNS = ["sku", "date", "y_pred", "lo_80", "hi_80", "lo_95", "hi_95", "p_cheaper"]
+COLUMNS = ["sku", "date", "y_pred", "lo_80", "hi_80", "lo_95", "hi_95", "p_cheaper", "expected_saving"]
 
 
 def store_forecast(session: Session, tenant_id: int, version: str, fc: pd.DataFrame) -> int:

@@ -175,6 +175,7 @@ class PriceForecast(Base):
     lo_95: Mapped[float] = mapped_column(Double)
     hi_95: Mapped[float] = mapped_column(Double)
     p_cheaper: Mapped[float] = mapped_column(Double)
+    expected_saving: Mapped[float] = mapped_column(Double)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
 
 
