@@ -3,6 +3,8 @@
 Shared page setup lives in pages/common.py; pages call the library, never SQL or LightGBM.
 """
 
+import datetime as dt
+import hashlib
 import logging
 
 import streamlit as st
@@ -30,20 +32,54 @@ try:
 except SQLAlchemyError as exc:
     db_down(exc)
 failed_before = {u: c["failed_login_attempts"] for u, c in creds["usernames"].items()}
+COOKIE_NAME = "procurement_auth"
 authenticator = stauth.Authenticate(
     creds,
-    "procurement_auth",
+    COOKIE_NAME,
     auth.cookie_key(settings),
     settings.cookie_expiry_days,
     auto_hash=False,
 )
 
+# The login cookie is written in the browser by the CookieManager component (an iframe). The
+# authenticator renders that component once, in the run that handled the login (or the logout),
+# and the browser writes the cookie only once the iframe has loaded. The next run (the page
+# after login, the component's own report of the cookies, any click) no longer renders it, so
+# the iframe is removed; under load it takes longer to load than that, and the cookie was never
+# written (a reload then asked to log in again). So a cookie write waits in the session and is
+# rendered on every run, at the same place, until the component answers that the browser did it.
+_cookie = authenticator.cookie_controller.cookie_model
+_COOKIE_WRITE = "_auth_cookie_write"
 
-@st.fragment(run_every=1)
-def _continue_shortly() -> None:
-    if st.session_state.pop("_signed_in_shown", False):
-        st.rerun(scope="app")
-    st.session_state["_signed_in_shown"] = True
+
+def _queue_cookie_write(method: str) -> None:
+    if method == "set":
+        if _cookie.cookie_expiry_days == 0:
+            return
+        _cookie.exp_date = _cookie._set_exp_date()
+        expires = dt.datetime.fromtimestamp(_cookie.exp_date).isoformat()
+        st.session_state[_COOKIE_WRITE] = ("set", _cookie._token_encode(), expires)
+    else:
+        st.session_state[_COOKIE_WRITE] = ("delete", None, None)
+
+
+_cookie.set_cookie = lambda: _queue_cookie_write("set")
+_cookie.delete_cookie = lambda: _queue_cookie_write("delete")
+
+
+def _write_cookie() -> None:
+    """Render the waiting cookie write, if any; it is done when the browser reports it done."""
+    pending = st.session_state.get(_COOKIE_WRITE)
+    if pending is None:
+        return
+    method, token, expires = pending
+    args: dict = {"cookie": COOKIE_NAME}
+    if method == "set":
+        args |= {"value": token, "options": {"path": "/", "expires": expires, "sameSite": "strict"}}
+    # one key per write, so an earlier write's answer is not taken for this one
+    key = "auth_cookie_" + hashlib.sha256(repr(pending).encode()).hexdigest()[:16]
+    if _cookie.cookie_manager.cookie_manager(method=method, key=key, default=False, **args):
+        st.session_state.pop(_COOKIE_WRITE, None)
 
 
 def login_page() -> None:
@@ -63,13 +99,15 @@ def login_page() -> None:
             if principal is not None:
                 auth.record_login(s, principal.username, True, settings)
         st.session_state["principal"] = principal
-        # Not st.rerun() at once: the authenticator writes the login cookie through a component
-        # that must reach the browser first, or a reload or deep link asks to log in again.
-        st.success("Signed in.")
-        _continue_shortly()
-        return
+        st.session_state.pop("_signed_out_changed", None)
+        st.rerun()  # the login cookie is written from the next runs on (_write_cookie)
     if status is False:
         st.error("Wrong username or password, or the account is locked.")
+    if st.session_state.get("_signed_out_changed"):
+        st.warning(
+            "You have been signed out: your account was changed. Log in again, or ask your "
+            "administrator."
+        )
     st.caption(
         "No account? Ask your administrator. Demo logins are printed by the first `make run`."
     )
@@ -79,10 +117,8 @@ if signed_in and current is None:
     log.warning("signed out %s: the account was deactivated, locked or removed", signed_in)
     authenticator.logout(location="unrendered")  # also deletes the login cookie
     st.session_state.pop("principal", None)
-    st.warning(
-        "You have been signed out: your account was changed. Log in again, or ask your "
-        "administrator."
-    )
+    st.session_state["_signed_out_changed"] = True  # said on the login page until the next login
+_write_cookie()
 principal: auth.Principal | None = current
 if principal is not None:
     st.session_state["principal"] = principal  # the pages read the fresh role and company here
@@ -112,6 +148,8 @@ with st.sidebar:
         key="logout_button",
         callback=lambda _: st.session_state.pop("principal", None),
     )
+if not st.session_state.get("authentication_status"):
+    st.rerun()  # logged out: the login page, and the cookie's deletion (_write_cookie)
 try:
     with monitoring.timed("page_render", page.title, engine()):  # exported by the sidecar
         page.run()
