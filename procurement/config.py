@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,14 @@ class Settings(BaseSettings):
     concept_drift_threshold: float = Field(1.5, gt=0)
     concept_drift_min_actuals: int = Field(20, ge=1)
     log_format: str = Field("text", description="text | json (one JSON object per line)")
+    # Assistant (see README, "Assistant"): the offline engine needs no network; "llm" calls an
+    # OpenAI-compatible chat endpoint with tool calling (e.g. a local Ollama at .../v1)
+    assistant_engine: Literal["offline", "llm"] = "offline"
+    assistant_url: str = "http://127.0.0.1:11434/v1"
+    assistant_model: str = "llama3.1"
+    assistant_api_key: SecretStr | None = None
+    assistant_timeout: float = Field(30.0, gt=0, description="seconds per request to the LLM")
+    assistant_max_rounds: int = Field(5, ge=1, description="tool-call rounds per question")
 
     @field_validator("database_url")
     @classmethod

@@ -43,7 +43,7 @@ from procurement.data.importers import (
 )
 from procurement.db import catalog, history
 from procurement.db import orders as q
-from procurement.db.models import PurchaseOrder
+from procurement.db.models import PurchaseOrder, PurchaseOrderEvent, PurchaseOrderLine
 from procurement.recommend import Policy, recommend
 
 log = logging.getLogger(__name__)
@@ -887,3 +887,80 @@ def run_order_backtest(
         horizon=settings.horizon,
         progress=progress,
     )
+
+
+# --- one draft on request (the assistant) ------------------------------------------------------
+
+
+def draft_order(
+    actor: Principal,
+    *,
+    session: Session,
+    tenant: str,
+    sku: str,
+    quantity: float,
+    note: str = "",
+    order_date: dt.date | None = None,
+) -> PurchaseOrder:
+    """A draft order for ``quantity`` of one product from its supplier, at its latest price,
+    dated ``order_date`` (default: the day after the company's newest price, the first forecast
+    day). The quantity is raised to the supplier's pack size and minimums, and the line says so.
+    The draft is marked as a person's (``edited_by``), so refreshes keep it; it is never
+    approved or sent here: it waits on the Orders page."""
+    ten = authorized_tenant(session, tenant, actor, "orders")
+    if not (isinstance(quantity, int | float) and math.isfinite(quantity) and quantity > 0):
+        raise ValueError("quantity must be a number > 0")
+    items = _items(session, ten.id)
+    hit = items[items["sku"] == sku]
+    if hit.empty:
+        raise q.NoSuchOrder(f"no product {sku!r} in this company")
+    item = hit.iloc[0]
+    from procurement.buying import price_history
+
+    own = price_history(session, ten.id, sku, days=1)
+    if own.empty:
+        raise ValueError(f"{sku} has no price yet: import its prices first")
+    last = own.iloc[-1]
+    price = float(last["price"])
+    day = order_date or (pd.Timestamp(last["date"]).date() + dt.timedelta(days=1))
+    qty, qty_note = _round_quantity(
+        float(quantity),
+        float(item.get("pack_size", 1.0) or 1.0),
+        float(item.get("min_qty", 0.0) or 0.0),
+        float(item.get("min_value", 0.0) or 0.0),
+        price,
+    )
+    lead = int(item["lead_time_days"])
+    parts = [
+        note.strip() or f"requested by {actor.username}",
+        f"latest price {price:,.2f} on {pd.Timestamp(last['date']):%Y-%m-%d}",
+    ]
+    if qty_note:
+        parts.append(f"{float(quantity):g} asked, {qty_note}")
+    reason = "; ".join(parts)
+    sups = q.supplier_ids(session, ten.id)
+    order = PurchaseOrder(
+        tenant_id=ten.id,
+        supplier_id=sups.get(str(item["supplier"])) if pd.notna(item["supplier"]) else None,
+        order_date=day,
+        status="draft",
+        currency=str(item.get("currency") or "USD")[:3],
+        created_by=actor.username[:100],
+        edited_by=actor.username[:100],
+    )
+    order.lines.append(
+        PurchaseOrderLine(
+            product_id=q.product_ids(session, ten.id)[sku],
+            quantity=qty,
+            unit_price=price,
+            delivery_date=day + dt.timedelta(days=lead),
+            reason=(reason[0].upper() + reason[1:])[:500],
+        )
+    )
+    order.events.append(
+        PurchaseOrderEvent(status="draft", actor=actor.username[:100], note="drafted on request")
+    )
+    session.add(order)
+    session.flush()
+    log.info("%s: draft order %d for %g %s by %s", tenant, order.id, qty, sku, actor.username)
+    return order

@@ -378,3 +378,20 @@ class PurchaseOrderEvent(Base):
     actor: Mapped[str] = mapped_column(String(100))
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
     note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class AssistantMessage(Base):
+    """One turn of a user's conversation with the assistant, in one company: the question or
+    the answer, with the tool calls made and the sources of the answer's numbers."""
+
+    __tablename__ = "assistant_message"
+    __table_args__ = (Index("ix_assistant_message_tenant_user", "tenant_id", "username", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    username: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(10))  # user | assistant
+    content: Mapped[str] = mapped_column(Text)
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    sources: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
