@@ -1,6 +1,6 @@
 """procurement: entry point. Login, then navigation over the pages the user's role may see.
 
-Shared page setup lives in pages/common.py; pages call the library, never SQL or LightGBM.
+Shared page setup lives in ui/page.py; pages call the library, never SQL or LightGBM.
 """
 
 import datetime as dt
@@ -11,10 +11,10 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from sqlalchemy.exc import SQLAlchemyError
 
-from pages.common import db_down, db_error, engine, plain
 from procurement import auth, monitoring
 from procurement.config import get_settings
-from procurement.db import session
+from procurement.db import open_session
+from ui.page import db_down, db_error, engine, plain
 
 st.set_page_config(page_title="procurement", page_icon=":material/shopping_cart:", layout="wide")
 settings = get_settings()
@@ -24,7 +24,7 @@ signed_in = (
     st.session_state.get("username") if st.session_state.get("authentication_status") else None
 )
 try:
-    with session(engine()) as s:
+    with open_session(engine()) as s:
         creds = auth.credentials(s, settings)
         # Who is signed in is read again on every run (one look-up by the unique username), so a
         # user deactivated, locked or demoted since logging in loses that access at the next click.
@@ -91,10 +91,10 @@ def login_page() -> None:
     # streamlit-authenticator counts failures in the dict it was given; persist them with a lockout
     for user, c in creds["usernames"].items():
         if c.get("failed_login_attempts", 0) > failed_before.get(user, 0):
-            with session(engine()) as s, s.begin():
+            with open_session(engine()) as s, s.begin():
                 auth.record_login(s, user, False, settings)
     if status is True:
-        with session(engine()) as s, s.begin():
+        with open_session(engine()) as s, s.begin():
             principal = auth.principal_for(s, st.session_state["username"], settings)
             if principal is not None:
                 auth.record_login(s, principal.username, True, settings)

@@ -5,17 +5,21 @@ this page only leaves out what the signed-in administrator may not do."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import engine, plain
-from procurement import auth
-from procurement.db import session
+from procurement import actions
+from procurement.auth import ROLES, PermissionDenied, Principal
+from procurement.db import open_session
+from ui.page import engine, plain
 
 st.title("Admin")
-principal: auth.Principal = st.session_state["principal"]
-auth.authorize(principal, "admin")  # the page is only listed for admins; refuse direct loads too
-
-with session(engine()) as s:
-    tenants = auth.visible_tenants(s, principal)
-    users = auth.users_managed_by(s, principal)
+principal: Principal = st.session_state["principal"]
+try:
+    # the page is only listed for administrators; the actions refuse direct loads too
+    with open_session(engine()) as s:
+        users = actions.users(principal, session=s)
+        tenants = actions.companies(principal, session=s)
+except PermissionDenied as exc:
+    st.error(plain(exc))
+    st.stop()
 names = {t.id: t.slug for t in tenants}
 st.subheader("Users" if principal.is_global_admin else f"Users of {names[principal.tenant_id]}")
 st.dataframe(
@@ -41,10 +45,10 @@ st.dataframe(
 def _act(action) -> bool:  # type: ignore[no-untyped-def]
     """Run one change in its own transaction; show a refusal or a bad value as plain text."""
     try:
-        with session(engine()) as s, s.begin():
+        with open_session(engine()) as s, s.begin():
             action(s)
         return True
-    except (ValueError, auth.PermissionDenied) as exc:
+    except (ValueError, PermissionDenied) as exc:
         st.error(plain(exc))
         return False
 
@@ -56,38 +60,44 @@ with left, st.form("new_user", clear_on_submit=True):
     st.markdown("**New user**")
     username = st.text_input("Username")
     name = st.text_input("Name")
-    role = st.selectbox("Role", auth.ROLES, index=1)
+    role = st.selectbox("Role", ROLES, index=1)
     company = st.selectbox(
         "Company", companies, format_func=lambda x: x or "all (global administrators only)"
     )
     password = st.text_input("Initial password (10+ characters)", type="password")
-    if st.form_submit_button("Create user"):
-        tid = next((i for i, slug in names.items() if slug == company), None)
-        if _act(
-            lambda s: auth.add_user(s, username, password, role, tid, actor=principal, name=name)
-        ):
-            st.success(plain(f"User {username.strip().lower()} created"))
+    if st.form_submit_button("Create user") and _act(
+        lambda s: actions.add_user(
+            principal,
+            session=s,
+            username=username,
+            password=password,
+            role=role,
+            tenant=company,
+            name=name,
+        )
+    ):
+        st.success(plain(f"User {username.strip().lower()} created"))
 
 with right:
     st.markdown("**Existing user**")
     who = st.selectbox("User", [u.username for u in users], key="admin_user")
     new_pw = st.text_input("New password", type="password", key="admin_pw")
-    new_role = st.selectbox("Role", auth.ROLES, key="admin_role")
+    new_role = st.selectbox("Role", ROLES, key="admin_role")
     c1, c2, c3, c4 = st.columns(4)
     if c1.button("Reset password", key="reset_pw") and _act(
-        lambda s: auth.set_password(s, who, new_pw, actor=principal)
+        lambda s: actions.set_password(principal, session=s, username=who, password=new_pw)
     ):
         st.success("Password reset; the account is unlocked.")
     if c2.button("Deactivate", key="deactivate") and _act(
-        lambda s: auth.set_active(s, who, False, actor=principal)
+        lambda s: actions.set_active(principal, session=s, username=who, active=False)
     ):
         st.rerun()
     if c3.button("Activate", key="activate") and _act(
-        lambda s: auth.set_active(s, who, True, actor=principal)
+        lambda s: actions.set_active(principal, session=s, username=who, active=True)
     ):
         st.rerun()
     if c4.button("Set role", key="set_role") and _act(
-        lambda s: auth.set_role(s, who, new_role, actor=principal)
+        lambda s: actions.set_role(principal, session=s, username=who, role=new_role)
     ):
         st.rerun()
 
@@ -97,6 +107,6 @@ if principal.is_global_admin:
         slug = st.text_input("Short name (lowercase letters, digits, dashes)")
         cname = st.text_input("Name")
         if st.form_submit_button("Create company") and _act(
-            lambda s: auth.create_company(s, slug, cname, actor=principal)
+            lambda s: actions.create_company(principal, session=s, slug=slug, name=cname)
         ):
             st.success(plain(f"Company {slug.strip().lower()} created"))

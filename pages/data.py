@@ -1,8 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import engine, page_setup, plain
-from procurement import ingest
+from procurement import actions
+from procurement.auth import PermissionDenied
 from procurement.config import get_settings
 from procurement.data.importers import (
     FileFormat,
@@ -12,7 +12,9 @@ from procurement.data.importers import (
     read_table,
     split_valid,
 )
-from procurement.db import history, session
+from procurement.db import open_session
+from procurement.ingest import NeedsConfirmation
+from ui.page import engine, page_setup, plain
 
 ctx = page_setup("Data", need_model=False)
 can_import = ctx.principal.can("import")
@@ -166,18 +168,20 @@ else:
                 if st.button("Import", type="primary", key="do_import"):
                     bar = st.progress(0.0, text="storing")
                     try:
-                        done = ingest.import_prices(
-                            engine(),
-                            ctx.tenant,
-                            clean,
-                            f"upload:{up.name}",
-                            ctx.principal,
-                            confirm_outliers=confirm,
-                            progress=lambda d, t: bar.progress(
-                                d / max(t, 1), text=f"{d:,} of {t:,}"
-                            ),
-                        )
-                    except ingest.NeedsConfirmation as exc:
+                        with open_session(engine()) as s:
+                            done = actions.import_prices(
+                                ctx.principal,
+                                session=s,
+                                tenant=ctx.tenant,
+                                prices=clean,
+                                source=f"upload:{up.name}",
+                                confirm_outliers=confirm,
+                                rejected=res["dropped"],
+                                progress=lambda d, t: bar.progress(
+                                    d / max(t, 1), text=f"{d:,} of {t:,}"
+                                ),
+                            )
+                    except NeedsConfirmation as exc:
                         bar.empty()
                         st.warning(
                             "Nothing was stored: these prices are far from the product's recent "
@@ -198,8 +202,8 @@ else:
                         )
 
 st.subheader("Supplier APIs and web pages")
-with session(engine()) as s:
-    sources = ingest.list_sources(s, ctx.tenant_id)
+with open_session(engine()) as s:
+    sources = actions.data_sources(ctx.principal, session=s, tenant=ctx.tenant)
 if not sources:
     st.caption(
         "No sources yet. Add one with `python -m procurement source api|web NAME --config FILE.json`."
@@ -208,8 +212,8 @@ for src in sources:
     c1, c2 = st.columns([4, 1])
     c1.markdown(f"**{plain(src.name)}** ({src.kind}) - last run {src.last_run_at or 'never'}")
     if can_import and c2.button("Fetch now", key=f"fetch_{src.id}"):
-        with st.spinner(f"Fetching {src.name}..."):
-            run = ingest.run_source(engine(), ctx.tenant, src.name, ctx.principal)
+        with st.spinner(f"Fetching {src.name}..."), open_session(engine()) as s:
+            run = actions.fetch_source(ctx.principal, session=s, tenant=ctx.tenant, name=src.name)
         (st.success if run.status == "ok" else st.warning)(
             plain(
                 f"{run.status}: {run.rows_added} added, {run.rows_updated} updated, "
@@ -218,8 +222,8 @@ for src in sources:
         )
 
 st.subheader("Ingestion runs")
-with session(engine()) as s:
-    log = history.import_log(s, ctx.tenant_id)
+with open_session(engine()) as s:
+    log = actions.import_log(ctx.principal, session=s, tenant=ctx.tenant)
 st.dataframe(
     log[
         [
@@ -252,7 +256,10 @@ if can_import and len(undoable):
     )
     if c2.button("Undo", key="undo_import"):
         try:
-            undo = ingest.undo_import(engine(), ctx.tenant, int(run_id), ctx.principal)
+            with open_session(engine()) as s:
+                undo = actions.undo_import(
+                    ctx.principal, session=s, tenant=ctx.tenant, run_id=int(run_id)
+                )
             st.success(plain(undo.source))
-        except ValueError as exc:
+        except (ValueError, PermissionDenied) as exc:
             st.error(plain(exc))

@@ -6,11 +6,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages.common import engine, page_setup
-from procurement import monitoring
+from procurement import actions
 from procurement.config import get_settings
-from procurement.db import monitoring as mdb
-from procurement.db import session
+from procurement.db import open_session
+from ui.page import engine, page_setup
 
 ctx = page_setup("Model health")
 st_settings = get_settings()
@@ -25,14 +24,16 @@ def _num(value: object, fmt: str = "{:.2f}") -> str:
 if ctx.principal.can("retrain") and st.button(
     "Check drift now", icon=":material/monitor_heart:", key="check_drift"
 ):
-    with st.spinner("Comparing the latest weeks with the training window..."):
-        result = monitoring.check_drift(engine(), st_settings, ctx.tenant)
+    with (
+        st.spinner("Comparing the latest weeks with the training window..."),
+        open_session(engine()) as s,
+    ):
+        result = actions.check_drift(ctx.principal, session=s, tenant=ctx.tenant)
     if result is not None and result.retrain_run is not None:
         st.toast(f"Drift is above the threshold: retrain {result.retrain_run} queued.")
 
-with session(engine()) as s:
-    hist = mdb.drift_history(s, ctx.tenant_id)
-    retrains = mdb.drift_retrains(s, ctx.tenant_id)
+with open_session(engine()) as s:
+    hist, retrains = actions.drift_history(ctx.principal, session=s, tenant=ctx.tenant)
 
 meta = ctx.metadata or {}
 m = meta.get("metrics") or {}

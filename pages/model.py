@@ -1,16 +1,17 @@
 import pandas as pd
 import streamlit as st
 
-from pages.charts import importance_bars, metric_bars
-from pages.common import engine, page_setup, plain
-from procurement import retrain
-from procurement.config import get_settings
-from procurement.db import runs, session
-from procurement.db.models import ModelRun
+from procurement import actions
+from procurement.auth import PermissionDenied
+from procurement.db import open_session
+from procurement.db.runs import ACTIVE, DONE
 from procurement.forecast import store
+from ui.charts import importance_bars, metric_bars
+from ui.page import engine, page_setup, plain
 
 ctx = page_setup("Model", need_model=False)
-st_settings = get_settings()
+if flash := st.session_state.pop("model_flash", None):
+    st.success(flash, icon=":material/check_circle:")
 
 
 def train_here() -> None:
@@ -21,17 +22,16 @@ def train_here() -> None:
         def progress(frac: float, msg: str) -> None:
             bar.progress(min(max(frac, 0.0), 1.0), text=msg)
 
-        run_id = retrain.process_next(
-            engine(), st_settings, tenant_id=ctx.tenant_id, progress=progress
-        )
-        if run_id is None:
+        with open_session(engine()) as s:
+            run = actions.train_queued(
+                ctx.principal, session=s, tenant=ctx.tenant, progress=progress
+            )
+        if run is None:
             status.update(
                 label="Another training is running; your request is queued.", state="running"
             )
             return
-        with session(engine()) as s:
-            run = s.get(ModelRun, run_id)
-        if run.status == "done":
+        if run.status == DONE:
             status.update(label=f"Model {run.version} is now in use", state="complete")
         else:
             status.update(label=plain(f"Retraining {run.status}: {run.message}"), state="error")
@@ -42,8 +42,10 @@ def train_here() -> None:
 if ctx.principal.can("retrain") and st.button(
     "Retrain", type="primary", icon=":material/refresh:", key="retrain"
 ):
-    run_id, created = retrain.request(engine(), ctx.tenant, ctx.principal)
-    if retrain.scheduler_alive(engine()):
+    with open_session(engine()) as s:
+        run_id, created = actions.request_retrain(ctx.principal, session=s, tenant=ctx.tenant)
+        sidecar = actions.scheduler_running(ctx.principal, session=s)
+    if sidecar:
         st.toast(
             "Retrain queued: the scheduler picks it up within seconds."
             if created
@@ -55,9 +57,10 @@ if ctx.principal.can("retrain") and st.button(
 
 @st.fragment(run_every=2)
 def run_status() -> None:
-    with session(engine()) as s:
-        recent = runs.list_runs(s, ctx.tenant_id, limit=10)
-    active = [r for r in recent if r.status in ("queued", "running")]
+    with open_session(engine()) as s:
+        recent = actions.training_runs(ctx.principal, session=s, tenant=ctx.tenant, limit=10)
+        in_use = actions.current_version(ctx.principal, session=s, tenant=ctx.tenant)
+    active = [r for r in recent if r.status in ACTIVE]
     for r in active:
         if r.status == "running":
             st.progress(
@@ -69,7 +72,9 @@ def run_status() -> None:
                 f"Retrain queued by {r.requested_by} at {r.requested_at:%H:%M:%S}",
                 icon=":material/schedule:",
             )
-    if active and ctx.version != store.current_version(st_settings.model_dir, ctx.tenant):
+    if in_use != ctx.version:
+        # a new model went live (here, in the sidecar, or by a rollback): reload the page with it
+        st.session_state["model_flash"] = f"Model {in_use} is now in use."
         st.rerun()  # a new model went live: reload the page with it
     if recent:
         with st.expander("Training runs", expanded=bool(active)):
@@ -120,7 +125,7 @@ with left:
     st.subheader("Backtest against naive forecasts")
     rows = [{"forecast": k, **m[k]} for k in ("model", "naive", "seasonal_naive")]
     st.altair_chart(metric_bars(pd.DataFrame(rows)), width="stretch")
-    windows = m.get("backtest_windows", st_settings.conformal_windows)
+    windows = m.get("backtest_windows", "the")
     trusted = m.get("trusted_products")
     pol = m.get("policy") or {}
     followed = (
@@ -149,7 +154,8 @@ with right:
         st.altair_chart(importance_bars(imp), width="stretch")
 
 st.subheader("Versions")
-versions = store.list_versions(st_settings.model_dir, ctx.tenant)
+with open_session(engine()) as s:
+    versions = actions.model_versions(ctx.principal, session=s, tenant=ctx.tenant)
 table = pd.DataFrame(
     [
         {
@@ -170,9 +176,9 @@ if older and ctx.principal.can("retrain"):
     target = c1.selectbox("Roll back to", older, key="rollback_to")
     if c2.button("Roll back", key="rollback"):
         try:
-            store.set_current(st_settings.model_dir, ctx.tenant, target)
-        except store.ModelStoreError as exc:
+            with open_session(engine()) as s:
+                actions.rollback(ctx.principal, session=s, tenant=ctx.tenant, version=target)
+        except (store.ModelStoreError, PermissionDenied) as exc:
             st.error(plain(f"Cannot roll back: {exc}"))
         else:
-            retrain.refresh_forecasts(engine(), st_settings, ctx.tenant, target)
             st.rerun()

@@ -8,10 +8,11 @@ from typing import Any
 
 import streamlit as st
 
-from pages.common import engine, page_setup, plain
-from procurement import orders
+from procurement import actions
 from procurement.auth import PermissionDenied
-from procurement.db import session
+from procurement.db import open_session
+from procurement.orders import STATUSES
+from ui.page import engine, page_setup, plain
 
 ctx = page_setup("Orders", need_model=False)
 can_act = ctx.principal.can("orders")
@@ -20,7 +21,7 @@ can_act = ctx.principal.can("orders")
 def act(fn: Callable[..., Any], done: str, **kw: Any) -> None:
     """Run one library action in its own transaction; show its error, or rerun with ``done``."""
     try:
-        with session(engine()) as s, s.begin():
+        with open_session(engine()) as s, s.begin():
             fn(ctx.principal, session=s, tenant=ctx.tenant, **kw)
     except (PermissionDenied, ValueError, LookupError) as exc:
         st.error(plain(exc))
@@ -40,7 +41,7 @@ if can_act:
         help="Replaces the drafts nobody edited; approved and edited orders stay as they are.",
     ):
         act(
-            lambda p, **kw: orders.propose_orders(p, model=ctx.model, **kw),
+            actions.propose_orders,
             "Draft orders refreshed.",
         )
 else:
@@ -48,10 +49,10 @@ else:
 
 c1, c2 = st.columns(2)
 statuses = c1.multiselect(
-    "Status", list(orders.STATUSES), default=["draft", "approved", "sent"], key="order_status"
+    "Status", list(STATUSES), default=["draft", "approved", "sent"], key="order_status"
 )
-with session(engine()) as s:
-    table = orders.list_orders(ctx.principal, session=s, tenant=ctx.tenant, statuses=statuses)
+with open_session(engine()) as s:
+    table = actions.list_orders(ctx.principal, session=s, tenant=ctx.tenant, statuses=statuses)
 suppliers = sorted(x for x in table["supplier"].dropna().unique())
 chosen = c2.multiselect("Supplier", suppliers, key="order_supplier")
 if chosen:
@@ -86,8 +87,8 @@ order_id = st.selectbox(
     ),
     key="order_id",
 )
-with session(engine()) as s:
-    view = orders.get_order(ctx.principal, session=s, tenant=ctx.tenant, order_id=int(order_id))
+with open_session(engine()) as s:
+    view = actions.get_order(ctx.principal, session=s, tenant=ctx.tenant, order_id=int(order_id))
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Supplier", view.supplier)
@@ -123,9 +124,9 @@ if draft:
                 view.lines["line_id"], view.lines["quantity"], edited["quantity"], strict=True
             ):
                 if float(new) != float(old):
-                    orders.edit_line(p, **kw, line_id=int(line_id), quantity=float(new))
+                    actions.edit_line(p, **kw, line_id=int(line_id), quantity=float(new))
             if new_date != view.order_date:
-                orders.set_order_date(p, **kw, order_date=new_date)
+                actions.set_order_date(p, **kw, order_date=new_date)
 
         act(save, f"Order {view.id} saved.", order_id=view.id)
 else:
@@ -133,15 +134,15 @@ else:
 
 if can_act:
     buttons = {
-        "draft": [("Approve", orders.approve, "approved"), ("Reject", orders.reject, "rejected")],
+        "draft": [("Approve", actions.approve, "approved"), ("Reject", actions.reject, "rejected")],
         "approved": [
-            ("Mark sent", orders.mark_sent, "marked sent"),
-            ("Received", orders.receive, "received; stock updated"),
-            ("Cancel", orders.reject, "cancelled"),
+            ("Mark sent", actions.mark_sent, "marked sent"),
+            ("Received", actions.receive, "received; stock updated"),
+            ("Cancel", actions.reject, "cancelled"),
         ],
         "sent": [
-            ("Received", orders.receive, "received; stock updated"),
-            ("Cancel", orders.reject, "cancelled"),
+            ("Received", actions.receive, "received; stock updated"),
+            ("Cancel", actions.reject, "cancelled"),
         ],
     }.get(view.status, [])
     cols = st.columns(max(len(buttons), 1) + 2)
@@ -150,9 +151,9 @@ if can_act:
             act(fn, f"Order {view.id} {what}.", order_id=view.id)
 
 d1, d2 = st.columns(2)
-with session(engine()) as s:
-    pdf = orders.export_pdf(ctx.principal, session=s, tenant=ctx.tenant, order_id=view.id)
-    csv = orders.export_csv(ctx.principal, session=s, tenant=ctx.tenant, order_id=view.id)
+with open_session(engine()) as s:
+    pdf = actions.export_pdf(ctx.principal, session=s, tenant=ctx.tenant, order_id=view.id)
+    csv = actions.export_csv(ctx.principal, session=s, tenant=ctx.tenant, order_id=view.id)
 d1.download_button(
     "Download PDF",
     pdf,

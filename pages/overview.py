@@ -1,7 +1,7 @@
 import streamlit as st
 
-from pages.common import advice_for, page_setup
 from procurement import buying
+from ui.page import advice_for, page_setup
 
 ctx = page_setup("Overview")
 recs = advice_for(ctx)

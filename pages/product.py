@@ -1,18 +1,29 @@
-import pandas as pd
+import math
+
 import streamlit as st
 
-from pages.charts import price_forecast
-from pages.common import advice_for, catalog_and_demand, engine, page_setup, plain
-from procurement import buying
-from procurement.config import get_settings
-from procurement.db import session
+from procurement import actions, buying
+from procurement.auth import Principal
+from procurement.db import open_session
+from ui.charts import price_forecast
+from ui.page import catalog_for, engine, page_setup, plain
 
 ctx = page_setup("Product")
 assert ctx.model is not None
-products, demand = catalog_and_demand(ctx.tenant_id, ctx.version)
-products = products[products["sku"].isin(ctx.model.products)]
-skus = products["sku"].tolist()
+products = catalog_for(ctx)
+forecastable = products[products["sku"].isin(ctx.model.last_price)]
+skus = forecastable["sku"].tolist()
 wanted = st.query_params.get("sku")
+if wanted and wanted not in skus:
+    if wanted in set(products["sku"]):
+        st.warning(
+            plain(
+                f"{wanted} has no forecast yet: it arrived after model {ctx.version} was "
+                "trained. Retrain on the Model page to include it."
+            )
+        )
+    else:
+        st.warning(plain(f"There is no product {wanted} in this company's catalog."))
 index = skus.index(wanted) if wanted in skus else 0
 names = dict(zip(products["sku"], products["name"], strict=True))
 sku = st.selectbox(
@@ -21,31 +32,32 @@ sku = st.selectbox(
 if st.query_params.get("sku") != sku:
     st.query_params["sku"] = sku
 row = products.set_index("sku").loc[sku]
-with session(engine()) as s:
-    hist = buying.price_history(s, ctx.tenant_id, sku, days=90)
-default_rec = advice_for(ctx).set_index("sku").loc[sku]
+with open_session(engine()) as s:
+    hist = actions.price_history(ctx.principal, session=s, tenant=ctx.tenant, sku=sku, days=90)
+    default = actions.product_advice(ctx.principal, session=s, tenant=ctx.tenant, sku=sku)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def driver_effects(_model, version: str | None, sku: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    return buying.driver_effects(_model, sku)
+def driver_effects(
+    principal: Principal, tenant: str, version: str | None, sku: str
+) -> list[tuple[str, str, float]]:
+    with open_session(engine()) as s:
+        return actions.driver_effects(principal, session=s, tenant=tenant, sku=sku)
 
 
 @st.fragment
 def what_if() -> None:
-    st_settings = get_settings()
-    policy = buying.advice_policy(ctx.model, st_settings.min_confidence, st_settings.min_saving_pct)
     left, right = st.columns([1, 3])
+    base = default.decision
     with left:
         st.markdown("**What if the drivers move?**")
         overrides = {}
-        drivers = buying.what_if_drivers(ctx.model, sku)
+        drivers = driver_effects(ctx.principal, ctx.tenant, ctx.version, sku)
         if not drivers:
             st.caption(
                 "This company's model uses no external drivers: prices follow their own history."
             )
-        effects = driver_effects(ctx.model, ctx.version, sku)
-        for key, label in drivers:
+        for key, label, effect in drivers:
             pct = st.slider(
                 f"{label}, % change over the horizon",
                 -30,
@@ -53,44 +65,51 @@ def what_if() -> None:
                 0,
                 1,
                 key=f"whatif_{key}",
-                help=f"Measured: +20% moves this product's last forecast by {effects[key]:+.1f}%.",
+                help=f"Measured: +20% moves this product's last forecast by {effect:+.1f}%.",
             )
             overrides[key] = 1 + pct / 100
-            if abs(effects[key]) < 0.5:
+            if abs(effect) < 0.5:
                 st.caption(
                     f"This product's price does not follow the {label.lower()}: "
-                    f"+20% moves its forecast by {effects[key]:+.1f}%."
+                    f"+20% moves its forecast by {effect:+.1f}%."
                 )
         st.markdown("**Your situation**")
-        dd = float(demand.get(sku, 0.0))
-        qty = st.number_input(
-            "Quantity needed", 0.0, value=float(round(dd * ctx.model.horizon)), step=1.0, key="qty"
-        )
+        qty = st.number_input("Quantity needed", 0.0, value=base.quantity, step=1.0, key="qty")
         on_hand = st.number_input(
             "Stock on hand",
             0.0,
-            value=float(row["on_hand"] if pd.notna(row["on_hand"]) else 0.0),
+            value=base.on_hand if math.isfinite(base.on_hand) else 0.0,
             step=1.0,
             key="on_hand",
+            help="Left at 0 when the catalog has no stock figure: then waiting is not capped.",
         )
-        lead = st.number_input(
-            "Lead time (days)",
-            0,
-            90,
-            int(row["lead_time_days"]) if pd.notna(row["lead_time_days"]) else 0,
-            key="lead",
-        )
+        lead = st.number_input("Lead time (days)", 0, 90, base.lead_time_days, key="lead")
         conf = st.slider(
             "How sure must a saving be?",
             50,
             99,
-            min(99, round(policy.min_confidence * 100)),
+            min(99, round(base.min_confidence * 100)),
             1,
             format="%d%%",
             key="conf",
         )
-    decision = buying.Decision(qty, on_hand, dd, lead, conf / 100)
-    fc, rec = buying.product_advice(ctx.model, sku, decision, overrides, policy.min_saving_pct)
+    unknown_stock = not math.isfinite(base.on_hand) and on_hand == 0
+    decision = buying.Decision(
+        qty, float("inf") if unknown_stock else on_hand, base.daily_demand, lead, conf / 100
+    )
+    if decision == base and not any(v != 1 for v in overrides.values()):
+        advice = default
+    else:
+        with open_session(engine()) as s:
+            advice = actions.product_advice(
+                ctx.principal,
+                session=s,
+                tenant=ctx.tenant,
+                sku=sku,
+                decision=decision,
+                overrides=overrides,
+            )
+    rec = advice.rec
     with right:
         if rec["buy_now"]:
             st.warning(f"**{rec['reason']}**", icon=":material/shopping_cart:")
@@ -105,19 +124,19 @@ def what_if() -> None:
             delta_color="inverse",
         )
         c3.metric("Saving for the quantity", f"{rec['saving_total']:,.0f}")
-        st.altair_chart(price_forecast(hist, fc, rec["buy_date"]), width="stretch")
+        st.altair_chart(price_forecast(hist, advice.forecast, rec["buy_date"]), width="stretch")
         st.caption(
             plain(
                 "Shaded: 80% and 95% intervals. Drag to pan, scroll to zoom. "
                 f"Unit: {row['unit']}, supplier: {row['supplier'] or '-'}, "
-                f"category: {row['category']}."
+                f"category: {row['category']}. Model {advice.version}, data to "
+                f"{advice.data_end:%d %b %Y}."
             )
         )
 
 
 what_if()
-if default_rec["buy_now"] is not None:
-    st.caption(f"Without what-if changes: {default_rec['reason']}.")
-record = buying.backtest_record(ctx.model, sku)
-if record:
-    st.caption(record)
+if default.rec["buy_now"] is not None:
+    st.caption(f"Without what-if changes: {default.rec['reason']}.")
+if default.record:
+    st.caption(default.record)

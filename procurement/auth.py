@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from procurement.config import MIN_COOKIE_KEY_LENGTH, PROJECT_ROOT, Settings
 from procurement.db import catalog
-from procurement.db.models import AppUser, LoginEvent, Tenant
+from procurement.db import users as user_db
+from procurement.db.models import AppUser, Tenant
 
 ROLES = ("admin", "buyer", "viewer")
 PERMISSIONS = {
@@ -77,7 +77,7 @@ def authorize(principal: Principal, action: str, tenant_id: int | None = None) -
 
 def authorized_tenant(session: Session, slug: str, principal: Principal, action: str) -> Tenant:
     """The company ``slug``, if it exists and ``principal`` may do ``action`` in it."""
-    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+    tenant = catalog.get_tenant(session, slug)
     if tenant is None:
         raise ValueError(f"unknown company {slug!r}")
     authorize(principal, action, tenant.id)
@@ -109,7 +109,7 @@ def create_user(
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if role != "admin" and tenant_id is None:
         raise ValueError("buyers and viewers belong to one company")
-    if not username or session.scalar(select(AppUser).where(AppUser.username == username)):
+    if not username or user_db.get_user(session, username) is not None:
         raise ValueError(f"username {username!r} is empty or taken")
     user = AppUser(
         username=username,
@@ -174,17 +174,7 @@ def _managed_user(session: Session, username: str, actor: Principal) -> AppUser:
 def _keep_a_global_admin(session: Session, user: AppUser) -> None:
     if user.role != "admin" or user.tenant_id is not None:
         return
-    others = session.scalar(
-        select(func.count())
-        .select_from(AppUser)
-        .where(
-            AppUser.role == "admin",
-            AppUser.tenant_id.is_(None),
-            AppUser.active.is_(True),
-            AppUser.id != user.id,
-        )
-    )
-    if not others:
+    if not user_db.other_active_global_admins(session, user):
         raise ValueError("the last active global administrator cannot be removed or demoted")
 
 
@@ -233,17 +223,14 @@ def create_company(session: Session, slug: str, name: str = "", *, actor: Princi
 
 
 def _user(session: Session, username: str) -> AppUser:
-    user = session.scalar(select(AppUser).where(AppUser.username == username.strip().lower()))
+    user = user_db.get_user(session, username)
     if user is None:
         raise ValueError(f"no user {username!r}")
     return user
 
 
 def list_users(session: Session, tenant_id: int | None = None) -> list[AppUser]:
-    stmt = select(AppUser).order_by(AppUser.username)
-    if tenant_id is not None:
-        stmt = stmt.where(AppUser.tenant_id == tenant_id)
-    return list(session.scalars(stmt))
+    return user_db.list_users(session, tenant_id)
 
 
 def may_log_in(user: AppUser, settings: Settings, now: dt.datetime | None = None) -> bool:
@@ -257,7 +244,7 @@ def may_log_in(user: AppUser, settings: Settings, now: dt.datetime | None = None
 def credentials(session: Session, settings: Settings) -> dict:
     """The credentials dict streamlit-authenticator wants, holding only users who may log in."""
     users = {}
-    for u in session.scalars(select(AppUser)):
+    for u in user_db.list_users(session):
         if may_log_in(u, settings):
             users[u.username] = {
                 "name": u.name,
@@ -272,7 +259,7 @@ def credentials(session: Session, settings: Settings) -> dict:
 
 def record_login(session: Session, username: str, success: bool, settings: Settings) -> None:
     """Log the attempt (never the password) and lock the account after repeated failures."""
-    user = session.scalar(select(AppUser).where(AppUser.username == username.strip().lower()))
+    user = user_db.get_user(session, username)
     reason = "ok" if success else "wrong password"
     if user is None:
         reason = "unknown user"
@@ -285,7 +272,7 @@ def record_login(session: Session, username: str, success: bool, settings: Setti
                 minutes=settings.lockout_minutes
             )
             reason = "locked after repeated failures"
-    session.add(LoginEvent(username=username[:100], success=success, reason=reason))
+    user_db.add_login_event(session, username, success, reason)
     (log.info if success else log.warning)(
         "login %s for %s: %s", "ok" if success else "failed", username, reason
     )
@@ -295,17 +282,17 @@ def principal_for(session: Session, username: str, settings: Settings) -> Princi
     """Who ``username`` is now, or None if they may not be signed in (unknown, deactivated,
     locked, a demo user in production). One look-up by the unique username: cheap enough for
     every interaction, so a change by an administrator applies to open tabs at once."""
-    user = session.scalar(select(AppUser).where(AppUser.username == username.strip().lower()))
+    user = user_db.get_user(session, username)
     if user is None or not may_log_in(user, settings):
         return None
     return Principal(user.username, user.role, user.tenant_id)
 
 
 def visible_tenants(session: Session, principal: Principal) -> list[Tenant]:
-    stmt = select(Tenant).order_by(Tenant.slug)
-    if principal.tenant_id is not None:
-        stmt = stmt.where(Tenant.id == principal.tenant_id)
-    return list(session.scalars(stmt))
+    tenants = catalog.list_tenants(session)
+    if principal.tenant_id is None:
+        return tenants
+    return [t for t in tenants if t.id == principal.tenant_id]
 
 
 def cookie_key(settings: Settings, path: Path | None = None) -> str:
@@ -343,7 +330,7 @@ def cookie_key(settings: Settings, path: Path | None = None) -> str:
 def ensure_admin(session: Session, settings: Settings) -> str | None:
     """Create the first administrator if there is none. Returns a generated password to print
     once, or None when ADMIN_PASSWORD was given or an administrator exists."""
-    if session.scalar(select(AppUser).where(AppUser.role == "admin")) is not None:
+    if user_db.has_admin(session):
         return None
     given = settings.admin_password.get_secret_value() if settings.admin_password else None
     if given is None and settings.environment == "production":

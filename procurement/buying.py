@@ -1,21 +1,17 @@
 """What a buyer sees: advice per product, sized by demand and constrained by stock and lead time.
 
-Pure functions of DataFrames and a model, plus a few loaders that take a session; the app's pages
-and the CLI call these and only render the result.
+Pure functions of DataFrames and a model; ``procurement.actions`` loads what they need from the
+database and the pages and the CLI render the result.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from procurement.db.models import PriceObservation, Product, Sale
 from procurement.forecast.model import PriceModel
 from procurement.recommend import Policy, recommend
 
@@ -36,21 +32,6 @@ def advice_policy(model: PriceModel | None, min_confidence: float, min_saving_pc
     configured defaults (a model trained before policies were learned)."""
     learned = getattr(model, "policy", None)
     return learned if learned is not None else Policy(min_confidence, min_saving_pct)
-
-
-def demand_per_day(session: Session, tenant_id: int, days: int = 28) -> pd.Series:
-    """Average daily quantity sold per sku over the last ``days`` days of sales data."""
-    last = session.scalar(select(func.max(Sale.date)).where(Sale.tenant_id == tenant_id))
-    if last is None:
-        return pd.Series(dtype=float)
-    since = last - dt.timedelta(days=days - 1)
-    rows = session.execute(
-        select(Product.sku, func.sum(Sale.quantity))
-        .join(Product, Product.id == Sale.product_id)
-        .where(Sale.tenant_id == tenant_id, Sale.date >= since)
-        .group_by(Product.sku)
-    ).all()
-    return pd.Series({sku: float(q) / days for sku, q in rows}, dtype=float)
 
 
 def max_wait_days(on_hand: pd.Series, daily_demand: pd.Series, lead_time: pd.Series) -> pd.Series:
@@ -96,28 +77,22 @@ def summary(recs: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def product_advice(
-    model: PriceModel,
-    sku: str,
-    decision: Decision,
-    overrides: Mapping[str, float] | None = None,
-    min_saving_pct: float = 0.5,
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Forecast of one product under what-if driver factors, and the advice for the buyer's
-    situation (quantity, stock, lead time, required confidence)."""
-    fc = model.predict(overrides=overrides, ids=[sku])
+def decide(
+    fc: pd.DataFrame, sku: str, decision: Decision, min_saving_pct: float = 0.5
+) -> pd.Series:
+    """The advice on one product's forecast for the buyer's situation (quantity, stock, lead
+    time, required confidence)."""
     wait = max_wait_days(
         pd.Series({sku: decision.on_hand}),
         pd.Series({sku: decision.daily_demand}),
         pd.Series({sku: float(decision.lead_time_days)}),
     )
-    rec = recommend(
+    return recommend(
         fc,
         Policy(decision.min_confidence, min_saving_pct),
         max_wait=wait,
         quantity=pd.Series({sku: decision.quantity}),
     ).iloc[0]
-    return fc, rec
 
 
 def what_if_drivers(model: PriceModel, sku: str) -> list[tuple[str, str]]:
@@ -164,38 +139,3 @@ def backtest_record(model: PriceModel, sku: str) -> str | None:
     if paid:
         text += f", saving {r['median_saving_pct']:.1f}% (median) when it did"
     return text + "."
-
-
-def price_history(session: Session, tenant_id: int, sku: str, days: int = 180) -> pd.DataFrame:
-    """Recent prices of one product: ``date, price``."""
-    pid = session.scalar(
-        select(Product.id).where(Product.tenant_id == tenant_id, Product.sku == sku)
-    )
-    if pid is None:
-        return pd.DataFrame(columns=["date", "price"])
-    # by product id: the (product_id, date) index answers both queries without a scan
-    last = session.scalar(
-        select(func.max(PriceObservation.date)).where(PriceObservation.product_id == pid)
-    )
-    if last is None:
-        return pd.DataFrame(columns=["date", "price"])
-    since = last - dt.timedelta(days=days)
-    rows = session.execute(
-        select(PriceObservation.date, PriceObservation.price)
-        .where(PriceObservation.product_id == pid, PriceObservation.date >= since)
-        .order_by(PriceObservation.date)
-    ).all()
-    df = pd.DataFrame(rows, columns=["date", "price"])
-    df["date"] = pd.to_datetime(df["date"])
-    return df
-
-
-def data_freshness(session: Session, tenant_id: int) -> dict[str, object]:
-    """First and latest price date and the number of products: index look-ups only, no count of
-    millions of price rows on every page view."""
-    # one aggregate per query: SQLite answers a lone min() or max() from the index
-    where = PriceObservation.tenant_id == tenant_id
-    first = session.scalar(select(func.min(PriceObservation.date)).where(where))
-    last = session.scalar(select(func.max(PriceObservation.date)).where(where))
-    products = session.scalar(select(func.count(Product.id)).where(Product.tenant_id == tenant_id))
-    return {"first": first, "last": last, "products": int(products or 0)}

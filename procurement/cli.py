@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +16,7 @@ from tqdm import tqdm
 from procurement.auth import PermissionDenied, Principal
 from procurement.config import get_settings
 from procurement.data.importers import FormatError, ImportValidationError
+from procurement.db.runs import TrainingBusy
 from procurement.forecast.store import ModelStoreError
 
 
@@ -23,7 +24,7 @@ class CliError(Exception):
     pass
 
 
-def _db():  # type: ignore[no-untyped-def]
+def _db():
     from procurement.db import get_engine, migrate
 
     engine = get_engine()
@@ -31,7 +32,7 @@ def _db():  # type: ignore[no-untyped-def]
     return engine
 
 
-def _bar(desc: str) -> tuple[tqdm, object]:
+def _bar(desc: str) -> tuple[tqdm, Callable[[float, str], None]]:
     bar = tqdm(
         total=100,
         desc=desc,
@@ -50,11 +51,11 @@ def _bar(desc: str) -> tuple[tqdm, object]:
 
 def cmd_seed(args: argparse.Namespace) -> None:
     from procurement import demo
-    from procurement.db import session
+    from procurement.db import open_session
 
     engine = _db()
     with (
-        session(engine) as s,
+        open_session(engine) as s,
         s.begin(),
         tqdm(
             total=args.products * args.days, desc="seeding prices", unit="row", file=sys.stderr
@@ -72,7 +73,7 @@ def cmd_seed(args: argparse.Namespace) -> None:
         f"{args.tenant}: {counts.added} prices added, {counts.updated} updated, {counts.unchanged} unchanged"
     )
     if args.real:
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             c = demo.seed_real(s)
         print(f"{demo.REAL_TENANT}: {c.added} real prices added, {c.unchanged} unchanged")
 
@@ -80,23 +81,21 @@ def cmd_seed(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     import getpass
 
-    from procurement import demo, ingest
+    from procurement import actions
     from procurement.data.importers import FileFormat
-    from procurement.db import catalog, history, session
+    from procurement.db import open_session
 
     engine = _db()
+    actor = Principal.system()
     if args.kind in ("stock", "catalog"):
-        fn = demo.import_stock_file if args.kind == "stock" else demo.import_catalog_file
-        with session(engine) as s, s.begin():
-            n = fn(s, args.tenant, args.file, Principal.system())
+        fn = actions.import_stock_file if args.kind == "stock" else actions.import_catalog_file
+        with open_session(engine) as s, s.begin():
+            n = fn(actor, session=s, tenant=args.tenant, path=args.file)
         print(f"{args.file}: {n} {args.kind} rows stored")
         return
     if args.kind == "runs":
-        with session(engine) as s:
-            ten = catalog.get_tenant(s, args.tenant)
-            if ten is None:
-                raise CliError(f"unknown company {args.tenant!r}")
-            log = history.import_log(s, ten.id)
+        with open_session(engine) as s:
+            log = actions.import_log(actor, session=s, tenant=args.tenant)
         cols = ["id", "when", "by", "source", "status", "added", "updated", "undoable"]
         _write(log[cols], None)
         return
@@ -107,26 +106,31 @@ def cmd_import(args: argparse.Namespace) -> None:
             run_id = int(args.file)
         except ValueError:
             raise CliError(f"import undo {args.file!r}: give the number of an import run") from None
-        undo = ingest.undo_import(
-            engine, args.tenant, run_id, Principal.system(), f"cli:{getpass.getuser()}"
-        )
+        with open_session(engine) as s:
+            undo = actions.undo_import(
+                actor,
+                session=s,
+                tenant=args.tenant,
+                run_id=run_id,
+                actor_name=f"cli:{getpass.getuser()}",
+            )
         print(undo.source)
         return
     fmt = FileFormat(
         decimal={"comma": ",", "dot": "."}.get(args.decimal or ""), date_order=args.date_order
     )
-    with tqdm(desc="storing", unit="row", file=sys.stderr) as bar:
+    with tqdm(desc="storing", unit="row", file=sys.stderr) as bar, open_session(engine) as s:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        res = ingest.import_price_file(
-            engine,
-            args.tenant,
-            args.file,
-            Principal.system(),
-            fmt,
+        res = actions.import_price_file(
+            actor,
+            session=s,
+            tenant=args.tenant,
+            path=args.file,
+            fmt=fmt,
             confirm_outliers=args.confirm_outliers,
             progress=progress,
             actor_name=f"cli:{getpass.getuser()}",
@@ -139,25 +143,29 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from procurement.db import session
-    from procurement.forecast.train import train_global_lgbm_model
+    from procurement import actions
+    from procurement.db import open_session
 
     engine = _db()
+    actor = Principal.system()
     bar, progress = _bar(f"training {args.tenant}")
-    with bar, session(engine) as s, s.begin():
-        res = train_global_lgbm_model(s, args.tenant, progress=progress)
-    m = res.metadata["metrics"]
+    with bar, open_session(engine) as s:
+        run = actions.train_now(actor, session=s, tenant=args.tenant, progress=progress)
+    if run.status == "rejected":
+        print(f"model {run.version}: {run.message}")
+        return
+    if run.status != "done":
+        raise CliError(f"training {args.tenant} {run.status}: {run.message}")
+    with open_session(engine) as s:
+        stored = actions.current_model(actor, session=s, tenant=args.tenant)
+    assert stored is not None
+    meta = stored.metadata
+    m = meta["metrics"]
     print(
-        f"model {res.version}: {res.metadata['n_products']} products, "
+        f"model {stored.version}: {meta['n_products']} products, "
         f"MASE {m['model']['mase']:.3f} (naive {m['naive']['mase']:.3f}), "
-        f"{res.metadata['training_seconds']:.1f}s"
+        f"{meta['training_seconds']:.1f}s"
     )
-
-
-def _model(tenant: str):  # type: ignore[no-untyped-def]
-    from procurement.forecast.predict import load_current
-
-    return load_current(get_settings().model_dir, tenant).model
 
 
 def _write(df: pd.DataFrame, out: str | None) -> None:
@@ -181,41 +189,55 @@ def _overrides(pairs: Sequence[str]) -> dict[str, float]:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from procurement.forecast.predict import predict_prices
+    from procurement import actions
+    from procurement.db import open_session
 
-    fc = predict_prices(_model(args.tenant), _overrides(args.what_if), skus=args.sku or None)
+    with open_session(_db()) as s:
+        fc = actions.forecast(
+            Principal.system(),
+            session=s,
+            tenant=args.tenant,
+            skus=args.sku or None,
+            overrides=_overrides(args.what_if),
+        )
     _write(fc, args.out)
 
 
-def cmd_recommend(args: argparse.Namespace) -> None:
-    from procurement.buying import advice_policy
-    from procurement.forecast.predict import predict_prices
-    from procurement.recommend import Policy, recommend
+RECOMMEND_COLUMNS = [
+    "sku",
+    "buy_date",
+    "buy_now",
+    "first_price",
+    "buy_price",
+    "saving",
+    "saving_pct",
+    "quantity",
+    "saving_total",
+    "confidence",
+    "reason",
+]
 
-    st = get_settings()
-    model = _model(args.tenant)
-    policy = advice_policy(model, st.min_confidence, st.min_saving_pct)
-    if args.min_confidence:
-        policy = Policy(args.min_confidence, policy.min_saving_pct)
-    recs = recommend(predict_prices(model, _overrides(args.what_if)), policy)
-    cols = [
-        "sku",
-        "buy_date",
-        "buy_now",
-        "first_price",
-        "buy_price",
-        "saving",
-        "saving_pct",
-        "confidence",
-        "reason",
-    ]
-    _write(recs[cols], args.out)
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    """The same advice as the Recommendations page (``actions.advice``)."""
+    from procurement import actions
+    from procurement.db import open_session
+
+    with open_session(_db()) as s:
+        recs = actions.advice(
+            Principal.system(),
+            session=s,
+            tenant=args.tenant,
+            overrides=_overrides(args.what_if),
+            min_confidence=args.min_confidence,
+        )
+    _write(recs[RECOMMEND_COLUMNS], args.out)
 
 
 def cmd_backtest(args: argparse.Namespace) -> None:
     from procurement.data.importers import read_lenient_csv
     from procurement.forecast.backtest import run_backtest
-    from procurement.forecast.train import params_from
+    from procurement.training import params_from
 
     prices = read_lenient_csv(args.csv)
     drivers = None
@@ -250,37 +272,44 @@ def cmd_backtest(args: argparse.Namespace) -> None:
 
 
 def cmd_source(args: argparse.Namespace) -> None:
-    from procurement import ingest
-    from procurement.db import catalog, session
+    from procurement import actions
+    from procurement.db import open_session
 
     engine = _db()
     try:
         config = json.loads(Path(args.config).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CliError(f"--config {args.config}: {exc}") from None
-    with session(engine) as s, s.begin():
-        ten = catalog.get_tenant(s, args.tenant)
-        if ten is None:
-            raise CliError(f"unknown company {args.tenant!r}")
-        ingest.add_source(s, ten.id, args.name, args.kind, config)
+    with open_session(engine) as s, s.begin():
+        actions.add_source(
+            Principal.system(),
+            session=s,
+            tenant=args.tenant,
+            name=args.name,
+            kind=args.kind,
+            config=config,
+        )
     print(f"source {args.name} ({args.kind}) added to {args.tenant}")
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from procurement import ingest
-    from procurement.db import catalog, session
+    from procurement import actions
+    from procurement.db import open_session
 
     engine = _db()
-    with session(engine) as s:
-        ten = catalog.get_tenant(s, args.tenant)
-        if ten is None:
-            raise CliError(f"unknown company {args.tenant!r}")
-        names = [args.source] if args.source else [x.name for x in ingest.list_sources(s, ten.id)]
+    actor = Principal.system()
+    with open_session(engine) as s:
+        names = (
+            [args.source]
+            if args.source
+            else [x.name for x in actions.data_sources(actor, session=s, tenant=args.tenant)]
+        )
     if not names:
         raise CliError(f"{args.tenant} has no data sources; add one with `procurement source`")
     failed = 0
     for name in tqdm(names, desc="fetching sources", unit="source", file=sys.stderr):
-        run = ingest.run_source(engine, args.tenant, name, Principal.system())
+        with open_session(engine) as s:
+            run = actions.fetch_source(actor, session=s, tenant=args.tenant, name=name)
         failed += run.status == "error"
         print(
             f"{name}: {run.status}, {run.rows_added} added, {run.rows_updated} updated, "
@@ -293,14 +322,14 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def cmd_user(args: argparse.Namespace) -> None:
     """Operator's account tools: add a user, reset a password (also unlocks), (de)activate, and
     the first administrator from ADMIN_PASSWORD. Whoever runs the CLI acts as the system."""
-    from procurement import auth
-    from procurement.db import catalog, session
+    from procurement import actions, auth
+    from procurement.db import open_session
 
     if args.action != "ensure-admin" and not args.username:
         raise CliError(f"user {args.action}: give a username")
     system = Principal.system()
     engine = _db()
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         if args.action == "ensure-admin":
             generated = auth.ensure_admin(s, get_settings())
             if generated:
@@ -308,21 +337,24 @@ def cmd_user(args: argparse.Namespace) -> None:
             else:
                 print("an administrator exists (or was created from ADMIN_PASSWORD)")
         elif args.action == "add":
-            tid = None
-            if args.tenant:
-                ten = catalog.get_tenant(s, args.tenant)
-                if ten is None:
-                    raise CliError(f"unknown company {args.tenant!r}")
-                tid = ten.id
             password = auth.new_password()
-            auth.add_user(s, args.username, password, args.role, tid, actor=system)
+            actions.add_user(
+                system,
+                session=s,
+                username=args.username,
+                password=password,
+                role=args.role,
+                tenant=args.tenant or None,
+            )
             print(f"user {args.username} ({args.role}) created; password, shown once: {password}")
         elif args.action == "reset-password":
             password = auth.new_password()
-            auth.set_password(s, args.username, password, actor=system)
+            actions.set_password(system, session=s, username=args.username, password=password)
             print(f"password of {args.username} reset and account unlocked; shown once: {password}")
         else:
-            auth.set_active(s, args.username, args.action == "activate", actor=system)
+            actions.set_active(
+                system, session=s, username=args.username, active=args.action == "activate"
+            )
             print(f"user {args.username} {args.action}d")
 
 
@@ -331,23 +363,23 @@ def cmd_orders(args: argparse.Namespace) -> None:
     export one (CSV or PDF), import supplier terms. The CLI acts as the system (an admin)."""
     import datetime as dt
 
-    from procurement import orders
-    from procurement.db import session
+    from procurement import actions
+    from procurement.db import open_session
 
     engine = _db()
     actor = Principal.system()
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         if args.action == "propose":
-            made = orders.propose_orders(actor, session=s, tenant=args.tenant)
+            made = actions.propose_orders(actor, session=s, tenant=args.tenant)
             print(f"{args.tenant}: {len(made)} draft orders proposed")
         elif args.action == "list":
             statuses = [args.status] if args.status else None
-            df = orders.list_orders(actor, session=s, tenant=args.tenant, statuses=statuses)
+            df = actions.list_orders(actor, session=s, tenant=args.tenant, statuses=statuses)
             _write(df, args.out)
         elif args.action == "terms":
             if not args.target:
                 raise CliError("orders terms: give a CSV file (sku,supplier,pack_size,...)")
-            n = orders.import_terms(actor, session=s, tenant=args.tenant, src=args.target)
+            n = actions.import_terms(actor, session=s, tenant=args.tenant, src=args.target)
             print(f"{args.target}: {n} supplier terms stored")
         else:
             try:
@@ -357,34 +389,34 @@ def cmd_orders(args: argparse.Namespace) -> None:
             kw = {"session": s, "tenant": args.tenant, "order_id": order_id}
             if args.action == "export":
                 pdf = (args.out or "").lower().endswith(".pdf")
-                data = (orders.export_pdf if pdf else orders.export_csv)(actor, **kw)
+                data = (actions.export_pdf if pdf else actions.export_csv)(actor, **kw)
                 if args.out:
                     Path(args.out).write_bytes(data)
                     print(f"wrote order {order_id} to {args.out}")
                 else:
                     sys.stdout.write(data.decode())
             elif args.action == "approve":
-                orders.approve(actor, **kw)
+                actions.approve(actor, **kw)
             elif args.action == "reject":
-                orders.reject(actor, **kw)
+                actions.reject(actor, **kw)
             elif args.action == "send":
-                orders.mark_sent(actor, **kw)
+                actions.mark_sent(actor, **kw)
             elif args.action == "receive":
-                orders.receive(actor, **kw)
+                actions.receive(actor, **kw)
             elif args.action == "date":
                 if not args.date:
                     raise CliError("orders date: give --date YYYY-MM-DD")
-                orders.set_order_date(actor, **kw, order_date=dt.date.fromisoformat(args.date))
+                actions.set_order_date(actor, **kw, order_date=dt.date.fromisoformat(args.date))
             if args.action != "export":
                 print(f"order {order_id}: {args.action} done")
 
 
 def cmd_backtest_orders(args: argparse.Namespace) -> None:
     from procurement import orders
-    from procurement.db import session
+    from procurement.db import open_session
 
     engine = _db()
-    with session(engine) as s:
+    with open_session(engine) as s:
         bar, progress = _bar(f"replaying orders of {args.tenant}")
         with bar:
             res = orders.run_order_backtest(
@@ -568,7 +600,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif type(exc).__name__ == "NeedsConfirmation":
             print("nothing stored; check the prices, then add --confirm-outliers", file=sys.stderr)
         return 2
-    except (CliError, ValueError, ModelStoreError, FileNotFoundError, PermissionDenied) as exc:
+    except (
+        CliError,
+        ValueError,
+        LookupError,
+        ModelStoreError,
+        TrainingBusy,
+        FileNotFoundError,
+        PermissionDenied,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OperationalError as exc:

@@ -102,7 +102,7 @@ def forecast_demand(
 ) -> DemandForecast:
     """Forecast daily demand for the ``horizon`` days after ``end`` from ``sales`` (sku, date,
     quantity) up to ``end``. ``skus``: products to cover even without sales (they get zero)."""
-    end = pd.Timestamp(end)  # type: ignore[arg-type]
+    end = pd.Timestamp(end)
     panel = _panel(sales, end)
     dates = pd.date_range(end + pd.Timedelta(1, "D"), periods=horizon, freq="D")
     all_skus = sorted(set(panel["unique_id"]) | set(skus or []))

@@ -9,15 +9,8 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from procurement.auth import Principal, authorize, authorized_tenant
 from procurement.config import PROJECT_ROOT, get_settings
 from procurement.data.importers import (
-    MAX_ERRORS_REPORTED,
-    ImportValidationError,
-    RowError,
-    read_catalog_csv,
-    read_price_csv,
-    read_stock_csv,
     validate_prices,
 )
 from procurement.data.synthetic import generate
@@ -74,25 +67,6 @@ def seed_real(session: Session, tenant: str = REAL_TENANT, years: int = 3) -> hi
     return counts
 
 
-def import_price_file(
-    session: Session,
-    tenant: str,
-    path: str | Path,
-    actor: Principal,
-    progress: Callable[[int, int], None] | None = None,
-) -> history.UpsertCounts:
-    """Validate a CSV and store it in the caller's transaction (nothing is stored on error)."""
-    existing = catalog.get_tenant(session, tenant)
-    authorize(actor, "import", existing.id if existing else None)
-    if existing is None:
-        authorize(actor, "admin")  # only administrators create companies
-    df = read_price_csv(path)
-    ten = catalog.get_or_create_tenant(session, tenant)
-    counts = history.store_prices(session, ten.id, df, progress=progress)
-    history.record_import(session, ten.id, str(path), counts)
-    return counts
-
-
 DEMO_USERS = (
     ("buyer", "buyer", "demo", "Demo buyer"),
     ("viewer", "viewer", "demo", "Demo viewer"),
@@ -100,7 +74,7 @@ DEMO_USERS = (
 )
 
 
-def seed_users(session: Session, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def seed_users(session: Session, settings) -> dict[str, str]:
     """The first administrator and one demo user per role, with generated passwords.
 
     Returns {username: password} for the users created now, for printing once; nothing is stored
@@ -121,29 +95,3 @@ def seed_users(session: Session, settings) -> dict[str, str]:  # type: ignore[no
         auth.create_user(session, username, pw, role, ten.id, name=name, is_demo=True)
         created[username] = pw
     return created
-
-
-def import_stock_file(session: Session, tenant: str, path: str | Path, actor: Principal) -> int:
-    """Stock on hand and lead times per sku; unknown skus are rejected with their line."""
-    ten = authorized_tenant(session, tenant, actor, "import")
-    df = read_stock_csv(path)
-    known = set(catalog.load_products(session, ten.id)["sku"])
-    unknown = [
-        RowError(i + 2, "sku", f"{sku} is not in the catalog")
-        for i, sku in enumerate(df["sku"])
-        if sku not in known
-    ]
-    if unknown:
-        raise ImportValidationError(unknown[:MAX_ERRORS_REPORTED], str(path))
-    n = catalog.store_stock(session, ten.id, df)
-    history.record_import(session, ten.id, f"stock:{path}", history.UpsertCounts(updated=n))
-    return n
-
-
-def import_catalog_file(session: Session, tenant: str, path: str | Path, actor: Principal) -> int:
-    """Create or update products (name, supplier, category, unit, currency) from a CSV."""
-    ten = authorized_tenant(session, tenant, actor, "import")
-    df = read_catalog_csv(path)
-    catalog.ensure_products(session, ten.id, df)
-    history.record_import(session, ten.id, f"catalog:{path}", history.UpsertCounts(updated=len(df)))
-    return len(df)

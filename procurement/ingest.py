@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -37,17 +37,19 @@ from procurement.data.importers import (
     FileFormat,
     ImportValidationError,
     RowError,
+    read_catalog_csv,
     read_price_csv,
+    read_stock_csv,
     sku_key,
 )
-from procurement.db import catalog, history, session
-from procurement.db.models import DataSource, ImportRun, Product, Tenant
+from procurement.db import catalog, history, open_session, sources
+from procurement.db.models import DataSource, ImportRun, Tenant
 
 log = logging.getLogger(__name__)
 
 
 def add_source(
-    session_: Session, tenant_id: int, name: str, kind: str, config: dict[str, Any]
+    session: Session, tenant_id: int, name: str, kind: str, config: dict[str, Any]
 ) -> DataSource:
     """Validate a source's configuration and store it."""
     if kind == "api":
@@ -56,10 +58,7 @@ def add_source(
         _web(name, config)
     else:
         raise ValueError("kind must be 'api' or 'web'")
-    src = DataSource(tenant_id=tenant_id, name=name, kind=kind, config=config)
-    session_.add(src)
-    session_.flush()
-    return src
+    return sources.add_source(session, tenant_id, name, kind, config)
 
 
 class NeedsConfirmation(ImportValidationError):
@@ -77,10 +76,10 @@ RECENT_DAYS = 90
 RETRIES = 3
 
 
-def sku_conflicts(session_: Session, tenant_id: int, prices: pd.DataFrame) -> list[RowError]:
+def sku_conflicts(session: Session, tenant_id: int, prices: pd.DataFrame) -> list[RowError]:
     """Rows whose SKU differs from a stored product's only in case or accents: MySQL would
     take them for that product and SQLite for a new one, so both refuse them."""
-    stored = list(session_.scalars(select(Product.sku).where(Product.tenant_id == tenant_id)))
+    stored = sources.product_skus(session, tenant_id)
     exact = set(stored)
     by_key = {sku_key(s): s for s in stored}
     clashing = {u for u in pd.unique(prices["sku"]) if u not in exact and sku_key(u) in by_key}
@@ -108,15 +107,15 @@ def _lines(prices: pd.DataFrame) -> np.ndarray:
 
 
 def price_outliers(
-    session_: Session, tenant_id: int, prices: pd.DataFrame, factor: float
+    session: Session, tenant_id: int, prices: pd.DataFrame, factor: float
 ) -> list[RowError]:
     """Rows whose price is more than ``factor`` times above or below the product's median over
     its last ``RECENT_DAYS`` stored days (for a new product: its median in the file)."""
     ref = pd.Series(dtype=float)
-    latest = history.latest_price_date(session_, tenant_id)
+    latest = history.latest_price_date(session, tenant_id)
     if latest is not None:
         recent = history.load_prices(
-            session_, tenant_id, since=latest - dt.timedelta(days=RECENT_DAYS)
+            session, tenant_id, since=latest - dt.timedelta(days=RECENT_DAYS)
         )
         recent = recent[recent["sku"].isin(set(prices["sku"]))]
         ref = recent.groupby("sku")["price"].median()
@@ -158,12 +157,19 @@ def _retrying(fn: Callable[[], Any]) -> Any:
     raise AssertionError("unreachable")
 
 
-def _tenant_for_import(session_: Session, tenant: str, actor: Principal) -> Tenant:
-    existing = catalog.get_tenant(session_, tenant)
+def authorize_import(session: Session, tenant: str, actor: Principal) -> Tenant | None:
+    """Raise ``PermissionDenied`` unless ``actor`` may import into ``tenant``; a company that
+    does not exist yet is created by the import, which only administrators may do."""
+    existing = catalog.get_tenant(session, tenant)
     authorize(actor, "import", existing.id if existing else None)
     if existing is None:
-        authorize(actor, "admin")  # only administrators create companies
-    return existing or catalog.get_or_create_tenant(session_, tenant)
+        authorize(actor, "admin")
+    return existing
+
+
+def _tenant_for_import(session: Session, tenant: str, actor: Principal) -> Tenant:
+    existing = authorize_import(session, tenant, actor)
+    return existing or catalog.get_or_create_tenant(session, tenant)
 
 
 def import_prices(
@@ -175,15 +181,17 @@ def import_prices(
     confirm_outliers: bool = False,
     progress: Callable[[int, int], None] | None = None,
     actor_name: str | None = None,
+    rejected: int = 0,
 ) -> ImportResult:
     """Store a validated price table (``importers.validate_prices``) in one transaction and
     record the import with who made it (``actor_name``, else the actor's user name) so it can
     be undone. Refused, storing nothing: SKUs that differ only in case from stored ones, and,
-    unless ``confirm_outliers``, prices far from the product's recent median."""
+    unless ``confirm_outliers``, prices far from the product's recent median. ``rejected``:
+    rows of the file the user chose to leave out, recorded with the run."""
     factor = get_settings().outlier_factor
 
     def attempt() -> ImportResult:
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             ten = _tenant_for_import(s, tenant, actor)
             errors = sku_conflicts(s, ten.id, prices)
             if errors:
@@ -200,6 +208,9 @@ def import_prices(
             )
             run.rows_added, run.rows_updated = counts.added, counts.updated
             run.rows_unchanged = counts.unchanged
+            run.rows_rejected = rejected
+            if rejected:
+                run.status = "partial"
             return ImportResult(run.id, counts)
 
     return _retrying(attempt)
@@ -227,9 +238,35 @@ def undo_import(
     engine: Engine, tenant: str, run_id: int, actor: Principal, actor_name: str | None = None
 ) -> ImportRun:
     """Undo import ``run_id`` of ``tenant`` (see ``history.undo_import``), as ``actor``."""
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         ten = authorized_tenant(s, tenant, actor, "import")
         return history.undo_import(s, ten.id, run_id, actor_name or actor.username)
+
+
+def import_stock_file(session: Session, tenant: str, path: str | Path, actor: Principal) -> int:
+    """Stock on hand and lead times per sku; unknown skus are rejected with their line."""
+    ten = authorized_tenant(session, tenant, actor, "import")
+    df = read_stock_csv(path)
+    known = set(catalog.load_products(session, ten.id)["sku"])
+    unknown = [
+        RowError(i + 2, "sku", f"{sku} is not in the catalog")
+        for i, sku in enumerate(df["sku"])
+        if sku not in known
+    ]
+    if unknown:
+        raise ImportValidationError(unknown[:MAX_ERRORS_REPORTED], str(path))
+    n = catalog.store_stock(session, ten.id, df)
+    history.record_import(session, ten.id, f"stock:{path}", history.UpsertCounts(updated=n))
+    return n
+
+
+def import_catalog_file(session: Session, tenant: str, path: str | Path, actor: Principal) -> int:
+    """Create or update products (name, supplier, category, unit, currency) from a CSV."""
+    ten = authorized_tenant(session, tenant, actor, "import")
+    df = read_catalog_csv(path)
+    catalog.ensure_products(session, ten.id, df)
+    history.record_import(session, ten.id, f"catalog:{path}", history.UpsertCounts(updated=len(df)))
+    return len(df)
 
 
 def _web(name: str, config: dict[str, Any]) -> WebSource:
@@ -240,23 +277,12 @@ def _web(name: str, config: dict[str, Any]) -> WebSource:
     return WebSource(name=name, products=products, **rest)
 
 
-def list_sources(session_: Session, tenant_id: int) -> list[DataSource]:
-    return list(
-        session_.scalars(
-            select(DataSource).where(DataSource.tenant_id == tenant_id).order_by(DataSource.name)
-        )
-    )
+def list_sources(session: Session, tenant_id: int) -> list[DataSource]:
+    return sources.list_sources(session, tenant_id)
 
 
-def list_import_runs(session_: Session, tenant_id: int, limit: int = 50) -> list[ImportRun]:
-    return list(
-        session_.scalars(
-            select(ImportRun)
-            .where(ImportRun.tenant_id == tenant_id)
-            .order_by(ImportRun.id.desc())
-            .limit(limit)
-        )
-    )
+def list_import_runs(session: Session, tenant_id: int, limit: int = 50) -> list[ImportRun]:
+    return sources.list_import_runs(session, tenant_id, limit)
 
 
 def _source_prices(
@@ -296,11 +322,9 @@ def run_source(
     """Fetch one source and store its prices (undoable, like a file import); a failure stores
     nothing and is recorded. Prices far off the recent median and SKUs differing only in case
     from stored ones are held back and listed in the run's errors."""
-    with session(engine) as s:
+    with open_session(engine) as s:
         ten = authorized_tenant(s, tenant, actor, "import")
-        src = s.scalar(
-            select(DataSource).where(DataSource.tenant_id == ten.id, DataSource.name == name)
-        )
+        src = sources.get_source(s, ten.id, name)
         if src is None:
             raise ValueError(f"no data source {name!r} for {tenant!r}")
         kind, config, tenant_id, src_id = src.kind, dict(src.config), ten.id, src.id
@@ -311,7 +335,7 @@ def run_source(
         prices = prices.assign(**{LINE: np.arange(2, len(prices) + 2)})
 
         def store() -> ImportRun:
-            with session(engine) as s, s.begin():
+            with open_session(engine) as s, s.begin():
                 failures = list(fetch_failures)
                 held, more = _held_back(
                     sku_conflicts(s, tenant_id, prices)
@@ -334,13 +358,13 @@ def run_source(
                 run.status = "ok" if not failures else ("partial" if len(keep) else "error")
                 run.error = "; ".join(f"{sku}: {why}" for sku, why in failures) or None
                 run.rows_rejected = len(failures)
-                s.get(DataSource, src_id).last_run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+                sources.mark_fetched(s, src_id)
                 return run
 
         return _retrying(store)
     except (ConnectorError, ImportValidationError) as exc:
         log.warning("source %s failed: %s", label, exc)
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             run = history.record_import(
                 s, tenant_id, label, None, error=str(exc), actor=actor.username
             )
@@ -351,11 +375,8 @@ def run_source(
 def run_all(engine: Engine, concurrency: int | None = None) -> int:
     """The scheduler's daily job: every active source of every company, ``FETCH_CONCURRENCY``
     at a time, so one slow supplier does not hold the others (each has its own deadline)."""
-    with session(engine) as s:
-        todo = [
-            (catalog.get_tenant_by_id(s, src.tenant_id).slug, src.name)
-            for src in s.scalars(select(DataSource).where(DataSource.active.is_(True)))
-        ]
+    with open_session(engine) as s:
+        todo = sources.active_sources(s)
 
     def one(tenant: str, name: str) -> None:
         try:

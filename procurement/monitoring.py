@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 
 from procurement import drift
 from procurement.config import Settings
-from procurement.db import catalog, history, runs, session
+from procurement.db import catalog, history, open_session, runs
 from procurement.db import monitoring as mdb
 from procurement.forecast import store
 
@@ -188,7 +188,7 @@ class LatencyRecorder:
         if not pending or engine is None:
             return
         try:
-            with session(engine) as s, s.begin():
+            with open_session(engine) as s, s.begin():
                 mdb.add_latency(s, pending)
         except Exception:  # a lost sample must not break anything; try again next time
             log.debug("could not store latency samples", exc_info=True)
@@ -245,7 +245,7 @@ def archive_current(engine: Engine, settings: Settings, slug: str) -> int:
     version = store.current_version(settings.model_dir, slug)
     if version is None:
         return 0
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         ten = catalog.get_tenant(s, slug)
         return 0 if ten is None else mdb.archive_forecasts(s, ten.id, version)
 
@@ -261,7 +261,7 @@ def check_drift(engine: Engine, settings: Settings, slug: str) -> DriftResult | 
         archive_current(engine, settings, slug)
         start = dt.date.fromisoformat(str(meta["data_start"]))
         end = dt.date.fromisoformat(str(meta["data_end"]))
-        with session(engine) as s:
+        with open_session(engine) as s:
             ten = catalog.get_tenant(s, slug)
             if ten is None:
                 return None
@@ -302,7 +302,7 @@ def check_drift(engine: Engine, settings: Settings, slug: str) -> DriftResult | 
         ):
             reasons.append(f"concept drift: live error {concept:.2f}x the backtest's")
         run_id = None
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             mdb.add_drift_check(
                 s,
                 ten.id,
@@ -347,7 +347,7 @@ def count_recommendations(engine: Engine, settings: Settings, slug: str) -> tupl
     version = store.current_version(settings.model_dir, slug)
     if version is None:
         return None
-    with session(engine) as s:
+    with open_session(engine) as s:
         ten = catalog.get_tenant(s, slug)
         fc = None if ten is None else forecasts.load_forecast(s, ten.id, version)
     if fc is None:
@@ -371,7 +371,7 @@ def monitor_company(engine: Engine, settings: Settings, slug: str) -> None:
 
 
 def monitor_all(engine: Engine, settings: Settings) -> None:
-    with session(engine) as s:
+    with open_session(engine) as s:
         slugs = [slug for _, slug in mdb.tenants(s)]
     for slug in slugs:
         monitor_company(engine, settings, slug)
@@ -407,7 +407,7 @@ class Collector:
 
     def _collect(self) -> Iterator[Any]:
         now = runs.now()
-        with session(self.engine) as s:
+        with open_session(self.engine) as s:
             tenants = [slug for _, slug in mdb.tenants(s)]
             run_counts = mdb.run_counts(s)
             durations = mdb.run_durations(s)
@@ -644,7 +644,7 @@ class Collector:
 def registry(engine: Engine, settings: Settings) -> CollectorRegistry:
     """A registry with the procurement metrics only (no process or Python runtime metrics)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(Collector(engine, settings))  # type: ignore[arg-type]
+    reg.register(Collector(engine, settings))
     return reg
 
 

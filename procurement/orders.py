@@ -842,7 +842,7 @@ def run_order_backtest(
     from dataclasses import replace
 
     from procurement.forecast.model import TrainingData, fit_price_model
-    from procurement.forecast.train import params_from
+    from procurement.training import params_from
 
     settings = settings or get_settings()
     ten = authorized_tenant(session, tenant, actor, "view")
@@ -915,9 +915,7 @@ def draft_order(
     if hit.empty:
         raise q.NoSuchOrder(f"no product {sku!r} in this company")
     item = hit.iloc[0]
-    from procurement.buying import price_history
-
-    own = price_history(session, ten.id, sku, days=1)
+    own = history.product_prices(session, ten.id, sku, days=1)
     if own.empty:
         raise ValueError(f"{sku} has no price yet: import its prices first")
     last = own.iloc[-1]

@@ -17,8 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from procurement.auth import Principal, authorized_tenant
 from procurement.config import Settings
-from procurement.db import catalog, forecasts, history, runs, session
-from procurement.db.models import ModelRun, Tenant
+from procurement.db import catalog, forecasts, history, open_session, runs
 from procurement.forecast import store
 
 TRAIN_LOCK = "training"
@@ -49,7 +48,7 @@ def request(engine: Engine, tenant: str, actor: Principal) -> tuple[int, bool]:
     """Queue a retrain of ``tenant``; ten clicks while one waits give one run, not ten."""
     for attempt in range(5):
         try:
-            with session(engine) as s, s.begin():
+            with open_session(engine) as s, s.begin():
                 ten = authorized_tenant(s, tenant, actor, "retrain")
                 run, created = runs.request_retrain(s, ten.id, actor.username)
                 return run.id, created
@@ -80,7 +79,7 @@ def _pid_alive(holder: str) -> bool:
 
 def recover(engine: Engine) -> int:
     """After a crash: free a lease held by a dead process on this host and requeue its run."""
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         lock = runs.lock_info(s, TRAIN_LOCK)
         if lock is not None and (lock.expires_at < runs.now() or not _pid_alive(lock.holder)):
             runs.break_lock(s, TRAIN_LOCK)
@@ -101,7 +100,7 @@ class _KeepAlive(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(max(self.ttl / 3, 0.5)):
             try:
-                with session(self.engine) as s, s.begin():
+                with open_session(self.engine) as s, s.begin():
                     if not runs.renew_lock(s, TRAIN_LOCK, self.holder, self.ttl):
                         log.warning("the training lease of %s was lost", self.holder)
             except Exception:  # a missed renewal is retried; the lease has slack
@@ -119,24 +118,24 @@ def process_next(
     None when another trainer holds the lease or nothing is queued."""
     holder = holder or new_holder()
     ttl = settings.lock_ttl_seconds
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         if not runs.acquire_lock(s, TRAIN_LOCK, holder, ttl):
             return None
     keepalive = _KeepAlive(engine, holder, ttl)
     keepalive.start()
     try:
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             run = runs.claim_next(s, tenant_id)
             if run is None:
                 return None
             run_id = run.id
-            slug = s.get(Tenant, run.tenant_id).slug  # type: ignore[union-attr]
+            slug = catalog.get_tenant_by_id(s, run.tenant_id).slug
         _train(engine, settings, run_id, slug, progress)
         return run_id
     finally:
         keepalive.stop.set()
         keepalive.join(timeout=5)
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             runs.release_lock(s, TRAIN_LOCK, holder)
 
 
@@ -147,7 +146,7 @@ def _train(
     slug: str,
     progress: Callable[[float, str], None] | None,
 ) -> None:
-    from procurement.forecast.train import train_global_lgbm_model
+    from procurement.training import train_global_lgbm_model
 
     last = [0.0]
 
@@ -157,22 +156,22 @@ def _train(
         if time.monotonic() - last[0] < 0.5 and frac < 1:
             return
         last[0] = time.monotonic()
-        with session(engine) as s2, s2.begin():
-            r = s2.get(ModelRun, run_id)
+        with open_session(engine) as s2, s2.begin():
+            r = runs.get_run(s2, run_id)
             if r is not None:
                 r.progress, r.message = frac, msg
 
     try:
-        with session(engine) as s, s.begin():
-            run = s.get(ModelRun, run_id)
+        with open_session(engine) as s, s.begin():
+            run = runs.get_run(s, run_id)
             res = train_global_lgbm_model(s, slug, settings, progress=say, run=run)
             promoted = run.status == runs.DONE  # type: ignore[union-attr]
         if promoted:
             refresh_forecasts(engine, settings, slug, res.version)
     except Exception as exc:
         log.exception("training %s failed", slug)
-        with session(engine) as s, s.begin():
-            r = s.get(ModelRun, run_id)
+        with open_session(engine) as s, s.begin():
+            r = runs.get_run(s, run_id)
             if r is not None:
                 r.status, r.message, r.finished_at = (
                     runs.FAILED,
@@ -187,7 +186,7 @@ def refresh_forecasts(
     """Predict every product with the current model and store the forecasts for the pages."""
     stored = store.load_version(settings.model_dir, slug, version)
     fc = stored.model.predict()
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         ten = catalog.get_tenant(s, slug)
         if ten is None:
             return 0
@@ -197,7 +196,7 @@ def refresh_forecasts(
 def needs_retrain(engine: Engine, settings: Settings, slug: str) -> bool:
     """True when the company has prices newer than the current model's data (or no model)."""
     meta = store.read_metadata(settings.model_dir, slug)
-    with session(engine) as s:
+    with open_session(engine) as s:
         ten = catalog.get_tenant(s, slug)
         if ten is None:
             return False
@@ -208,11 +207,11 @@ def needs_retrain(engine: Engine, settings: Settings, slug: str) -> bool:
 
 
 def heartbeat(engine: Engine, holder: str, ttl: float) -> None:
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         runs.acquire_lock(s, HEARTBEAT, holder, ttl)
 
 
 def scheduler_alive(engine: Engine) -> bool:
-    with session(engine) as s:
+    with open_session(engine) as s:
         lock = runs.lock_info(s, HEARTBEAT)
         return lock is not None and lock.expires_at > runs.now()

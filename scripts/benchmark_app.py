@@ -42,24 +42,24 @@ def main() -> None:
 
     from procurement import auth, demo, retrain
     from procurement.config import get_settings
-    from procurement.db import catalog, get_engine, migrate, session
-    from procurement.forecast.train import train_global_lgbm_model
+    from procurement.db import catalog, get_engine, migrate, open_session
+    from procurement.training import train_global_lgbm_model
 
     settings = get_settings()
     engine = get_engine()
     migrate(engine)
     t = time.perf_counter()
     if not reuse:
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             demo.seed_synthetic(s, "demo", args.products, 730)
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             res = train_global_lgbm_model(s, "demo", settings)
         retrain.refresh_forecasts(engine, settings, "demo", res.version)  # as the scheduler does
         secs = time.perf_counter() - t
         print(
             f"setup: {args.products} products x 730 days seeded, trained, forecasts stored in {secs:.0f}s"
         )
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         ten = catalog.get_tenant(s, "demo")
         if not any(u.username == "bench" for u in auth.list_users(s)):
             auth.create_user(s, "bench", auth.new_password(), "buyer", ten.id)

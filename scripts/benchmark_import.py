@@ -29,20 +29,24 @@ def phase(kind: str, csv: str, db: str) -> dict:
             df.to_sql("prices", con, index=False, chunksize=50_000)
         n = len(df)
     else:
-        from procurement import demo
+        from procurement import actions
         from procurement.auth import Principal
-        from procurement.db import make_engine, migrate, session
+        from procurement.db import make_engine, migrate, open_session
 
         engine = make_engine(f"sqlite:///{db}")
         migrate(engine)
         t = time.perf_counter()
-        with session(engine) as s, s.begin():
-            counts = demo.import_price_file(s, "bench", csv, Principal.system())
+        with open_session(engine) as s:
+            res = actions.import_price_file(Principal.system(), session=s, tenant="bench", path=csv)
+        counts = res.counts
         n = counts.added + counts.updated + counts.unchanged
         if kind == "import-again":
             t = time.perf_counter()
-            with session(engine) as s, s.begin():
-                counts = demo.import_price_file(s, "bench", csv, Principal.system())
+            with open_session(engine) as s:
+                res = actions.import_price_file(
+                    Principal.system(), session=s, tenant="bench", path=csv
+                )
+            counts = res.counts
             assert counts.added == 0
     return {
         "seconds": time.perf_counter() - t,

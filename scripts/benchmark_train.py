@@ -28,20 +28,20 @@ def _peak_mb() -> float:
 
 def phase_seed(db: str, products: int) -> dict:
     from procurement import demo
-    from procurement.db import make_engine, migrate, session
+    from procurement.db import make_engine, migrate, open_session
 
     engine = make_engine(f"sqlite:///{db}")
     migrate(engine)
     t = time.perf_counter()
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         demo.seed_synthetic(s, "bench", products, DAYS)
     return {"seconds": time.perf_counter() - t}
 
 
 def phase_retrain(db: str, models: str) -> dict:
     from procurement.config import Settings
-    from procurement.db import make_engine, session
-    from procurement.forecast.train import train_global_lgbm_model
+    from procurement.db import make_engine, open_session
+    from procurement.training import train_global_lgbm_model
 
     settings = Settings(database_url=f"sqlite:///{db}", model_dir=Path(models))
     engine = make_engine(settings.database_url)
@@ -54,7 +54,7 @@ def phase_retrain(db: str, models: str) -> dict:
         steps[last[1]] = round(now - last[0], 2)
         last[0], last[1] = now, msg.split(" on ")[0]
 
-    with session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         res = train_global_lgbm_model(s, "bench", settings, progress=progress)
     total = time.perf_counter() - t0
     return {"seconds": total, "steps": steps, "version": res.version}
@@ -78,13 +78,13 @@ def phase_mlforecast(db: str) -> dict:
     from mlforecast.lag_transforms import RollingMean, RollingStd
     from mlforecast.target_transforms import Differences
 
-    from procurement.db import make_engine, session
+    from procurement.db import make_engine, open_session
     from procurement.db.catalog import get_tenant
     from procurement.db.history import load_prices
     from procurement.forecast.model import ModelParams
 
     engine = make_engine(f"sqlite:///{db}")
-    with session(engine) as s:
+    with open_session(engine) as s:
         df = load_prices(s, get_tenant(s, "bench").id)
     df = df.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
     t = time.perf_counter()

@@ -9,7 +9,7 @@ import sys
 
 from procurement import demo
 from procurement.config import get_settings
-from procurement.db import catalog, get_engine, history, migrate, session
+from procurement.db import catalog, get_engine, history, migrate, open_session
 from procurement.forecast import store
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     migrate(engine)
     print(f"database ready: {engine.url.render_as_string(hide_password=True)}")
     if args.step in ("all", "seed"):
-        with session(engine) as s, s.begin():
+        with open_session(engine) as s, s.begin():
             ten = catalog.get_tenant(s, st.default_tenant)
             has_data = ten is not None and history.price_range(s, ten.id)[2] > 0
             if not has_data:
@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             print("\nLog in at http://localhost:8501 with (also saved in data/demo-logins.txt):")
             print("\n".join("  " + line for line in lines) + "\n")
     if args.step in ("all", "train"):
-        from procurement.forecast.train import train_global_lgbm_model
+        from procurement.training import train_global_lgbm_model
 
         for tenant in (st.default_tenant, demo.REAL_TENANT):
             if store.current_version(st.model_dir, tenant) is None or args.step == "train":
-                with session(engine) as s, s.begin():
+                with open_session(engine) as s, s.begin():
                     res = train_global_lgbm_model(s, tenant)
                 print(f"trained {tenant}: model {res.version}")
             else:

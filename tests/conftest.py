@@ -17,10 +17,9 @@ from sqlalchemy.orm import Session
 from procurement import auth, demo
 from procurement.config import Settings, get_settings
 from procurement.data.synthetic import SyntheticData, generate
-from procurement.db import make_engine, migrate
-from procurement.db import session as db_session
+from procurement.db import make_engine, migrate, open_session
 from procurement.db.models import Base
-from procurement.forecast.train import train_global_lgbm_model
+from procurement.training import train_global_lgbm_model
 
 # Every synthetic series in the tests ends on this day, whatever day the tests run on.
 # TEST_END_DATE moves it, to show that no test depends on one particular day.
@@ -36,6 +35,25 @@ USERS = (
     ("other-buyer", "buyer", "other"),
 )
 MARIADB_ROOT = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
+
+
+def tools_required() -> bool:
+    """In CI (.ci/run installs chromium, docker-compose and promtool and sets
+    PROCUREMENT_REQUIRE_TOOLS=1) a missing tool fails its tests instead of skipping them."""
+    return bool(os.environ.get("PROCUREMENT_REQUIRE_TOOLS") or os.environ.get("CI"))
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of command ``name``; skipped where it is not installed, failed in CI."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        why = f"{name} is not installed (apt-get install {package})"
+        if tools_required():
+            pytest.fail(why + " and the tests require it here")
+        pytest.skip(why)
+    return path
 
 
 def _mariadb_available() -> bool:
@@ -150,16 +168,16 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     get_settings.cache_clear()
     engine = make_engine(env["DATABASE_URL"])
     migrate(engine)
-    with db_session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         demo.seed_synthetic(s, "demo", n_products=15, n_days=200)
-    with db_session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         train_global_lgbm_model(s, "demo", get_settings())
     # a second company with the same SKUs, prices ten times higher, for isolation tests
-    with db_session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         demo.seed_synthetic(s, "other", n_products=15, n_days=200, seed=99, price_factor=10.0)
-    with db_session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         train_global_lgbm_model(s, "other", get_settings())
-    with db_session(engine) as s, s.begin():
+    with open_session(engine) as s, s.begin():
         for username, role, tenant in USERS:
             tid = None if tenant is None else demo.catalog.get_tenant(s, tenant).id
             auth.create_user(s, username, PASSWORD, role, tid)

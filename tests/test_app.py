@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from procurement import auth
 from procurement.config import get_settings
 from procurement.data.synthetic import generate
-from procurement.db import catalog, make_engine, session
+from procurement.db import catalog, make_engine, open_session
 from procurement.forecast import store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def _app(page: str | None = None, user: str = "buyer") -> AppTest:
 def login_as(at: AppTest, username: str) -> None:
     """Start the session as a logged-in user (the login form itself is tested separately)."""
     role, tenant = next((r, t) for u, r, t in USERS if u == username)
-    with session(make_engine(get_settings().database_url)) as s:
+    with open_session(make_engine(get_settings().database_url)) as s:
         tid = None if tenant is None else catalog.get_tenant(s, tenant).id
     at.session_state["authentication_status"] = True
     at.session_state["username"] = username
@@ -133,7 +133,18 @@ def test_recommendations_of_two_companies_with_same_skus_differ(app_env) -> None
 def test_viewer_sees_no_retrain_button(app_env) -> None:
     at = _app("pages/model.py", user="viewer")
     assert not [b for b in at.button if b.key == "retrain"]
-    assert "Admin" not in [p for p in at.session_state] and not at.exception
+    assert not at.exception
+
+
+def test_admin_page_is_only_in_an_administrators_navigation(app_env) -> None:
+    assert _app("pages/admin.py", user="admin").title[0].value == "Admin"
+    for user in ("viewer", "buyer"):
+        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+        login_as(at, user)
+        at.run()
+        # the page is not registered in their navigation at all
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page("pages/admin.py")
 
 
 def test_unreachable_database_shows_an_error_and_recovers(app_env, monkeypatch) -> None:

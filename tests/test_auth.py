@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from procurement import auth, buying, demo, retrain
-from procurement.db import catalog, forecasts, history, runs, session
-from procurement.forecast.train import train_global_lgbm_model
+from procurement import actions, auth, demo, retrain
+from procurement.db import catalog, forecasts, history, open_session, runs
+from procurement.training import train_global_lgbm_model
 
 PW = "correct horse battery"
 
@@ -16,7 +16,7 @@ PW = "correct horse battery"
 @pytest.fixture
 def two_companies(db, settings):
     """Companies A and B with the same SKUs; B's prices are 1000x A's, so any leak shows."""
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         demo.seed_synthetic(s, "a", n_products=6, n_days=150, seed=1)
         demo.seed_synthetic(s, "b", n_products=6, n_days=150, seed=2, price_factor=1000.0)
         a, b = catalog.get_tenant(s, "a"), catalog.get_tenant(s, "b")
@@ -27,10 +27,10 @@ def two_companies(db, settings):
 
 def test_every_query_function_as_company_a_returns_no_row_of_b(db, settings, two_companies) -> None:
     a, b = two_companies
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         version = train_global_lgbm_model(s, "a", settings).version
     retrain.refresh_forecasts(db, settings, "a", version)
-    with session(db) as s:
+    with open_session(db) as s:
         b_max = history.load_prices(s, b)["price"].min()
         assert history.load_prices(s, a)["price"].max() < b_max
         assert history.load_sales(s, a)["sku"].nunique() == 6
@@ -39,8 +39,8 @@ def test_every_query_function_as_company_a_returns_no_row_of_b(db, settings, two
         products = catalog.load_products(s, a)
         assert len(products) == 6 and set(products["supplier"]).isdisjoint({None})
         for sku in products["sku"]:
-            assert buying.price_history(s, a, sku)["price"].max() < b_max
-        assert len(buying.demand_per_day(s, a)) == 6
+            assert history.product_prices(s, a, sku)["price"].max() < b_max
+        assert len(history.demand_per_day(s, a)) == 6
         assert forecasts.load_forecast(s, a, version)["y_pred"].max() < b_max
         assert forecasts.load_forecast(s, b, version) is None
         assert all(r.tenant_id == a for r in runs.list_runs(s, a))
@@ -56,8 +56,8 @@ def test_viewer_cannot_retrain_or_import_through_the_library(
         retrain.request(db, "a", viewer)
     f = tmp_path / "p.csv"
     f.write_text("sku,date,price\nX,2026-01-01,1\n")
-    with pytest.raises(auth.PermissionDenied), session(db) as s, s.begin():
-        demo.import_price_file(s, "a", f, viewer)
+    with pytest.raises(auth.PermissionDenied), open_session(db) as s:
+        actions.import_price_file(viewer, session=s, tenant="a", path=f)
 
 
 def test_buyer_cannot_touch_another_company(db, two_companies, tmp_path) -> None:
@@ -68,32 +68,35 @@ def test_buyer_cannot_touch_another_company(db, two_companies, tmp_path) -> None
         retrain.request(db, "b", buyer)
     f = tmp_path / "p.csv"
     f.write_text("sku,date,price\nX,2026-01-01,1\n")
-    with pytest.raises(auth.PermissionDenied), session(db) as s, s.begin():
-        demo.import_price_file(s, "b", f, buyer)
+    with pytest.raises(auth.PermissionDenied), open_session(db) as s:
+        actions.import_price_file(buyer, session=s, tenant="b", path=f)
 
 
-def test_wrong_passwords_lock_the_account_and_it_stays_locked(db, settings, two_companies) -> None:
+def test_wrong_passwords_lock_the_account_until_the_lockout_ends(
+    db, settings, two_companies
+) -> None:
+    import datetime as dt
+
     for _ in range(settings.max_failed_logins):
-        with session(db) as s, s.begin():
+        with open_session(db) as s, s.begin():
             auth.record_login(s, "buyer-a", False, settings)
-    with session(db) as s:
-        assert "buyer-a" not in auth.credentials(s, settings)["usernames"]
-    with session(db) as s, s.begin():  # the right password later does not unlock it
-        auth.record_login(s, "buyer-a", True, settings)
+    with open_session(db) as s:
         user = next(u for u in auth.list_users(s) if u.username == "buyer-a")
-        assert user.locked_until is None  # a success resets...
-    # ...but a locked user never gets to a successful login: the authenticator is not given them
-    for _ in range(settings.max_failed_logins):
-        with session(db) as s, s.begin():
-            auth.record_login(s, "buyer-a", False, settings)
-    with session(db) as s:
+        assert user.locked_until is not None
+        # locked: the login form is not given the account, and an open tab is signed out
         assert "buyer-a" not in auth.credentials(s, settings)["usernames"]
+        assert auth.principal_for(s, "buyer-a", settings) is None
         assert "viewer-a" in auth.credentials(s, settings)["usernames"]
+        # it stays locked for the whole lockout, and only then may log in again
+        assert not auth.may_log_in(user, settings, now=user.locked_until - dt.timedelta(minutes=1))
+        assert auth.may_log_in(user, settings, now=user.locked_until + dt.timedelta(seconds=1))
+        minutes = (user.locked_until - dt.datetime.now(dt.UTC).replace(tzinfo=None)).total_seconds()
+        assert settings.lockout_minutes * 60 - 60 < minutes <= settings.lockout_minutes * 60
 
 
 def test_passwords_are_hashed_and_never_logged(db, settings, two_companies, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         auth.set_password(s, "viewer-a", "another secret pw", actor=auth.Principal.system())
         auth.record_login(s, "viewer-a", False, settings)
         creds = auth.credentials(s, settings)["usernames"]["viewer-a"]
@@ -103,24 +106,24 @@ def test_passwords_are_hashed_and_never_logged(db, settings, two_companies, capl
 
 
 def test_demo_users_cannot_log_in_in_production(db, settings, two_companies) -> None:
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         catalog.get_or_create_tenant(s, "demo")
         created = demo.seed_users(s, settings)
     assert set(created) == {"admin", "buyer", "viewer"}  # no 'energy' company here
     prod = settings.model_copy(update={"environment": "production"})
-    with session(db) as s:
+    with open_session(db) as s:
         names = auth.credentials(s, prod)["usernames"]
     assert "buyer" not in names and "admin" in names
 
 
 def test_first_admin_password_is_required_in_production(db, settings) -> None:
     prod = settings.model_copy(update={"environment": "production", "admin_password": None})
-    with pytest.raises(RuntimeError, match="ADMIN_PASSWORD"), session(db) as s, s.begin():
+    with pytest.raises(RuntimeError, match="ADMIN_PASSWORD"), open_session(db) as s, s.begin():
         auth.ensure_admin(s, prod)
 
 
 def test_short_passwords_are_refused(db, two_companies) -> None:
-    with pytest.raises(ValueError, match="10 characters"), session(db) as s, s.begin():
+    with pytest.raises(ValueError, match="10 characters"), open_session(db) as s, s.begin():
         auth.create_user(s, "x", "short", "viewer", two_companies[0])
 
 

@@ -61,6 +61,11 @@ def test_seed_train_recommend_round_trip(tmp_path) -> None:
 
 def test_predict_before_training_says_to_train(tmp_path) -> None:
     r = _run(["predict"], tmp_path)
+    assert r.returncode == 2 and "unknown company 'demo'" in r.stderr
+    f = tmp_path / "p.csv"
+    f.write_text("sku,date,price\nA,2026-01-01,1\nA,2026-01-02,2\n")
+    assert _run(["import", "prices", str(f)], tmp_path).returncode == 0
+    r = _run(["predict"], tmp_path)
     assert r.returncode == 2 and "procurement train" in r.stderr
 
 

@@ -22,7 +22,7 @@ from procurement.data.connectors import (
     fetch_web,
     parse_price,
 )
-from procurement.db import catalog, session
+from procurement.db import catalog, open_session
 from procurement.db.models import ImportRun, PriceObservation
 
 SYSTEM = Principal.system()
@@ -36,10 +36,22 @@ class Server:
         self.routes: dict[str, list[tuple]] = {}
         self.hits: list[tuple[str, dict[str, str]]] = []
         self.drip = 0.0
+        self.inflight = self.max_inflight = 0  # requests being answered at once, and the most
+        self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                with outer._lock:
+                    outer.inflight += 1
+                    outer.max_inflight = max(outer.max_inflight, outer.inflight)
+                try:
+                    self._answer()
+                finally:
+                    with outer._lock:
+                        outer.inflight -= 1
+
+            def _answer(self) -> None:
                 outer.hits.append((self.path, dict(self.headers)))
                 queue = outer.routes.get(self.path) or [(404, "not found", 0.0)]
                 status, body, delay, *rest = queue.pop(0) if len(queue) > 1 else queue[0]
@@ -156,7 +168,7 @@ def test_failed_api_source_stores_nothing_and_records_the_run(db, server) -> Non
         (200, _page([{"sku": "A", "date": "2026-01-01", "price": 1}], "/prices?page=2"), 0)
     ]
     server.routes["/prices?page=2"] = [(200, "{broken", 0)]
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         ten = catalog.get_or_create_tenant(s, "acme")
         ingest.add_source(
             s,
@@ -167,7 +179,7 @@ def test_failed_api_source_stores_nothing_and_records_the_run(db, server) -> Non
         )
     run = ingest.run_source(db, "acme", "acme-api", SYSTEM)
     assert run.status == "error" and "not valid JSON" in run.error
-    with session(db) as s:
+    with open_session(db) as s:
         assert s.scalar(select(func.count()).select_from(PriceObservation)) == 0
         assert s.scalar(select(func.count()).select_from(ImportRun)) == 1
 
@@ -189,7 +201,7 @@ def test_web_extracts_prices_respects_robots_and_records_failures(db, server) ->
         "min_interval_seconds": 0,
         "decimal_comma": True,
     }
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         ten = catalog.get_or_create_tenant(s, "acme")
         ingest.add_source(s, ten.id, "shop", "web", config)
     run = ingest.run_source(db, "acme", "shop", SYSTEM)
@@ -197,7 +209,7 @@ def test_web_extracts_prices_respects_robots_and_records_failures(db, server) ->
     assert "SECRET: disallowed by robots.txt" in run.error and "GONE" in run.error
     assert "/private/2" not in [h[0] for h in server.hits]
     assert all("procurement-price-bot" in h[1]["User-Agent"] for h in server.hits)
-    with session(db) as s:
+    with open_session(db) as s:
         assert s.scalar(select(PriceObservation.price)) == pytest.approx(1234.56)
 
 

@@ -8,10 +8,11 @@ from conftest import END
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from procurement import demo
+from procurement import actions, demo
 from procurement.auth import Principal
 from procurement.data.importers import ImportValidationError, validate_prices
 from procurement.db import catalog, history, migrate
+from procurement.db.history import UpsertCounts
 from procurement.db.models import PriceObservation, Product, Sale
 
 SYSTEM = Principal.system()
@@ -21,9 +22,43 @@ def _count(session: Session, model) -> int:
     return session.scalar(select(func.count()).select_from(model))
 
 
-def test_migrate_twice_is_a_no_op(db) -> None:
+def _schema(engine) -> tuple[str, dict[str, list[str]]]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import inspect, text
+
+    with engine.connect() as c:
+        version = c.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    insp = inspect(engine)
+    return version, {
+        t: sorted(col["name"] for col in insp.get_columns(t)) for t in insp.get_table_names()
+    }
+
+
+def test_migrate_twice_is_a_no_op_and_matches_the_models(db, session: Session) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from procurement.db import MIGRATIONS_DIR
+    from procurement.db.models import Base
+
+    with session.begin():
+        catalog.get_or_create_tenant(session, "kept")
+    before = _schema(db)
     migrate(db)
     migrate(db)
+    assert _schema(db) == before
+    assert catalog.get_tenant(session, "kept") is not None
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert before[0] == ScriptDirectory.from_config(cfg).get_current_head()
+    for name, table in Base.metadata.tables.items():
+        assert before[1][name] == sorted(c.name for c in table.columns), name
+
+
+def _import(session: Session, tenant: str, path) -> UpsertCounts:  # type: ignore[no-untyped-def]
+    """A price file through the application layer, as the CLI imports it."""
+    res = actions.import_price_file(SYSTEM, session=session, tenant=tenant, path=path)
+    session.rollback()  # a fresh snapshot for the checks that follow
+    return res.counts
 
 
 def test_import_same_file_twice_changes_nothing(session: Session, tmp_path) -> None:
@@ -31,10 +66,8 @@ def test_import_same_file_twice_changes_nothing(session: Session, tmp_path) -> N
     f.write_text(
         "sku,date,price,quantity,supplier\nA,2026-01-01,1.0,5,Acme\nA,2026-01-02,1.1,,Acme\nB,2026-01-01,7,2,Beta\n"
     )
-    with session.begin():
-        first = demo.import_price_file(session, "acme", f, SYSTEM)
-    with session.begin():
-        second = demo.import_price_file(session, "acme", f, SYSTEM)
+    first = _import(session, "acme", f)
+    second = _import(session, "acme", f)
     assert (first.added, first.updated, first.unchanged) == (3, 0, 0)
     assert (second.added, second.updated, second.unchanged) == (0, 0, 3)
     assert _count(session, PriceObservation) == 3
@@ -44,11 +77,9 @@ def test_import_same_file_twice_changes_nothing(session: Session, tmp_path) -> N
 def test_corrected_file_updates_changed_prices_only(session: Session, tmp_path) -> None:
     f = tmp_path / "p.csv"
     f.write_text("sku,date,price\nA,2026-01-01,1.0\nA,2026-01-02,1.1\n")
-    with session.begin():
-        demo.import_price_file(session, "acme", f, SYSTEM)
+    _import(session, "acme", f)
     f.write_text("sku,date,price\nA,2026-01-01,1.0\nA,2026-01-02,1.25\n")
-    with session.begin():
-        counts = demo.import_price_file(session, "acme", f, SYSTEM)
+    counts = _import(session, "acme", f)
     assert (counts.added, counts.updated, counts.unchanged) == (0, 1, 1)
     ten = catalog.get_tenant(session, "acme")
     prices = history.load_prices(session, ten.id)
@@ -58,12 +89,11 @@ def test_corrected_file_updates_changed_prices_only(session: Session, tmp_path) 
 def test_file_with_one_bad_row_stores_nothing(session: Session, tmp_path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("sku,date,price\nA,2026-01-01,1.0\n")
-    with session.begin():
-        demo.import_price_file(session, "acme", good, SYSTEM)
+    _import(session, "acme", good)
     bad = tmp_path / "bad.csv"
     bad.write_text("sku,date,price\nB,2026-01-01,2.0\nC,2026-01-02,-3\n")
-    with pytest.raises(ImportValidationError, match="line 3, field 'price'"), session.begin():
-        demo.import_price_file(session, "acme", bad, SYSTEM)
+    with pytest.raises(ImportValidationError, match="line 3, field 'price'"):
+        _import(session, "acme", bad)
     assert _count(session, PriceObservation) == 1
     assert _count(session, Product) == 1
 
@@ -131,8 +161,8 @@ def test_stock_and_catalog_files_update_products(session, tmp_path) -> None:
     stock = tmp_path / "stock.csv"
     stock.write_text("sku,on_hand,lead_time_days\nSKU-00001,42,5\nNEW-1,0,12\n")
     with session.begin():
-        assert demo.import_catalog_file(session, "demo", cat, SYSTEM) == 2
-        assert demo.import_stock_file(session, "demo", stock, SYSTEM) == 2
+        assert actions.import_catalog_file(SYSTEM, session=session, tenant="demo", path=cat) == 2
+        assert actions.import_stock_file(SYSTEM, session=session, tenant="demo", path=stock) == 2
     products = catalog.load_products(session, catalog.get_tenant(session, "demo").id).set_index(
         "sku"
     )
@@ -167,7 +197,7 @@ def test_bad_stock_files_store_nothing(session, tmp_path, content: str, message:
     f = tmp_path / "stock.csv"
     f.write_text(content)
     with pytest.raises(ImportValidationError, match=message), session.begin():
-        demo.import_stock_file(session, "demo", f, SYSTEM)
+        actions.import_stock_file(SYSTEM, session=session, tenant="demo", path=f)
     after = catalog.load_products(session, catalog.get_tenant(session, "demo").id)[
         "on_hand"
     ].tolist()

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_compose = pytest.mark.skipif(
-    shutil.which("docker-compose") is None, reason="docker-compose not installed"
-)
+
+
+@pytest.fixture
+def compose() -> str:
+    return require_tool("docker-compose", "docker-compose")
+
+
+needs_compose = pytest.mark.usefixtures("compose")
 
 
 SECRETS = {

@@ -213,9 +213,9 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 
 def _stored(tenant: str = "demo") -> list[tuple[str, dt.date, float]]:
-    from procurement.db import catalog, get_engine, history, session
+    from procurement.db import catalog, get_engine, history, open_session
 
-    with session(get_engine()) as s:
+    with open_session(get_engine()) as s:
         ten = catalog.get_tenant(s, tenant)
         df = history.load_prices(s, ten.id)
     return [(r.sku, r.date.date(), r.price) for r in df.itertuples()]

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from procurement import ingest
 from procurement.auth import PermissionDenied, Principal
 from procurement.data.importers import ImportValidationError, read_price_csv
-from procurement.db import catalog, history, session
+from procurement.db import catalog, history, open_session
 from procurement.db.models import PriceObservation, Product
 
 HEADER = b"sku,date,price\n"
@@ -191,7 +191,7 @@ def _import(db, text: str, **kw) -> ingest.ImportResult:
 
 
 def _stored(db) -> list[tuple[str, str, float]]:
-    with session(db) as s:
+    with open_session(db) as s:
         ten = catalog.get_tenant(s, "acme")
         df = history.load_prices(s, ten.id)
     return [(r.sku, str(r.date.date()), r.price) for r in df.itertuples()]
@@ -201,14 +201,14 @@ def test_import_is_recorded_with_who_and_undo_restores_the_previous_values(db) -
     first = _import(db, "A,2026-01-01,10,1\nA,2026-01-02,11,2\n")
     second = _import(db, "A,2026-01-02,12,5\nA,2026-01-03,13,\nB,2026-01-03,7,\n")
     assert (second.counts.added, second.counts.updated) == (2, 1)
-    with session(db) as s:
+    with open_session(db) as s:
         log = history.import_log(s, catalog.get_tenant(s, "acme").id)
     assert log["by"].tolist() == [BUYER, BUYER] and log["undoable"].all()
 
     undo = ingest.undo_import(db, "acme", second.run_id, Principal("ann", "buyer", None))
     assert "2 added prices removed, 1 previous prices restored" in undo.source
     assert _stored(db) == [("A", "2026-01-01", 10.0), ("A", "2026-01-02", 11.0)]
-    with session(db) as s:
+    with open_session(db) as s:
         ten = catalog.get_tenant(s, "acme")
         assert history.load_sales(s, ten.id)["quantity"].tolist() == [1.0, 2.0]
         assert s.scalar(select(func.count()).where(Product.sku == "B")) == 0  # created by it
@@ -255,12 +255,12 @@ def test_a_sku_differing_only_in_case_from_a_stored_one_is_refused_on_both_datab
         "line 3, field 'sku': 'ABC' differs only in case or accents from the product 'abc'; "
         "use that spelling"
     )
-    with session(db) as s:
+    with open_session(db) as s:
         assert s.scalar(select(func.count()).select_from(Product)) == 1
 
 
 def test_two_concurrent_imports_into_one_company_both_succeed(db) -> None:
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         catalog.get_or_create_tenant(s, "acme")
     text = "".join(f"N{i},2026-01-{d:02d},{i + 1},\n" for i in range(30) for d in range(1, 6))
     prices = _prices(text)
@@ -280,14 +280,14 @@ def test_two_concurrent_imports_into_one_company_both_succeed(db) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    with session(db) as s:
+    with open_session(db) as s:
         assert s.scalar(select(func.count()).select_from(PriceObservation)) == 150
         assert s.scalar(select(func.count()).select_from(Product)) == 30
 
 
 def test_store_without_a_run_keeps_no_changes(db) -> None:
     """Seeds and demo imports store without a run id: nothing extra is written."""
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         ten = catalog.get_or_create_tenant(s, "acme")
         history.store_prices(s, ten.id, _prices("A,2026-01-01,1,\n"))
         assert s.scalar(select(func.count()).select_from(history.ImportChange)) == 0

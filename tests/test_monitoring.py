@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import END
+from conftest import END, require_tool
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
@@ -28,11 +27,11 @@ from procurement import demo, drift, monitoring, retrain
 from procurement.auth import Principal
 from procurement.data.importers import validate_prices
 from procurement.data.synthetic import generate
-from procurement.db import catalog, history, runs, session
+from procurement.db import catalog, history, open_session, runs
 from procurement.db import monitoring as mdb
 from procurement.db.models import ImportRun, ModelRun
 from procurement.forecast import store
-from procurement.forecast.train import train_global_lgbm_model
+from procurement.training import train_global_lgbm_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -153,9 +152,9 @@ def gen_data():  # type: ignore[no-untyped-def]
 
 
 def _trained_until(db, settings, data, until: dt.date) -> str:  # type: ignore[no-untyped-def]
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         _store(s, "demo", data, until)
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         version = train_global_lgbm_model(s, "demo", settings).version
     retrain.refresh_forecasts(db, settings, "demo")
     return version
@@ -170,13 +169,13 @@ def test_concept_drift_rises_when_actual_prices_leave_the_forecast(db, settings,
     assert before is not None and before.version == version
     assert before.live.n == 0 and before.concept is None
 
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         _store_range(s, "demo", gen_data, cut, 1.0)  # the prices the generator went on with
     as_forecast = monitoring.check_drift(db, quiet, "demo")
     assert as_forecast is not None and as_forecast.live.n == 12 * 14
     assert as_forecast.concept is not None and as_forecast.concept < 3
 
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         _store_range(s, "demo", gen_data, cut, 1.25)  # the same days, 25% higher
     left = monitoring.check_drift(db, quiet, "demo")
     assert left is not None and left.concept is not None
@@ -188,7 +187,7 @@ def test_concept_drift_rises_when_actual_prices_leave_the_forecast(db, settings,
         f"(live MASE {as_forecast.live.mase:.2f} vs backtest {as_forecast.backtest_mase:.2f}), "
         f"25% off {left.concept:.2f}"
     )
-    with session(db) as s:
+    with open_session(db) as s:
         hist = mdb.drift_history(s, catalog.get_tenant(s, "demo").id)
     assert list(hist["n_actuals"]) == [0, 168, 168]
     assert hist["concept_drift"].iloc[-1] == pytest.approx(left.concept)
@@ -201,25 +200,25 @@ def test_drift_triggered_retrain_happens_once_per_model_version(db, settings, ge
     assert first is not None and first.retrain_run is None  # nothing new yet
     assert first.data.score < settings.drift_psi_threshold
 
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         _store_range(s, "demo", gen_data, cut, 1.3)  # four weeks at a 30% higher level
     drifted = monitoring.check_drift(db, settings, "demo")
     assert drifted is not None and drifted.data.score > settings.drift_psi_threshold
     assert drifted.retrain_run is not None
-    with session(db) as s, s.begin():  # the trainer takes it; the queue is empty again
+    with open_session(db) as s, s.begin():  # the trainer takes it; the queue is empty again
         run = runs.claim_next(s)
         assert run is not None and run.id == drifted.retrain_run
         run.status, run.finished_at = runs.FAILED, runs.now()
     again = monitoring.check_drift(db, settings, "demo")
     assert again is not None and again.retrain_run is None and again.version == version
-    with session(db) as s:
+    with open_session(db) as s:
         assert s.scalar(select(func.count()).select_from(ModelRun)) == 2  # training + one retrain
         (only,) = mdb.drift_retrains(s)
     assert only.version == version and only.run_id == drifted.retrain_run
     assert "data drift" in only.reason and "price_vs_90d" in only.reason
 
     # a model trained on the shifted weeks still sees their PSI, but asks for no more retrains
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         always = settings.model_copy(update={"promote_margin": 100.0})  # made current
         newer = train_global_lgbm_model(s, "demo", always).version
     after = monitoring.check_drift(db, settings, "demo")
@@ -249,7 +248,7 @@ def _value(samples, name: str, **labels: str) -> float | None:  # type: ignore[n
 
 
 def test_metrics_endpoint_of_the_real_sidecar_after_a_training_run(db, settings, tmp_path) -> None:
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         demo.seed_synthetic(s, "demo", n_products=10, n_days=200)
     monitoring.recorder.observe("page_render", "Overview", 0.3, db)  # as the app does
     monitoring.recorder.flush()
@@ -357,12 +356,7 @@ def test_metrics_endpoint_of_the_real_sidecar_after_a_training_run(db, settings,
 
 
 def _promtool() -> str:
-    tool = shutil.which("promtool")
-    if tool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool (Debian package prometheus) is missing in CI")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return tool
+    return require_tool("promtool", "prometheus")
 
 
 @pytest.mark.parametrize(
@@ -405,7 +399,7 @@ def exported_names(db, settings, gen_data) -> set[str]:  # type: ignore[no-untyp
     run, a drift retrain, app latency."""
     cut = END - dt.timedelta(days=7)
     _trained_until(db, settings, gen_data, cut)
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         _store_range(s, "demo", gen_data, cut, 1.0)
         ten = catalog.get_tenant(s, "demo")
         history.record_import(s, ten.id, "prices.csv", None)

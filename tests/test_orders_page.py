@@ -9,14 +9,14 @@ from streamlit.testing.v1 import AppTest
 
 from procurement import auth
 from procurement.config import get_settings
-from procurement.db import catalog, make_engine, session
+from procurement.db import catalog, make_engine, open_session
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _page(user: str) -> AppTest:
     role, tenant = next((r, t) for u, r, t in USERS if u == user)
-    with session(make_engine(get_settings().database_url)) as s:
+    with open_session(make_engine(get_settings().database_url)) as s:
         tid = None if tenant is None else catalog.get_tenant(s, tenant).id
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
     at.session_state["authentication_status"] = True

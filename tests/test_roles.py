@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from procurement import auth
 from procurement.auth import PermissionDenied, Principal
 from procurement.config import get_settings
-from procurement.db import catalog, make_engine, session
+from procurement.db import catalog, make_engine, open_session
 from procurement.db.models import AppUser
 
 PW = "correct horse battery"
@@ -24,7 +24,7 @@ INJECTED = "![x](https://evil.example/a.png)"
 def accounts(db) -> dict[str, Principal]:
     """Companies a and b; a global admin, an admin and a buyer in each company."""
     out = {}
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         a = catalog.get_or_create_tenant(s, "a")
         b = catalog.get_or_create_tenant(s, "b")
         for username, role, tid in (
@@ -40,12 +40,12 @@ def accounts(db) -> dict[str, Principal]:
 
 
 def _user(db, username: str) -> AppUser:
-    with session(db) as s:
+    with open_session(db) as s:
         return s.query(AppUser).filter_by(username=username).one()
 
 
 def test_company_admin_lists_only_the_users_of_their_company(db, accounts) -> None:
-    with session(db) as s:
+    with open_session(db) as s:
         assert [u.username for u in auth.users_managed_by(s, accounts["admin-a"])] == [
             "admin-a",
             "buyer-a",
@@ -66,7 +66,7 @@ def test_company_admin_cannot_reset_deactivate_or_demote_outside_their_company(
         lambda s: auth.set_active(s, target, False, actor=actor),
         lambda s: auth.set_role(s, target, "viewer", actor=actor),
     ):
-        with pytest.raises(PermissionDenied), session(db) as s, s.begin():
+        with pytest.raises(PermissionDenied), open_session(db) as s, s.begin():
             change(s)
     after = _user(db, target)
     assert (after.password_hash, after.active, after.role) == (
@@ -79,20 +79,20 @@ def test_company_admin_cannot_reset_deactivate_or_demote_outside_their_company(
 def test_company_admin_creates_users_in_their_company_only(db, accounts) -> None:
     actor = accounts["admin-a"]
     a, b = accounts["buyer-a"].tenant_id, accounts["buyer-b"].tenant_id
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         auth.add_user(s, "new-a", PW, "viewer", a, actor=actor)
         auth.add_user(s, "second-admin-a", PW, "admin", a, actor=actor)  # a company admin
     for role, tid in (("buyer", b), ("admin", None)):  # another company; a global admin
-        with pytest.raises(PermissionDenied), session(db) as s, s.begin():
+        with pytest.raises(PermissionDenied), open_session(db) as s, s.begin():
             auth.add_user(s, "intruder", PW, role, tid, actor=actor)
-    with session(db) as s:
+    with open_session(db) as s:
         assert s.query(AppUser).filter_by(username="intruder").count() == 0
         assert _user(db, "new-a").tenant_id == a
 
 
 def test_company_admin_manages_their_own_users(db, accounts) -> None:
     actor = accounts["admin-a"]
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         auth.set_password(s, "buyer-a", "a new password", actor=actor)
         auth.set_role(s, "buyer-a", "viewer", actor=actor)
         auth.set_active(s, "buyer-a", False, actor=actor)
@@ -102,21 +102,21 @@ def test_company_admin_manages_their_own_users(db, accounts) -> None:
 
 def test_only_a_global_admin_creates_companies_and_global_admins(db, accounts) -> None:
     for who in ("admin-a", "buyer-a"):
-        with pytest.raises(PermissionDenied), session(db) as s, s.begin():
+        with pytest.raises(PermissionDenied), open_session(db) as s, s.begin():
             auth.create_company(s, "c", "C", actor=accounts[who])
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         auth.create_company(s, "c", "C", actor=accounts["root"])
         auth.add_user(s, "root2", PW, "admin", None, actor=accounts["root"])
         auth.set_password(s, "buyer-b", "reset by root", actor=accounts["root"])
-    with pytest.raises(ValueError, match="exists"), session(db) as s, s.begin():
+    with pytest.raises(ValueError, match="exists"), open_session(db) as s, s.begin():
         auth.create_company(s, "c", "C again", actor=accounts["root"])
 
 
 def test_the_last_global_admin_cannot_be_deactivated_or_demoted(db, accounts) -> None:
     root = accounts["root"]
-    with pytest.raises(ValueError, match="last active global"), session(db) as s, s.begin():
+    with pytest.raises(ValueError, match="last active global"), open_session(db) as s, s.begin():
         auth.set_active(s, "root", False, actor=root)
-    with pytest.raises(ValueError), session(db) as s, s.begin():
+    with pytest.raises(ValueError), open_session(db) as s, s.begin():
         auth.set_role(s, "root", "buyer", actor=root)
     assert _user(db, "root").active
 
@@ -140,12 +140,12 @@ def test_a_company_short_name_that_is_not_a_plain_name_is_refused(session: Sessi
 def company_admin(app_env):
     """An administrator of 'demo' only, removed again afterwards (the database is shared)."""
     eng = make_engine(get_settings().database_url)
-    with session(eng) as s, s.begin():
+    with open_session(eng) as s, s.begin():
         demo = catalog.get_tenant(s, "demo")
         auth.create_user(s, "demo-admin", PW, "admin", demo.id)
         tid = demo.id
     yield Principal("demo-admin", "admin", tid)
-    with session(eng) as s, s.begin():
+    with open_session(eng) as s, s.begin():
         for name in ("demo-admin", INJECTED):
             s.query(AppUser).filter_by(username=name).delete()
     eng.dispose()
@@ -219,7 +219,7 @@ def test_cli_ensure_admin_creates_the_administrator_from_admin_password_and_prin
     out = capsys.readouterr().out
     assert "shown once" not in out and "chosen by the operator" not in out
     eng = make_engine(url)
-    with session(eng) as s:
+    with open_session(eng) as s:
         admins = [u for u in auth.list_users(s) if u.role == "admin"]
         assert [(u.username, u.tenant_id) for u in admins] == [("admin", None)]
         assert auth.bcrypt.checkpw(b"chosen by the operator", admins[0].password_hash.encode())

@@ -13,21 +13,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from procurement import demo, retrain
+from procurement import actions, demo, retrain
 from procurement.auth import Principal
-from procurement.db import runs, session
+from procurement.db import open_session, runs
 from procurement.db.models import ModelRun, PriceForecast
 from procurement.forecast import store
-from procurement.forecast.train import train_global_lgbm_model
+from procurement.training import train_global_lgbm_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def seeded(db, settings):
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         demo.seed_synthetic(s, "demo", n_products=10, n_days=200)
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         first = train_global_lgbm_model(s, "demo", settings)
     return first.version
 
@@ -65,7 +65,7 @@ def _wait(cond, timeout: float = 90, what: str = "condition"):  # type: ignore[n
 
 
 def _run(db, run_id: int) -> ModelRun:
-    with session(db) as s:
+    with open_session(db) as s:
         return s.get(ModelRun, run_id)
 
 
@@ -93,7 +93,7 @@ def test_request_from_app_is_picked_up_and_publishes_new_version(db, settings, s
         assert store.current_version(settings.model_dir, "demo") == run.version != seeded
 
         def stored() -> int:
-            with session(db) as s:
+            with open_session(db) as s:
                 q = select(func.count()).select_from(PriceForecast)
                 return s.scalar(q.where(PriceForecast.version == run.version))
 
@@ -113,7 +113,7 @@ def test_ten_concurrent_requests_give_one_run(db, seeded) -> None:
         )
     assert len({run_id for run_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
-    with session(db) as s:
+    with open_session(db) as s:
         assert (
             s.scalar(select(func.count()).select_from(ModelRun).where(ModelRun.status == "queued"))
             == 1
@@ -122,25 +122,25 @@ def test_ten_concurrent_requests_give_one_run(db, seeded) -> None:
 
 def test_requests_while_training_queue_exactly_one_more(db, seeded) -> None:
     first, _ = retrain.request(db, "demo", Principal("a", "buyer", None))
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         runs.claim_next(s)  # now running
     ids = {retrain.request(db, "demo", Principal(f"u{i}", "buyer", None))[0] for i in range(10)}
     assert len(ids) == 1 and first not in ids
 
 
 def test_only_one_trainer_holds_the_lease(db) -> None:
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         assert runs.acquire_lock(s, "training", "host:1", 60)
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         assert not runs.acquire_lock(s, "training", "host:2", 60)
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         assert runs.acquire_lock(s, "training", "host:1", 60)  # re-entrant for the holder
 
 
 def test_expired_lease_can_be_taken_over(db) -> None:
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         assert runs.acquire_lock(s, "training", "host:1", -1)  # already expired
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         assert runs.acquire_lock(s, "training", "host:2", 60)
 
 
@@ -159,7 +159,15 @@ def test_kill_9_mid_training_keeps_old_model_and_next_start_finishes(db, setting
     assert _run(db, run_id).status == "running"  # the crash left it so
     assert store.current_version(settings.model_dir, "demo") == seeded
     assert len(store.load_version(settings.model_dir, "demo").model.predict()) == 10 * 14
-    assert not list((settings.model_dir / "demo").glob(f"*{'-'}*/global_lgbm_model.pkl.tmp"))
+    # no half-written version is visible: every version folder loads and passes its checksum
+    versions = [
+        d.name
+        for d in (settings.model_dir / "demo").iterdir()
+        if d.is_dir() and not d.name.startswith(".")
+    ]
+    assert versions == [seeded]
+    for v in versions:
+        store.load_version(settings.model_dir, "demo", v)
 
     # normal size again, so it finishes quickly; promotion is not what this test is about
     proc = _start(_env(db, settings, PROMOTE_MARGIN="100"))
@@ -174,7 +182,7 @@ def test_kill_9_mid_training_keeps_old_model_and_next_start_finishes(db, setting
 
 
 def test_corrupt_version_is_refused_and_rollback_works(db, settings, seeded) -> None:
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         newer = train_global_lgbm_model(s, "demo", settings).version
     assert store.current_version(settings.model_dir, "demo") == newer
     store.set_current(settings.model_dir, "demo", seeded)  # roll back
@@ -188,7 +196,7 @@ def test_corrupt_version_is_refused_and_rollback_works(db, settings, seeded) -> 
 
 def test_worse_model_is_kept_but_not_promoted(db, settings, seeded) -> None:
     bad = settings.model_copy(update={"lgbm_n_estimators": 10, "promote_margin": -0.99})
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         res = train_global_lgbm_model(s, "demo", bad)
     assert store.current_version(settings.model_dir, "demo") == seeded
     assert res.metadata["promotion"].startswith("kept, not promoted")
@@ -208,7 +216,7 @@ def test_daily_refresh_queues_a_retrain_when_newer_prices_arrive(
     get_engine.cache_clear()
     try:
         sched.refresh_all()  # nothing new: no run queued
-        with session(db) as s:
+        with open_session(db) as s:
             assert (
                 s.scalar(
                     select(func.count()).select_from(ModelRun).where(ModelRun.status == "queued")
@@ -218,10 +226,10 @@ def test_daily_refresh_queues_a_retrain_when_newer_prices_arrive(
         meta = store.read_metadata(settings.model_dir, "demo")
         f = tmp_path / "new.csv"
         f.write_text(f"sku,date,price\nSKU-00001,{pd_next_day(meta['data_end'])},9.99\n")
-        with session(db) as s, s.begin():
-            demo.import_price_file(s, "demo", f, Principal.system())
+        with open_session(db) as s:
+            actions.import_price_file(Principal.system(), session=s, tenant="demo", path=f)
         sched.refresh_all()
-        with session(db) as s:
+        with open_session(db) as s:
             assert (
                 s.scalar(
                     select(func.count()).select_from(ModelRun).where(ModelRun.status == "queued")
@@ -248,17 +256,17 @@ def test_two_in_app_trainings_in_one_process_do_not_share_the_lease(db, settings
     def progress(frac: float, msg: str) -> None:
         if "second" in seen or frac < 0.1:
             return
-        with session(db) as s:
+        with open_session(db) as s:
             seen["first"] = runs.lock_info(s, retrain.TRAIN_LOCK).holder
         seen["second"] = retrain.process_next(db, settings)  # another session clicks Retrain
-        with session(db) as s:
+        with open_session(db) as s:
             lock = runs.lock_info(s, retrain.TRAIN_LOCK)
             seen["after"] = lock.holder if lock is not None else None
 
     assert retrain.process_next(db, settings, progress=progress) is not None
     assert seen["second"] is None
     assert seen["after"] == seen["first"]  # the first training still holds its lease
-    with session(db) as s:
+    with open_session(db) as s:
         assert runs.lock_info(s, retrain.TRAIN_LOCK) is None  # released at the end
 
 
@@ -267,22 +275,22 @@ def test_lease_of_a_dead_predecessor_with_our_pid_is_freed_and_its_run_requeued(
     holder is told apart by its token, so the interrupted run is requeued at once."""
     run_id, _ = retrain.request(db, "demo", Principal("buyer", "buyer", None))
     host, pid, _ = retrain.holder_id().split(":")
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         runs.claim_next(s)
         assert runs.acquire_lock(s, retrain.TRAIN_LOCK, f"{host}:{pid}:0123456789ab", 600)
     assert retrain.recover(db) == 1
     assert _run(db, run_id).status == "queued"
-    with session(db) as s:
+    with open_session(db) as s:
         assert runs.lock_info(s, retrain.TRAIN_LOCK) is None
 
 
 def test_lease_of_this_process_is_not_broken_by_recovery(db, seeded) -> None:
     retrain.request(db, "demo", Principal("buyer", "buyer", None))
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         runs.claim_next(s)
         assert runs.acquire_lock(s, retrain.TRAIN_LOCK, retrain.new_holder(), 600)
     assert retrain.recover(db) == 0
-    with session(db) as s:
+    with open_session(db) as s:
         assert runs.lock_info(s, retrain.TRAIN_LOCK) is not None
 
 

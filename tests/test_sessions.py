@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy.exc import ProgrammingError
 from streamlit.testing.v1 import AppTest
 
-from pages.common import plain
 from procurement import auth
 from procurement.config import get_settings
-from procurement.db import catalog, make_engine, session
+from procurement.db import catalog, make_engine, open_session
 from procurement.db.models import AppUser
+from ui.page import plain
 
 ROOT = Path(__file__).resolve().parent.parent
 PW = "correct horse battery"
@@ -26,15 +26,15 @@ PW = "correct horse battery"
 def account(app_env):
     """A fresh administrator of 'demo' in the app's database; yields a function changing it."""
     eng = make_engine(get_settings().database_url)
-    with session(eng) as s, s.begin():
+    with open_session(eng) as s, s.begin():
         auth.create_user(s, "tab-user", PW, "admin", catalog.get_tenant(s, "demo").id)
 
     def change(**values) -> None:  # type: ignore[no-untyped-def]
-        with session(eng) as s, s.begin():
+        with open_session(eng) as s, s.begin():
             s.query(AppUser).filter_by(username="tab-user").update(values)
 
     yield change
-    with session(eng) as s, s.begin():
+    with open_session(eng) as s, s.begin():
         s.query(AppUser).filter_by(username="tab-user").delete()
     eng.dispose()
 
@@ -45,7 +45,7 @@ def _signed_in(page: str | None = None) -> AppTest:
     at.session_state["authentication_status"] = True
     at.session_state["username"] = "tab-user"
     at.session_state["name"] = "tab-user"
-    with session(make_engine(get_settings().database_url)) as s:
+    with open_session(make_engine(get_settings().database_url)) as s:
         tid = catalog.get_tenant(s, "demo").id
     at.session_state["principal"] = auth.Principal("tab-user", "admin", tid)
     at.run()

@@ -116,43 +116,43 @@ def test_model_files_and_folders_reach_the_disk_before_the_pointer_moves(
 @pytest.fixture
 def trained(db, settings) -> str:
     from procurement import demo
-    from procurement.db import session
-    from procurement.forecast.train import train_global_lgbm_model
+    from procurement.db import open_session
+    from procurement.training import train_global_lgbm_model
 
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         demo.seed_synthetic(s, "demo", n_products=6, n_days=150)
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         return train_global_lgbm_model(s, "demo", settings).version
 
 
 def test_new_model_becomes_current_only_when_its_run_is_committed(db, settings, trained) -> None:
     """The pointer moves after the database records the run, not before."""
-    from procurement.db import session
+    from procurement.db import open_session
     from procurement.db.models import ModelRun
-    from procurement.forecast.train import train_global_lgbm_model
+    from procurement.training import train_global_lgbm_model
 
-    with session(db) as s, s.begin():
+    with open_session(db) as s, s.begin():
         new = train_global_lgbm_model(s, "demo", settings).version
         assert store.current_version(settings.model_dir, "demo") == trained  # not yet
     assert store.current_version(settings.model_dir, "demo") == new
-    with session(db) as s:
+    with open_session(db) as s:
         assert s.query(ModelRun).filter_by(version=new, status="done").count() == 1
 
 
 def test_model_of_a_rolled_back_run_is_never_published(db, settings, trained) -> None:
-    from procurement.db import session
+    from procurement.db import open_session
     from procurement.db.models import ModelRun
-    from procurement.forecast.train import train_global_lgbm_model
+    from procurement.training import train_global_lgbm_model
 
-    with pytest.raises(RuntimeError, match="commit failed"), session(db) as s, s.begin():
+    with pytest.raises(RuntimeError, match="commit failed"), open_session(db) as s, s.begin():
         new = train_global_lgbm_model(s, "demo", settings).version
         raise RuntimeError("commit failed")
     assert store.current_version(settings.model_dir, "demo") == trained
     with (
-        session(db) as s,
+        open_session(db) as s,
         s.begin(),
     ):  # a later commit of the same kind of session publishes nothing
         s.query(ModelRun).count()
     assert store.current_version(settings.model_dir, "demo") == trained
-    with session(db) as s:
+    with open_session(db) as s:
         assert s.query(ModelRun).filter_by(version=new).count() == 0

@@ -9,7 +9,7 @@ from procurement import demo
 from procurement.db.models import ModelRun
 from procurement.forecast import store
 from procurement.forecast.predict import load_current, predict_prices, recommendations
-from procurement.forecast.train import train_global_lgbm_model
+from procurement.training import train_global_lgbm_model
 
 
 def test_train_from_database_publishes_model_with_metadata(session, settings) -> None:

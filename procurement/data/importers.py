@@ -554,7 +554,7 @@ def validate_prices(
         if kinds[i] == "blank":
             msg = "is blank"
         elif _not_fitting(kinds[i], fmt, "date"):
-            msg = f"{raw!r} is not a date in the chosen order ({DATE_ORDERS[fmt.date_order]})"
+            msg = f"{raw!r} is not a date in the chosen order ({DATE_ORDERS[fmt.date_order or 'ymd']})"
         else:
             msg = f"{raw!r} is not a date (YYYY-MM-DD, DD/MM/YYYY or MM/DD/YYYY)"
         errors.append(RowError(int(lines[i]), "date", msg))
@@ -586,11 +586,11 @@ def validate_prices(
         raise ImportValidationError(sorted(errors, key=lambda e: e.line or 0)[:max_errors], source)
 
     out["date"] = pd.Series(dates).dt.date.to_numpy()
-    for name, vals in numbers.items():
-        out[name] = vals
-    for col in ("name", "supplier", "currency", "category", "unit"):
-        if col in out.columns:
-            out[col] = out[col].astype(str).str.strip()
+    for col_name, vals in numbers.items():
+        out[col_name] = vals
+    for text_col in ("name", "supplier", "currency", "category", "unit"):
+        if text_col in out.columns:
+            out[text_col] = out[text_col].astype(str).str.strip()
     if "currency" in out.columns:
         out["currency"] = out["currency"].str.upper().replace("", "USD")
         badc = ~out["currency"].str.fullmatch(r"[A-Z]{3}")
@@ -718,7 +718,8 @@ def read_catalog_csv(
     df = _csv_strings(src, label, ("sku",))
     df["sku"] = df["sku"].str.strip()
     errors = [
-        RowError(i + 2, "sku", "is blank") for i in np.flatnonzero((df["sku"] == "").to_numpy())
+        RowError(int(i) + 2, "sku", "is blank")
+        for i in np.flatnonzero((df["sku"] == "").to_numpy())
     ]
     if "currency" in df.columns:
         cur = df["currency"].str.strip().str.upper()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     # WAL lets the app read while the scheduler writes; busy_timeout waits instead of failing.
@@ -49,5 +50,13 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def session(engine: Engine | None = None) -> Session:
+def rows_changed(result: Result[Any]) -> int:
+    """Rows an UPDATE, DELETE or INSERT ... SELECT touched (``Session.execute`` types its result
+    as a plain ``Result``, which has no ``rowcount``)."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+def open_session(engine: Engine | None = None) -> Session:
+    """A new ORM session on ``engine`` (default: the configured database); use it in a ``with``
+    block, and ``with s.begin():`` around writes."""
     return Session(engine or get_engine(), expire_on_commit=False)

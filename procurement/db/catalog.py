@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from procurement.db.models import Product, Stock, Supplier, Tenant
@@ -76,7 +76,7 @@ def ensure_products(session: Session, tenant_id: int, catalog: pd.DataFrame) -> 
                 if getattr(prod, k) != v:
                     setattr(prod, k, v)
     if new_rows:
-        session.execute(Product.__table__.insert(), new_rows)
+        session.execute(insert(Product), new_rows)
     session.flush()
     return dict(
         session.execute(select(Product.sku, Product.id).where(Product.tenant_id == tenant_id)).all()

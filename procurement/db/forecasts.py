@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from procurement.db.models import PriceForecast
 
-COLUMNS = ["sku", "date", "y_pred", "lo_80", "hi_80", "lo_95", "hi_95", "p_cheaper", "expected_saving"]
+COLUMNS = [
+    "sku",
+    "date",
+    "y_pred",
+    "lo_80",
+    "hi_80",
+    "lo_95",
+    "hi_95",
+    "p_cheaper",
+    "expected_saving",
+]
 
 
 def store_forecast(session: Session, tenant_id: int, version: str, fc: pd.DataFrame) -> int:
@@ -18,16 +28,22 @@ def store_forecast(session: Session, tenant_id: int, version: str, fc: pd.DataFr
     rows["date"] = pd.to_datetime(rows["date"]).dt.date
     records = rows.to_dict("records")
     for start in range(0, len(records), 20_000):
-        session.execute(PriceForecast.__table__.insert(), records[start : start + 20_000])
+        session.execute(insert(PriceForecast), records[start : start + 20_000])
     return len(records)
 
 
-def load_forecast(session: Session, tenant_id: int, version: str) -> pd.DataFrame | None:
-    """The stored forecasts of that model version, or None when there are none (yet)."""
+def load_forecast(
+    session: Session, tenant_id: int, version: str, skus: list[str] | None = None
+) -> pd.DataFrame | None:
+    """The stored forecasts of that model version (of ``skus`` only, when given), or None when
+    there are none (yet)."""
     cols = [getattr(PriceForecast, c) for c in COLUMNS]
-    rows = session.execute(
-        select(*cols).where(PriceForecast.tenant_id == tenant_id, PriceForecast.version == version)
-    ).all()
+    stmt = select(*cols).where(
+        PriceForecast.tenant_id == tenant_id, PriceForecast.version == version
+    )
+    if skus is not None:
+        stmt = stmt.where(PriceForecast.sku.in_(skus))
+    rows = session.execute(stmt).all()
     if not rows:
         return None
     df = pd.DataFrame(rows, columns=COLUMNS)

@@ -7,6 +7,7 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast as type_cast
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     String,
+    Table,
     bindparam,
     cast,
     delete,
@@ -56,7 +58,7 @@ class UpsertCounts:
 
 def _upsert(
     session: Session,
-    table,  # type: ignore[no-untyped-def]
+    table,
     key_cols: list[str],
     value_col: str,
     incoming: pd.DataFrame,
@@ -175,7 +177,7 @@ def _product_groups(pids: pd.Series, max_rows: int, max_products: int) -> list[l
     return groups
 
 
-def _load_existing(session: Session, model, value: str, tenant_id: int, pids: list) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def _load_existing(session: Session, model, value: str, tenant_id: int, pids: list) -> pd.DataFrame:
     stmt = select(model.id, model.product_id, model.date, getattr(model, value)).where(
         model.tenant_id == tenant_id
     )
@@ -367,7 +369,7 @@ def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> Im
     restored = removed = 0
     conn = session.connection()
     for model, value, merged in plans:
-        table = model.__table__
+        table = type_cast(Table, model.__table__)
         added = merged["old_value"].isna().to_numpy()
         ids = [int(i) for i in merged.loc[added, "id"]]
         for start in range(0, len(ids), CHUNK):
@@ -394,7 +396,7 @@ def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> Im
             )
         unused = [p for p in created if p not in used]
         if unused:
-            conn.execute(delete(Product.__table__).where(Product.__table__.c.id.in_(unused)))
+            conn.execute(delete(Product).where(Product.id.in_(unused)))
     rec.undone_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rec.undone_by = actor[:100]
     undo = record_import(
@@ -455,20 +457,20 @@ def import_log(session: Session, tenant_id: int, limit: int = 50) -> pd.DataFram
     return df
 
 
-def _read(session: Session, stmt) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def _read(session: Session, stmt) -> pd.DataFrame:
     """Run a SELECT into a DataFrame. On MySQL/MariaDB bulk reads go through connectorx (Rust,
     many times faster than pymysql's row-by-row fetch). Not on SQLite: connectorx links its own
     copy of SQLite, and two copies in one process do not see each other's locks (stale reads
     were observed), so SQLite uses ``_read_grouped`` instead."""
     bind = session.get_bind()
-    if bind.url.drivername.startswith(("mysql", "mariadb")):
+    if bind.engine.url.drivername.startswith(("mysql", "mariadb")):
         try:
             import connectorx as cx
 
             sql = str(stmt.compile(dialect=bind.dialect, compile_kwargs={"literal_binds": True}))
             session.flush()
             return cx.read_sql(
-                bind.url.set(drivername="mysql").render_as_string(hide_password=False), sql
+                bind.engine.url.set(drivername="mysql").render_as_string(hide_password=False), sql
             )
         except Exception:  # fall back to the portable path; correctness first
             log.debug("connectorx read failed; using SQLAlchemy", exc_info=True)
@@ -477,11 +479,11 @@ def _read(session: Session, stmt) -> pd.DataFrame:  # type: ignore[no-untyped-de
 
 def _read_grouped(
     session: Session, model, value: str, tenant_id: int, since: dt.date | None
-) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+) -> pd.DataFrame:
     """(product_id, date, value) of a tenant. On SQLite one row per product with the dates and
     values concatenated in C is about 2x faster than fetching millions of rows in Python."""
     bind = session.get_bind()
-    if not bind.url.drivername.startswith("sqlite"):
+    if not bind.engine.url.drivername.startswith("sqlite"):
         stmt = select(model.product_id, model.date, getattr(model, value)).where(
             model.tenant_id == tenant_id
         )
@@ -574,3 +576,53 @@ def latest_price_date(session: Session, tenant_id: int) -> dt.date | None:
     return session.scalar(
         select(func.max(PriceObservation.date)).where(PriceObservation.tenant_id == tenant_id)
     )
+
+
+def demand_per_day(session: Session, tenant_id: int, days: int = 28) -> pd.Series:
+    """Average daily quantity sold per sku over the last ``days`` days of sales data."""
+    last = session.scalar(select(func.max(Sale.date)).where(Sale.tenant_id == tenant_id))
+    if last is None:
+        return pd.Series(dtype=float)
+    since = last - dt.timedelta(days=days - 1)
+    rows = session.execute(
+        select(Product.sku, func.sum(Sale.quantity))
+        .join(Product, Product.id == Sale.product_id)
+        .where(Sale.tenant_id == tenant_id, Sale.date >= since)
+        .group_by(Product.sku)
+    ).all()
+    return pd.Series({sku: float(q) / days for sku, q in rows}, dtype=float)
+
+
+def product_prices(session: Session, tenant_id: int, sku: str, days: int = 180) -> pd.DataFrame:
+    """Recent prices of one product: ``date, price``."""
+    pid = session.scalar(
+        select(Product.id).where(Product.tenant_id == tenant_id, Product.sku == sku)
+    )
+    if pid is None:
+        return pd.DataFrame(columns=["date", "price"])
+    # by product id: the (product_id, date) index answers both queries without a scan
+    last = session.scalar(
+        select(func.max(PriceObservation.date)).where(PriceObservation.product_id == pid)
+    )
+    if last is None:
+        return pd.DataFrame(columns=["date", "price"])
+    since = last - dt.timedelta(days=days)
+    rows = session.execute(
+        select(PriceObservation.date, PriceObservation.price)
+        .where(PriceObservation.product_id == pid, PriceObservation.date >= since)
+        .order_by(PriceObservation.date)
+    ).all()
+    df = pd.DataFrame(rows, columns=["date", "price"])
+    df["date"] = pd.to_datetime(df["date"])
+    return df
+
+
+def freshness(session: Session, tenant_id: int) -> dict[str, object]:
+    """First and latest price date and the number of products: index look-ups only, no count of
+    millions of price rows on every page view."""
+    # one aggregate per query: SQLite answers a lone min() or max() from the index
+    where = PriceObservation.tenant_id == tenant_id
+    first = session.scalar(select(func.min(PriceObservation.date)).where(where))
+    last = session.scalar(select(func.max(PriceObservation.date)).where(where))
+    products = session.scalar(select(func.count(Product.id)).where(Product.tenant_id == tenant_id))
+    return {"first": first, "last": last, "products": int(products or 0)}

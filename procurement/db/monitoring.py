@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from procurement.db import rows_changed
 from procurement.db.models import (
     AppLatency,
     DriftCheck,
@@ -44,7 +45,7 @@ def archive_forecasts(session: Session, tenant_id: int, version: str) -> int:
             res = session.execute(insert(ForecastArchive).from_select(cols, src))
     except IntegrityError:  # another process archived it at the same moment
         return 0
-    return int(res.rowcount or 0)
+    return rows_changed(res)
 
 
 def archived_forecasts(
@@ -165,7 +166,7 @@ def add_latency(session: Session, counts: Mapping[tuple[str, str], float]) -> No
             .where(AppLatency.name == name, AppLatency.le == le)
             .values(value=AppLatency.value + inc)
         )
-        if res.rowcount == 0:
+        if rows_changed(res) == 0:
             try:
                 with session.begin_nested():
                     session.add(AppLatency(name=name, le=le, value=inc))
@@ -207,7 +208,7 @@ def run_durations(session: Session) -> list[tuple[str, float]]:
         .join(Tenant, Tenant.id == ModelRun.tenant_id)
         .where(ModelRun.started_at.is_not(None), ModelRun.finished_at.is_not(None))
     ).all()
-    return [(slug, max((f - s).total_seconds(), 0.0)) for slug, s, f in rows]
+    return [(slug, max((f - s).total_seconds(), 0.0)) for slug, s, f in rows if s and f]
 
 
 def queue_lengths(session: Session) -> dict[str, int]:

@@ -8,6 +8,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from procurement.db import rows_changed
 from procurement.db.models import JobLock, ModelRun
 
 QUEUED = "queued"
@@ -15,14 +16,23 @@ RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
 REJECTED = "rejected"
+ACTIVE = (QUEUED, RUNNING)
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+class TrainingBusy(RuntimeError):
+    """Another process holds the training lease; the request stays queued."""
+
+
 class QueueRace(Exception):
     """Another request queued a run after this transaction's snapshot; retry."""
+
+
+def get_run(session: Session, run_id: int) -> ModelRun | None:
+    return session.get(ModelRun, run_id)
 
 
 def request_retrain(session: Session, tenant_id: int, who: str) -> tuple[ModelRun, bool]:
@@ -121,7 +131,7 @@ def acquire_lock(session: Session, name: str, holder: str, ttl_seconds: float) -
         .where(JobLock.name == name, (JobLock.expires_at < t) | (JobLock.holder == holder))
         .values(holder=holder, acquired_at=t, expires_at=expires)
     )
-    return res.rowcount == 1
+    return rows_changed(res) == 1
 
 
 def renew_lock(session: Session, name: str, holder: str, ttl_seconds: float) -> bool:
@@ -130,7 +140,7 @@ def renew_lock(session: Session, name: str, holder: str, ttl_seconds: float) -> 
         .where(JobLock.name == name, JobLock.holder == holder)
         .values(expires_at=now() + dt.timedelta(seconds=ttl_seconds))
     )
-    return res.rowcount == 1
+    return rows_changed(res) == 1
 
 
 def release_lock(session: Session, name: str, holder: str) -> None:

@@ -17,8 +17,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from importlib.metadata import version as pkg_version
 from pathlib import Path
@@ -228,6 +230,31 @@ def load_version(model_dir: Path, tenant: str, version: str | None = None) -> St
     if version is None:
         raise ModelStoreError(f"no trained model for {tenant!r} yet; run `procurement train`")
     return _load_dir(tenant_dir(model_dir, tenant) / version)
+
+
+_SHARED: OrderedDict[tuple[str, str, str], StoredModel] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_VERSIONS = 4
+
+
+def load_shared(model_dir: Path, tenant: str, version: str) -> StoredModel:
+    """``load_version``, loaded once per process and shared by every caller (app sessions,
+    assistant, jobs); the newest ``SHARED_VERSIONS`` stay loaded, so a page still using the
+    previous version keeps it while a new one goes live. The model guards its own prediction."""
+    key = (str(Path(model_dir).resolve()), tenant, version)
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            _SHARED.move_to_end(key)
+            return _SHARED[key]
+    # loading takes seconds for a large catalog: outside the lock, so one company's load does
+    # not hold the others; two callers racing for the same version load it twice, harmlessly
+    stored = load_version(model_dir, tenant, version)
+    with _SHARED_LOCK:
+        stored = _SHARED.setdefault(key, stored)
+        _SHARED.move_to_end(key)
+        while len(_SHARED) > SHARED_VERSIONS:
+            _SHARED.popitem(last=False)
+    return stored
 
 
 def prune(model_dir: Path, tenant: str, keep: int) -> list[str]:

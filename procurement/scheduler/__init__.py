@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from procurement import monitoring, retrain
+from procurement import actions, monitoring, retrain
 from procurement.auth import Principal
 from procurement.config import get_settings
-from procurement.db import catalog, get_engine, session
+from procurement.db import catalog, get_engine, open_session
 
 log = logging.getLogger("procurement.scheduler")
+SCHEDULE = Principal("schedule", "admin", None)  # who the scheduled jobs act as
 
 
 def process_queue() -> None:
@@ -30,13 +31,13 @@ def process_queue() -> None:
         retrain.heartbeat(engine, holder, max(3 * settings.scheduler_poll_seconds, 15))
 
 
-def _after_run(engine, settings, run_id: int) -> None:  # type: ignore[no-untyped-def]
+def _after_run(engine, settings, run_id: int) -> None:
     """Log the run as one structured event; keep its forecasts and check drift and advice."""
-    from procurement.db.models import ModelRun, Tenant
+    from procurement.db import runs
 
-    with session(engine) as s:
-        run = s.get(ModelRun, run_id)
-        ten = s.get(Tenant, run.tenant_id) if run is not None else None
+    with open_session(engine) as s:
+        run = runs.get_run(s, run_id)
+        ten = catalog.get_tenant_by_id(s, run.tenant_id) if run is not None else None
     if run is None or ten is None:
         return
     seconds = (
@@ -59,10 +60,11 @@ def _after_run(engine, settings, run_id: int) -> None:  # type: ignore[no-untype
 def enqueue_all() -> None:
     """The scheduled retrain: queue every company (requests already waiting are reused)."""
     engine = get_engine()
-    with session(engine) as s:
+    with open_session(engine) as s:
         slugs = [t.slug for t in catalog.list_tenants(s)]
-    for slug in slugs:
-        retrain.request(engine, slug, Principal("schedule", "admin", None))
+    with open_session(engine) as s:
+        for slug in slugs:
+            actions.request_retrain(SCHEDULE, session=s, tenant=slug)
 
 
 def refresh_all() -> None:
@@ -71,12 +73,13 @@ def refresh_all() -> None:
     check drift."""
     settings = get_settings()
     engine = get_engine()
-    with session(engine) as s:
+    with open_session(engine) as s:
         slugs = [t.slug for t in catalog.list_tenants(s)]
     for slug in slugs:
         try:
             if retrain.needs_retrain(engine, settings, slug):
-                retrain.request(engine, slug, Principal("schedule", "admin", None))
+                with open_session(engine) as s:
+                    actions.request_retrain(SCHEDULE, session=s, tenant=slug)
                 log.info("new prices for %s: retrain queued", slug)
             with monitoring.timed("prediction", slug, engine):
                 n = retrain.refresh_forecasts(engine, settings, slug)
@@ -88,16 +91,12 @@ def refresh_all() -> None:
     monitoring.monitor_all(engine, settings)
 
 
-def refresh_orders(engine, slug: str) -> None:  # type: ignore[no-untyped-def]
+def refresh_orders(engine, slug: str) -> None:
     """After the forecasts: replace the company's unedited draft orders with fresh proposals
     (approved, sent, received, cancelled and edited orders are left alone)."""
-    from procurement import orders
-
     try:
-        with session(engine) as s, s.begin():
-            made = orders.propose_orders(
-                Principal("schedule", "admin", None), session=s, tenant=slug
-            )
+        with open_session(engine) as s, s.begin():
+            made = actions.propose_orders(SCHEDULE, session=s, tenant=slug)
         log.info("%s: %d draft orders proposed", slug, len(made))
     except Exception:  # no model or no sales yet: the drafts stay as they are
         log.warning("could not refresh draft orders of %s", slug, exc_info=True)

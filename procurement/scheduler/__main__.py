@@ -79,7 +79,7 @@ def main() -> int:
         next_run_time=dt.datetime.now(dt.UTC),  # at start too, so the metrics fill at once
     )
 
-    def stop(signum, _frame):  # type: ignore[no-untyped-def]
+    def stop(signum, _frame):
         log.info("signal %s: stopping", signum)
         sched.shutdown(wait=False)
 

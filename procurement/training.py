@@ -1,4 +1,6 @@
-"""Training from the database: load a company's history in bulk, fit, backtest, save, record."""
+"""Training a company's model from the database: load its history in bulk, fit and backtest
+(``forecast.model``, which knows nothing of the database), save the version, record the run,
+and make it current once the run's row is committed. The retrain job (``retrain``) calls this."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 from procurement.config import Settings, get_settings
 from procurement.db import catalog, history
 from procurement.db.models import ModelRun
+from procurement.db.runs import DONE, REJECTED, RUNNING
 from procurement.forecast import store
 from procurement.forecast.features import infer_freq
 from procurement.forecast.model import (
@@ -122,12 +125,12 @@ def train_global_lgbm_model(
         run = ModelRun(
             tenant_id=ten.id,
             requested_by="cli",
-            status="running",
+            status=RUNNING,
             started_at=started.replace(tzinfo=None),
         )
         session.add(run)
     run.version = saved.version
-    run.status = "done" if verdict is None else "rejected"
+    run.status = DONE if verdict is None else REJECTED
     run.message = verdict or "published"
     run.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     run.data_start = ds.min().date()

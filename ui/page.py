@@ -1,4 +1,5 @@
-"""Shared page setup: company choice, database and model status in the sidebar, cached loads."""
+"""Page setup every page shares: company choice, model and data status in the sidebar, the empty
+and error states, and the few loads cached per user. Everything goes through procurement.actions."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from procurement import auth, buying
+from procurement import actions, auth
 from procurement.config import get_settings
-from procurement.db import catalog, get_engine, migrate, session
+from procurement.db import get_engine, migrate, open_session
 from procurement.forecast import store
 from procurement.forecast.model import PriceModel
-from procurement.recommend import Policy
 
 log = logging.getLogger("procurement.app")
 
@@ -34,47 +34,35 @@ class Context:
 
 
 @st.cache_resource(show_spinner=False)
-def _migrated_engine(url: str):  # type: ignore[no-untyped-def]
+def _migrated_engine(url: str):
     engine = get_engine(url)
     migrate(engine)
     return engine
 
 
-def engine():  # type: ignore[no-untyped-def]
+def engine():
     return _migrated_engine(get_settings().database_url)
 
 
-@st.cache_resource(show_spinner="Loading model...", max_entries=4)
-def load_model(model_dir: str, tenant: str, version: str) -> store.StoredModel:
-    # keyed on the version: a newly published model is loaded once, the old one stays cached
-    # for page views already using it
-    return store.load_version(model_dir, tenant, version)  # type: ignore[arg-type]
+@st.cache_data(ttl=60, show_spinner="Reading every product's advice...", max_entries=32)
+def _advice(principal: auth.Principal, tenant: str, version: str) -> pd.DataFrame:
+    # per user and model version, for a minute: the action checks the user on every miss, and
+    # stock or demand imported since shows within a minute
+    with open_session(engine()) as s:
+        return actions.advice(principal, session=s, tenant=tenant)
 
 
-@st.cache_data(show_spinner="Forecasting every product...", max_entries=8)
-def advice(
-    tenant: str,
-    version: str,
-    _model: PriceModel,
-    _products: pd.DataFrame,
-    _demand: pd.Series,
-    min_conf: float,
-    min_saving: float,
-) -> pd.DataFrame:
-    return buying.advice_table(_model, _products, _demand, Policy(min_conf, min_saving))
+@st.cache_data(ttl=60, show_spinner=False, max_entries=32)
+def _catalog(principal: auth.Principal, tenant: str) -> pd.DataFrame:
+    with open_session(engine()) as s:
+        return actions.catalog(principal, session=s, tenant=tenant)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def catalog_and_demand(tenant_id: int, _version: str | None) -> tuple[pd.DataFrame, pd.Series]:
-    with session(engine()) as s:
-        return catalog.load_products(s, tenant_id), buying.demand_per_day(s, tenant_id)
-
-
-@st.cache_data(ttl=60, show_spinner=False)
-def freshness(tenant_id: int) -> dict[str, Any]:
+@st.cache_data(ttl=60, show_spinner=False, max_entries=32)
+def _data_status(principal: auth.Principal, tenant: str) -> dict[str, Any]:
     # counting millions of rows on every page view is wasteful; a minute old is fresh enough
-    with session(engine()) as s:
-        return buying.data_freshness(s, tenant_id)
+    with open_session(engine()) as s:
+        return actions.data_status(principal, session=s, tenant=tenant)
 
 
 def _age(ts: str | None) -> str:
@@ -99,9 +87,9 @@ def page_setup(title: str, need_model: bool = True) -> Context:
         "anonymous", "none", -1
     )
     try:
-        with session(engine()) as s:
+        with open_session(engine()) as s:
             # the one place where a page's company is chosen: only those the user may see
-            tenants = auth.visible_tenants(s, principal)
+            tenants = actions.companies(principal, session=s)
             if not tenants:
                 st.info(
                     "No data yet. Seed the demo with `python -m procurement seed` or import your "
@@ -122,17 +110,16 @@ def page_setup(title: str, need_model: bool = True) -> Context:
                 format_func=lambda x: next(t.name for t in tenants if t.slug == x),
             )
             tenant = next(t for t in tenants if t.slug == slug)
-        fresh = freshness(tenant.id)
+        fresh = _data_status(principal, slug)
+        stored = None
+        try:
+            with open_session(engine()) as s:
+                stored = actions.current_model(principal, session=s, tenant=slug)
+        except store.ModelStoreError as exc:
+            st.sidebar.error(plain(f"The model in use cannot be loaded: {exc}"))
     except SQLAlchemyError as exc:
         db_down(exc)
-
-    version = store.current_version(st_settings.model_dir, slug)
-    stored = None
-    if version:
-        try:
-            stored = load_model(str(st_settings.model_dir), slug, version)
-        except store.ModelStoreError as exc:
-            st.sidebar.error(plain(f"Model {version} cannot be used: {exc}"))
+    version = stored.version if stored else None
     meta = stored.metadata if stored else None
     with st.sidebar:
         st.caption("Model")
@@ -197,16 +184,11 @@ def plain(text: object) -> str:
 
 
 def advice_for(ctx: Context) -> pd.DataFrame:
-    st_settings = get_settings()
-    products, demand = catalog_and_demand(ctx.tenant_id, ctx.version)
-    assert ctx.model is not None and ctx.version is not None
-    policy = buying.advice_policy(ctx.model, st_settings.min_confidence, st_settings.min_saving_pct)
-    return advice(
-        ctx.tenant,
-        ctx.version,
-        ctx.model,
-        products,
-        demand,
-        policy.min_confidence,
-        policy.min_saving_pct,
-    )
+    """The company's advice for the model in use (``actions.advice``), cached per user."""
+    assert ctx.version is not None
+    return _advice(ctx.principal, ctx.tenant, ctx.version)
+
+
+def catalog_for(ctx: Context) -> pd.DataFrame:
+    """The catalog with stock, lead time and daily demand (``actions.catalog``), cached per user."""
+    return _catalog(ctx.principal, ctx.tenant)

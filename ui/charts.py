@@ -59,7 +59,7 @@ def price_forecast(
         )
     )
     rule = alt.Chart(buy).mark_rule(color="#d97706", strokeDash=[2, 2]).encode(x=x)
-    return alt.layer(band95, band80, hist, line, rule, marker).properties(height=380)
+    return alt.layer(band95, band80, hist, line, rule, marker).properties(height=380)  # type: ignore[return-value]  # altair types properties() as LayerChart | FacetChart
 
 
 def metric_bars(metrics: pd.DataFrame) -> alt.Chart:

@@ -1,0 +1,1 @@
+"""The Streamlit shell around the library: page setup, sidebar, error states and charts."""
