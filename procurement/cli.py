@@ -437,6 +437,41 @@ def cmd_backtest_orders(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_ask(args: argparse.Namespace) -> None:
+    """Ask the assistant as user ``--user`` (their role and company apply, as on the page);
+    prints the answer, or with ``--json`` one object with answer and tool_calls. The question
+    and answer join the user's conversation, as on the Assistant page."""
+    from sqlalchemy.orm import Session
+
+    from procurement import assistant, auth
+    from procurement.db import catalog
+
+    settings = get_settings()
+    with Session(_db(), expire_on_commit=False) as s, s.begin():
+        actor = auth.principal_for(s, args.user, settings)
+        if actor is None:
+            raise CliError(f"no active user {args.user!r}")
+        tenant = args.tenant
+        if tenant is None:
+            tenant = (
+                catalog.get_tenant_by_id(s, actor.tenant_id).slug
+                if actor.tenant_id is not None
+                else settings.default_tenant
+            )
+        turns = [
+            {"role": m["role"], "content": m["content"]}
+            for m in assistant.history(actor, session=s, tenant=tenant, limit=20)
+        ]
+        reply = assistant.answer(actor, args.question, session=s, tenant=tenant, history=turns)
+        assistant.remember(actor, session=s, tenant=tenant, question=args.question, reply=reply)
+    if args.json:
+        d = reply.to_dict()
+        out = {"answer": d["answer"], "tool_calls": d["tool_calls"], "sources": d["sources"]}
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        print(reply.answer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     st = get_settings()
     p = argparse.ArgumentParser(
@@ -583,6 +618,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-estimators", type=int, default=60, help="trees of each refitted model")
     s.add_argument("--json", help="write the numbers here")
     s.set_defaults(func=cmd_backtest_orders)
+    s = sub.add_parser(
+        "ask", help="ask the assistant as a user: prices, forecasts, stock, orders (drafts only)"
+    )
+    s.add_argument("question")
+    s.add_argument("--user", required=True, help="act as this user: their role and company apply")
+    s.add_argument(
+        "--tenant",
+        help="company (default: the user's own; for global administrators DEFAULT_TENANT)",
+    )
+    s.add_argument(
+        "--json", action="store_true", help="print one JSON object: answer, tool_calls, sources"
+    )
+    s.set_defaults(func=cmd_ask)
     return p
 
 

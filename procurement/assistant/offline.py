@@ -496,6 +496,12 @@ _STATUS = {
 }
 
 
+def company_named(question: str) -> str | None:
+    """The company a question names ("company other", "da empresa energy"), if any."""
+    m = _COMPANY.search(re.sub(r"\s+", " ", fold(question)))
+    return m.group(1) if m else None
+
+
 def _numbers(q: str, lang: Lang, skip: list[str]) -> list[tuple[float, str, int]]:
     """(value, text, position) of the numbers in a folded question, outside ``skip`` texts
     (the sku, the dates, the period)."""
@@ -540,8 +546,7 @@ def parse(
     lang = language(question)
     q = fold(question).strip()
     q = re.sub(r"\s+", " ", q)
-    company_m = _COMPANY.search(q)
-    company = company_m.group(1) if company_m else None
+    company = company_named(question)
     base: dict[str, Any] = {"company": company} if company else {}
 
     if not q or not re.search(r"[a-z0-9]", q):
