@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     train_max_days: int = Field(730, ge=60, description="history used for training, per product")
     conformal_windows: int = Field(8, ge=2)
     random_seed: int = 42
+    # Train on a Dask cluster (``tcp://host:8786``) instead of this machine; see README, "Past
+    # one machine: Dask". Unset: one machine.
+    dask_scheduler_address: str | None = None
     # Recommendation: how sure the saving must be before we advise waiting.
     min_confidence: float = Field(0.7, ge=0.5, lt=1.0)
     min_saving_pct: float = Field(0.5, ge=0.0, description="percent; smaller savings say buy now")

@@ -95,7 +95,16 @@ def train_global_lgbm_model(
     data = load_training_data(session, ten.id, settings.train_max_days)
     freq = infer_freq(data.prices)
     params = params_from(settings)
-    model = fit_price_model(data, freq, settings.horizon, params, progress=say)
+    if settings.dask_scheduler_address:
+        # past one machine: the same model, features computed and trees trained on a Dask
+        # cluster (procurement/forecast/distributed.py); saved and served like any other
+        from procurement.forecast.distributed import fit_on_cluster
+
+        model = fit_on_cluster(
+            data, freq, settings.horizon, params, settings.dask_scheduler_address, progress=say
+        )
+    else:
+        model = fit_price_model(data, freq, settings.horizon, params, progress=say)
     say(0.92, "saving and checking the model")
     ds = pd.to_datetime(data.prices["ds"])
     meta = {
