@@ -6,9 +6,12 @@ Shared page setup lives in ui/page.py; pages call the library, never SQL or Ligh
 import datetime as dt
 import hashlib
 import logging
+from types import SimpleNamespace
 
 import streamlit as st
 import streamlit_authenticator as stauth
+import streamlit_authenticator.models.cookie_model as authenticator_cookies
+from extra_streamlit_components.CookieManager import _component_func as cookie_component
 from sqlalchemy.exc import SQLAlchemyError
 
 from procurement import auth, monitoring
@@ -33,6 +36,22 @@ except SQLAlchemyError as exc:
     db_down(exc)
 failed_before = {u: c["failed_login_attempts"] for u, c in creds["usernames"].items()}
 COOKIE_NAME = "procurement_auth"
+
+
+class _CookieWriter:
+    """The authenticator's CookieManager without its read: the authenticator reads the login
+    cookie from the request (st.context.cookies), yet its CookieManager also rendered a component
+    on every run that reported the browser's cookies once per new session. That report reruns
+    the script, and when it arrived while the login was being handled (late, under load) the
+    rerun dropped the submitted form: the user stayed on a filled-in login form."""
+
+    def __init__(self, key: str = "init") -> None:
+        self.cookie_manager = cookie_component
+        self.cookies: dict = {}
+
+
+# the authenticator's only use of extra_streamlit_components is stx.CookieManager()
+authenticator_cookies.stx = SimpleNamespace(CookieManager=_CookieWriter)
 authenticator = stauth.Authenticate(
     creds,
     COOKIE_NAME,
@@ -127,7 +146,6 @@ pages = [
     st.Page("pages/product.py", title="Product", icon=":material/show_chart:", url_path="product"),
     st.Page("pages/recommendations.py", title="Recommendations", icon=":material/list_alt:"),
     st.Page("pages/orders.py", title="Orders", icon=":material/receipt_long:"),
-    st.Page("pages/assistant.py", title="Assistant", icon=":material/chat:"),
     st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
     st.Page("pages/health.py", title="Model health", icon=":material/monitor_heart:"),
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
