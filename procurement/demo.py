@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -32,19 +33,54 @@ def seed_synthetic(
 ) -> history.UpsertCounts:
     """Generate and store a synthetic catalog through the validated import path.
 
-    The data ends on ``end``, else on the ``DEMO_END_DATE`` setting, else yesterday."""
+    The data ends on ``end``, else on the ``DEMO_END_DATE`` setting, else yesterday. Validated
+    and stored ``SEED_CHUNK_PRODUCTS`` products at a time, so memory beyond the generated table
+    stays bounded whatever the catalog's size."""
     data = generate(n_products, n_days, seed, end=end or get_settings().demo_end_date)
     if price_factor != 1.0:
         data.prices["price"] = (data.prices["price"] * price_factor).round(2)
     ten = catalog.get_or_create_tenant(
         session, tenant, "Demo Manufacturing Co." if tenant == "demo" else None
     )
-    prices = validate_prices(data.prices, source="synthetic")
-    counts = history.store_prices(session, ten.id, prices, progress=progress)
+    # the catalog first, as one import of the whole table would create it (same ids)
+    last_rows = data.prices.drop_duplicates("sku", keep="last")
+    catalog.ensure_products(session, ten.id, validate_prices(last_rows, source="synthetic"))
+    counts = history.UpsertCounts()
+    total = len(data.prices)
+    done = 0
+    for part in _product_chunks(data.prices, SEED_CHUNK_PRODUCTS):
+        prices = validate_prices(part, source="synthetic")
+
+        def step(d: int, _t: int, base: int = done) -> None:
+            if progress:
+                progress(base + d, total)
+
+        counts = counts + history.store_prices(session, ten.id, prices, progress=step)
+        done += len(part)
+        del prices
     history.store_drivers(session, ten.id, data.drivers)
     catalog.store_stock(session, ten.id, data.stock)
     history.record_import(session, ten.id, f"synthetic seed={seed} {n_products}x{n_days}", counts)
     return counts
+
+
+SEED_CHUNK_PRODUCTS = 500
+
+
+def _product_chunks(prices: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    """``prices`` in pieces of ``size`` products each (all rows of a product in one piece), in
+    the order of their first row."""
+    sku = prices["sku"]
+    if sku.is_monotonic_increasing:  # the generator's layout: slices, no copies of the rest
+        uniq = sku.drop_duplicates().to_numpy()
+        starts = np.searchsorted(sku.to_numpy(), uniq[::size])
+        ends = [*starts[1:], len(prices)]
+        for a, b in zip(starts, ends, strict=True):
+            yield prices.iloc[a:b]
+        return
+    codes, uniq = pd.factorize(sku)
+    for first in range(0, len(uniq), size):
+        yield prices[(codes >= first) & (codes < first + size)]
 
 
 def seed_real(session: Session, tenant: str = REAL_TENANT, years: int = 3) -> history.UpsertCounts:

@@ -181,16 +181,17 @@ def generate(
     cat_names = np.array(CATEGORIES)[cat]
     names = np.char.add(np.char.add(np.char.capitalize(cat_names.astype(str)), " item "), skus)
     sup_names = np.array([f"Supplier {chr(65 + s % 26)}{s // 26 or ''}" for s in range(n_sup)])
+    # text columns repeat one string object per product (object arrays), not one per row
     prices = pd.DataFrame(
         {
-            "sku": np.repeat(skus, n_days),
+            "sku": np.repeat(skus.astype(object), n_days),
             "date": np.tile(dates.date, n_products),
             "price": price.ravel(),
-            "name": np.repeat(names, n_days),
-            "supplier": np.repeat(sup_names[sup], n_days),
+            "name": np.repeat(names.astype(object), n_days),
+            "supplier": np.repeat(sup_names[sup].astype(object), n_days),
             "currency": "USD",
-            "category": np.repeat(cat_names, n_days),
-            "unit": np.repeat(np.array([UNITS[c] for c in cat_names]), n_days),
+            "category": np.repeat(cat_names.astype(object), n_days),
+            "unit": np.repeat(np.array([UNITS[c] for c in cat_names], dtype=object), n_days),
             "quantity": quantity.ravel().astype(float),
         }
     )

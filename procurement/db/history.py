@@ -86,9 +86,7 @@ def _upsert(
     inserts = merged.loc[is_new, [*key_cols, value_col]]
     for k, v in extra.items():
         inserts[k] = v
-    records = inserts.to_dict("records")
-    for start in range(0, len(records), CHUNK):
-        conn.execute(table.insert(), records[start : start + CHUNK])
+    _insert_rows(conn, table, inserts)
     if changed.any():
         ups = merged.loc[changed, ["id", value_col]].rename(columns={"id": "_id"})
         ups["_id"] = ups["_id"].astype(int)
@@ -99,6 +97,43 @@ def _upsert(
         )
         conn.execute(stmt, ups.to_dict("records"))
     return UpsertCounts(int(is_new.sum()), int(changed.sum()), int((~is_new & ~changed).sum()))
+
+
+def _insert_rows(conn, table, rows: pd.DataFrame) -> None:
+    """Insert ``rows`` (columns named as the table's) with the driver's executemany of plain
+    tuples: SQLAlchemy's per-row dictionaries and bind processing cost more than the database's
+    own work on large tables. Values are bound as SQLAlchemy binds them (dates as ISO text on
+    SQLite), so the stored rows are the same."""
+    if rows.empty:
+        return
+    rows = rows.copy()
+    for c in table.c:  # Python-side defaults, as SQLAlchemy's insert fills them in
+        if c.name in rows.columns or c.default is None:
+            continue
+        if not c.default.is_scalar:
+            records = rows.to_dict("records")
+            for start in range(0, len(records), CHUNK):
+                conn.execute(table.insert(), records[start : start + CHUNK])
+            return
+        rows[c.name] = c.default.arg
+    cols = list(rows.columns)
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+    iso_dates = conn.dialect.name == "sqlite"
+    values = []
+    for c in cols:
+        col = rows[c]
+        if isinstance(table.c[c].type, Date) and iso_dates:
+            values.append(
+                [None if pd.isna(d) else f"{d.year:04d}-{d.month:02d}-{d.day:02d}" for d in col]
+            )
+        elif col.dtype.kind in "fiub":
+            values.append([None if v != v else v for v in col.tolist()])  # NaN -> NULL
+        else:
+            values.append([None if v is None or v is pd.NaT or v != v else v for v in col.tolist()])
+    tuples = list(zip(*values, strict=True))
+    for start in range(0, len(tuples), CHUNK):
+        conn.exec_driver_sql(sql, tuples[start : start + CHUNK])
 
 
 def store_prices(
@@ -117,6 +152,7 @@ def store_prices(
     before: set[str] = set()
     if import_run_id is not None:
         before = set(session.scalars(select(Product.sku).where(Product.tenant_id == tenant_id)))
+    known = set(session.scalars(select(Product.id).where(Product.tenant_id == tenant_id)))
     ids = ensure_products(session, tenant_id, prices)
     changes: dict[str, list[pd.DataFrame]] | None = None
     if import_run_id is not None:
@@ -128,7 +164,9 @@ def store_prices(
     groups = _product_groups(df["product_id"], max_rows=PRODUCT_GROUP_ROWS, max_products=400)
     for pids in groups:
         part = df[df["product_id"].isin(pids)] if len(groups) > 1 else df
-        existing = _load_existing(session, PriceObservation, "price", tenant_id, pids)
+        # products created just now have no rows yet: nothing to read back
+        fresh = known.isdisjoint(pids)
+        existing = _load_existing(session, PriceObservation, "price", tenant_id, pids, fresh)
         counts = counts + _upsert(
             session,
             PriceObservation.__table__,
@@ -142,7 +180,7 @@ def store_prices(
         if "quantity" in part.columns:
             q = part.loc[part["quantity"].notna(), ["product_id", "date", "quantity"]]
             if len(q):
-                existing_q = _load_existing(session, Sale, "quantity", tenant_id, pids)
+                existing_q = _load_existing(session, Sale, "quantity", tenant_id, pids, fresh)
                 _upsert(
                     session,
                     Sale.__table__,
@@ -177,13 +215,27 @@ def _product_groups(pids: pd.Series, max_rows: int, max_products: int) -> list[l
     return groups
 
 
-def _load_existing(session: Session, model, value: str, tenant_id: int, pids: list) -> pd.DataFrame:
-    stmt = select(model.id, model.product_id, model.date, getattr(model, value)).where(
-        model.tenant_id == tenant_id
-    )
+def _load_existing(
+    session: Session, model, value: str, tenant_id: int, pids: list, none: bool = False
+) -> pd.DataFrame:
+    """The stored rows of products ``pids``; ``none``: the caller knows there are none."""
+    if none:
+        return pd.DataFrame(
+            {
+                "id": pd.Series(dtype=float),
+                "product_id": pd.Series(dtype=int),
+                "date": pd.Series(dtype=object),
+                f"{value}_old": pd.Series(dtype=float),
+            }
+        )
+    # by product only (its unique index), the tenant checked on the rows read: with the tenant
+    # in the query SQLite may walk the tenant's (tenant_id, date) index, every row of the
+    # company for every group of products
+    stmt = select(model.id, model.product_id, model.date, getattr(model, value), model.tenant_id)
     stmt = stmt.where(model.product_id.in_([int(p) for p in pids]))
     rows = session.execute(stmt).all()
-    df = pd.DataFrame(rows, columns=["id", "product_id", "date", f"{value}_old"])
+    df = pd.DataFrame(rows, columns=["id", "product_id", "date", f"{value}_old", "tenant_id"])
+    df = df[df["tenant_id"] == tenant_id].drop(columns="tenant_id")
     df["date"] = pd.to_datetime(df["date"]).dt.date
     return df
 
