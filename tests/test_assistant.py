@@ -316,6 +316,44 @@ def test_products_are_found_by_fuzzy_name_or_sku_in_any_catalog(question: str, s
     assert offline.match_products(offline.fold(question), cat).skus[:1] == [sku]
 
 
+@pytest.mark.parametrize(
+    ("question", "tool", "args"),
+    [
+        (
+            "and next week?",
+            "forecast",
+            {"sku": S3, "start": "{next_monday}", "end": "{next_sunday}"},
+        ),
+        ("e o estoque?", "stock_status", {"sku": S3}),
+        ("what about the price history?", "price_history", {"sku": S3, "days": 90}),
+        ("and coffee?", "forecast", {"sku": "{coffee}"}),  # names its own product
+    ],
+)
+def test_a_follow_up_is_about_the_product_asked_before(
+    ses: Session, names: dict[str, str], question: str, tool: str, args: dict[str, Any]
+) -> None:
+    earlier = [
+        {"role": "user", "content": "when should I buy SKU-00003?"},
+        {"role": "assistant", "content": "SKU-00003 ...: buy now."},
+    ]
+    reply = assistant.answer(
+        principal(ses, "buyer"), question, session=ses, tenant="demo", history=earlier
+    )
+    assert reply.tool_calls == [ToolCall(tool, fill(args, names))], reply.answer
+
+
+def test_a_question_without_a_follow_up_word_does_not_reuse_the_product(ses: Session) -> None:
+    earlier = [{"role": "user", "content": "when should I buy SKU-00003?"}]
+    reply = assistant.answer(
+        principal(ses, "buyer"),
+        "what should I buy this week?",
+        session=ses,
+        tenant="demo",
+        history=earlier,
+    )
+    assert reply.tool_calls == [ToolCall("best_buys", {})]
+
+
 # --- role, company and the draft on the Orders page ----------------------------------------
 
 
@@ -606,6 +644,24 @@ def test_llm_draft_order_round_trip_writes_a_draft_only(ses: Session, fake_llm: 
     order = ses.get(PurchaseOrder, result["order_id"])
     assert order is not None and order.status == "draft" and order.created_by == "buyer"
     assert reply.tool_calls == [ToolCall("draft_order", {"sku": S3, "quantity": 12})]
+
+
+def test_llm_drafts_at_most_three_orders_per_question(ses: Session, fake_llm: FakeLLM) -> None:
+    fake_llm.replies = [
+        call(*[("draft_order", {"sku": S3, "quantity": 1 + i}) for i in range(5)]),
+        say("Done."),
+    ]
+    before = _orders_count(ses)
+    assistant.answer(
+        principal(ses, "buyer"),
+        "order a lot",
+        session=ses,
+        tenant="demo",
+        settings=llm_settings(fake_llm),
+    )
+    errors = [r.get("error") for r in tool_messages(fake_llm.requests[1])]
+    assert errors == [None, None, None, *["at most 3 draft orders per question"] * 2]
+    assert _orders_count(ses) == before + 3
 
 
 def test_llm_timeout_gives_a_clear_message(ses: Session, fake_llm: FakeLLM) -> None:

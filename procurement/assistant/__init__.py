@@ -77,7 +77,7 @@ def answer(
         from procurement.assistant import llm
 
         return llm.answer(ctx, question, history or [])
-    return _offline(ctx, question)
+    return _offline(ctx, question, history or [])
 
 
 # --- history ---------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def forget(actor: Principal, *, session: Session, tenant: str) -> int:
 # --- the offline engine ----------------------------------------------------------------------
 
 
-def _offline(ctx: ToolContext, question: str) -> Reply:
+def _offline(ctx: ToolContext, question: str, history: list[dict[str, str]]) -> Reply:
     from procurement.assistant import offline, wording
 
     lang = offline.language(question)
@@ -140,6 +140,8 @@ def _offline(ctx: ToolContext, question: str) -> Reply:
     def today() -> dt.date:
         return ctx.today(company)
 
+    earlier = [t["content"] for t in history if t.get("role") == "user" and t.get("content")]
+    question = offline.follow_up(question, earlier, catalog)
     intent = offline.parse(question, catalog, today)
     if intent.tool is None:
         return Reply(wording.decline(intent), refused=intent.decline != "how_much")

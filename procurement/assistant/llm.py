@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_HISTORY_TURNS = 20
+MAX_DRAFTS = 3  # draft orders one question may create: a looping model cannot flood the Orders page
 
 
 def _system_prompt(ctx: ToolContext) -> str:
@@ -152,13 +153,19 @@ def answer(ctx: ToolContext, question: str, history: list[dict[str, str]]) -> Re
             fn = getattr(tc, "function", None)
             name = str(getattr(fn, "name", "") or "")
             raw = getattr(fn, "arguments", "") or "{}"
+            drafts = sum(c.name == "draft_order" for c in calls)
             try:
                 args = json.loads(raw)
             except ValueError:
                 result = ToolResult(name, {}, error="the arguments are not valid JSON")
                 calls.append(ToolCall(name, {"_unparsed": raw[:500]}))
             else:
-                result = dispatch(ctx, name, args)
+                if name == "draft_order" and drafts >= MAX_DRAFTS:
+                    result = ToolResult(
+                        name, {}, error=f"at most {MAX_DRAFTS} draft orders per question"
+                    )
+                else:
+                    result = dispatch(ctx, name, args)
                 calls.append(ToolCall(name, args if isinstance(args, dict) else {"_value": args}))
             if result.error:
                 refused = refused or result.error.startswith("not allowed")

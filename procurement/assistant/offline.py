@@ -383,6 +383,24 @@ def match_products(q: str, catalog: pd.DataFrame, limit: int = 5) -> ProductMatc
     return ProductMatch(top[:limit], None, matched)
 
 
+_FOLLOW_UP = re.compile(
+    r"^(and|e|what about|how about|then|entao|e quanto a|e quanto ao|e sobre|and for|e para)\b"
+)
+
+
+def follow_up(question: str, earlier: list[str], catalog: pd.DataFrame) -> str:
+    """A follow-up that names no product ("and next week?", "e o estoque?") is about the
+    product of the latest earlier question that named exactly one: that sku is added to it."""
+    q = fold(question).strip()
+    if not _FOLLOW_UP.match(q) or catalog.empty or match_products(q, catalog).skus:
+        return question
+    for before in reversed(earlier):
+        sku = match_products(fold(before), catalog).sku
+        if sku:
+            return f"{question} ({sku})"
+    return question
+
+
 def content_words(q: str) -> str:
     """The words of a folded question that are not instructions or filler: what to search for."""
     return " ".join(t for t in _tokens(q) if t not in STOPWORDS and len(t) > 2)
