@@ -146,6 +146,7 @@ pages = [
     st.Page("pages/product.py", title="Product", icon=":material/show_chart:", url_path="product"),
     st.Page("pages/recommendations.py", title="Recommendations", icon=":material/list_alt:"),
     st.Page("pages/orders.py", title="Orders", icon=":material/receipt_long:"),
+    st.Page("pages/assistant.py", title="Assistant", icon=":material/chat:"),
     st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
     st.Page("pages/health.py", title="Model health", icon=":material/monitor_heart:"),
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
