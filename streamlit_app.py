@@ -6,6 +6,7 @@ Shared page setup lives in ui/page.py; pages call the library, never SQL or Ligh
 import datetime as dt
 import hashlib
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import streamlit as st
@@ -19,7 +20,7 @@ from procurement.config import get_settings
 from procurement.db import open_session
 from ui.page import db_down, db_error, engine, plain
 
-st.set_page_config(page_title="procurement", page_icon=":material/shopping_cart:", layout="wide")
+st.set_page_config(page_title="procurement", page_icon=str(Path(__file__).parent / "ui" / "icon.png"), layout="wide")
 settings = get_settings()
 log = logging.getLogger("procurement.app")
 

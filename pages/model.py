@@ -7,7 +7,8 @@ from procurement.db import open_session
 from procurement.db.runs import ACTIVE, DONE
 from procurement.forecast import store
 from ui.charts import importance_bars, metric_bars
-from ui.page import engine, page_setup, plain
+from ui.features import feature_words, frequency_words
+from ui.page import engine, local_time, page_setup, plain
 
 ctx = page_setup("Model", need_model=False)
 if flash := st.session_state.pop("model_flash", None):
@@ -69,7 +70,7 @@ def run_status() -> None:
             )
         else:
             st.info(
-                f"Retrain queued by {r.requested_by} at {r.requested_at:%H:%M:%S}",
+                f"Retrain queued by {r.requested_by} at {local_time(r.requested_at, '%H:%M:%S')}",
                 icon=":material/schedule:",
             )
     if in_use != ctx.version:
@@ -85,8 +86,8 @@ def run_status() -> None:
                             "run": r.id,
                             "status": r.status,
                             "requested by": r.requested_by,
-                            "requested": r.requested_at,
-                            "finished": r.finished_at,
+                            "requested": local_time(r.requested_at),
+                            "finished": local_time(r.finished_at),
                             "version": r.version,
                             "message": r.message,
                         }
@@ -112,11 +113,11 @@ c1.metric(
     f"{m['model']['mase'] / m['naive']['mase']:.2f}",
     help="Below 1: better than repeating the last price",
 )
-c2.metric("Trained", pd.Timestamp(meta["trained_at"]).strftime("%d %b %H:%M"))
+c2.metric("Trained", local_time(meta["trained_at"]))
 c3.metric("Products", meta["n_products"])
 c4.metric("Training time", f"{meta.get('training_seconds', 0):.0f} s")
 st.caption(
-    f"Version `{meta['version']}`. Data {meta['data_start']} to {meta['data_end']} ({meta['freq']}), horizon {meta['horizon']}, "
+    f"Version `{meta['version']}`. Data {meta['data_start']} to {meta['data_end']} ({frequency_words(meta['freq'])}), horizon {meta['horizon']}, "
     f"LightGBM {meta['libraries']['lightgbm']}, mlforecast {meta['libraries']['mlforecast']}."
 )
 
@@ -149,8 +150,15 @@ with left:
     )
 with right:
     st.subheader("What the model looks at")
-    imp = ctx.model.feature_importance().head(15) if ctx.model else pd.DataFrame()
-    if len(imp):
+    if ctx.model is not None and ctx.model.shrink == 0:
+        st.info(
+            "Nothing, for now: on this company's prices the model did not beat repeating the last "
+            "price in the backtest, so every forecast is the last price and the advice is to buy "
+            "when needed. That is the honest answer for prices that move like a random walk."
+        )
+    elif ctx.model is not None:
+        imp = ctx.model.feature_importance().head(15)
+        imp["feature"] = [feature_words(f, meta["freq"]) for f in imp["feature"]]
         st.altair_chart(importance_bars(imp), width="stretch")
 
 st.subheader("Versions")
@@ -161,7 +169,7 @@ table = pd.DataFrame(
         {
             "version": v["version"],
             "current": v["version"] == ctx.version,
-            "trained_at": v.get("trained_at"),
+            "trained": local_time(v.get("trained_at")),
             "data_end": v.get("data_end"),
             "mase": v.get("metrics", {}).get("model", {}).get("mase"),
             "naive_mase": v.get("metrics", {}).get("naive", {}).get("mase"),

@@ -104,7 +104,7 @@ column_config = {
     "quantity": st.column_config.NumberColumn("Quantity", min_value=0.0, format="%.0f"),
     "unit_price": st.column_config.NumberColumn("Unit price", format="%.2f"),
     "amount": st.column_config.NumberColumn("Amount", format="%.2f"),
-    "delivery_date": st.column_config.DateColumn("Delivery", format="ddd D MMM"),
+    "delivery_date": st.column_config.DateColumn("Delivery", format="ddd DD MMM"),
     "reason": st.column_config.TextColumn("Why", width="large"),
 }
 if draft:

@@ -1,23 +1,54 @@
 import streamlit as st
 
 from procurement import buying
-from ui.page import advice_for, page_setup
+from ui.charts import buy_calendar, saving_by
+from ui.money import company_currency, money
+from ui.page import advice_for, catalog_for, page_setup, plain
 
 ctx = page_setup("Overview")
 recs = advice_for(ctx)
+products = catalog_for(ctx)
+cur = company_currency(products)
 s = buying.summary(recs)
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Cheaper to buy later", f"{s['cheaper_later']} of {s['products']}")
-c2.metric("Expected saving, following all advice", f"{s['total_saving']:,.0f}")
-c3.metric("Rising: buy now", s["rising"])
+c1.metric("Cheaper to buy later", f"{s['cheaper_later']:,} of {s['products']:,}")
+c2.metric(
+    "Expected saving",
+    money(s["total_saving"], cur),
+    help="Following all advice, for the quantity each product needs over the forecast horizon.",
+)
+c3.metric("Rising: buy now", f"{s['rising']:,}")
 last = ctx.freshness["last"]
 c4.metric("Latest price", f"{last:%d %b %Y}" if last else "-")
 
-st.subheader("Products")
+unforecast = sorted(set(products["sku"]) - set(recs["sku"]))
+if unforecast:
+    shown = ", ".join(unforecast[:8]) + (
+        f" and {len(unforecast) - 8:,} more" if len(unforecast) > 8 else ""
+    )
+    st.info(
+        plain(
+            f"{len(unforecast):,} products have no forecast yet ({shown}): they arrived after "
+            f"model {ctx.version} was trained. Retrain to include them."
+        ),
+        icon=":material/new_releases:",
+    )
+    st.page_link("pages/model.py", label="Retrain on the Model page", icon=":material/refresh:")
+
+left, middle, right = st.columns([2, 2, 3])
+with left:
+    st.altair_chart(saving_by(recs, "category", "Saving by category", cur), width="stretch")
+with middle:
+    st.altair_chart(saving_by(recs, "supplier", "Saving by supplier", cur), width="stretch")
+with right:
+    st.altair_chart(buy_calendar(recs, cur), width="stretch")
+
+st.subheader("Every product, most money at stake first")
 table = recs.assign(
     link="/product?sku=" + recs["sku"],
-    advice=recs["reason"],
+    confidence_pct=(recs["confidence"].clip(upper=0.99) * 100).round(1),
+    saving_total=recs["saving_total"].round(0),
 )[
     [
         "link",
@@ -27,11 +58,10 @@ table = recs.assign(
         "buy_date",
         "saving_pct",
         "saving_total",
-        "confidence",
-        "advice",
+        "confidence_pct",
+        "reason",
     ]
-]
-table = table.sort_values("saving_total", ascending=False)
+].sort_values("saving_total", ascending=False)
 st.dataframe(
     table,
     hide_index=True,
@@ -41,12 +71,12 @@ st.dataframe(
         "name": "Product",
         "category": "Category",
         "supplier": "Supplier",
-        "advice": st.column_config.TextColumn("Advice", width="large"),
-        "buy_date": st.column_config.DateColumn("Buy on", format="ddd D MMM"),
+        "reason": st.column_config.TextColumn("Advice", width="large"),
+        "buy_date": st.column_config.DateColumn("Buy on", format="ddd DD MMM"),
         "saving_pct": st.column_config.NumberColumn("Saving %", format="%.1f%%"),
-        "saving_total": st.column_config.NumberColumn("Saving (qty x price)", format="%.0f"),
-        "confidence": st.column_config.ProgressColumn(
-            "Confidence", min_value=0.0, max_value=1.0, format="percent"
+        "saving_total": st.column_config.NumberColumn(f"Saving ({cur})", format="localized"),
+        "confidence_pct": st.column_config.ProgressColumn(
+            "How sure", min_value=0.0, max_value=100.0, format="%.0f%%"
         ),
     },
 )

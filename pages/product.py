@@ -6,6 +6,7 @@ from procurement import actions, buying
 from procurement.auth import Principal
 from procurement.db import open_session
 from ui.charts import price_forecast
+from ui.money import money, percent
 from ui.page import catalog_for, engine, page_setup, plain
 
 ctx = page_setup("Product")
@@ -74,12 +75,14 @@ def what_if() -> None:
                     f"+20% moves its forecast by {effect:+.1f}%."
                 )
         st.markdown("**Your situation**")
-        qty = st.number_input("Quantity needed", 0.0, value=base.quantity, step=1.0, key="qty")
+        qty = float(
+            st.number_input("Quantity needed", 0, value=int(base.quantity), step=1, key="qty")
+        )
         on_hand = st.number_input(
             "Stock on hand",
-            0.0,
-            value=base.on_hand if math.isfinite(base.on_hand) else 0.0,
-            step=1.0,
+            0,
+            value=int(base.on_hand) if math.isfinite(base.on_hand) else 0,
+            step=1,
             key="on_hand",
             help="Left at 0 when the catalog has no stock figure: then waiting is not capped.",
         )
@@ -95,7 +98,7 @@ def what_if() -> None:
         )
     unknown_stock = not math.isfinite(base.on_hand) and on_hand == 0
     decision = buying.Decision(
-        qty, float("inf") if unknown_stock else on_hand, base.daily_demand, lead, conf / 100
+        qty, float("inf") if unknown_stock else float(on_hand), base.daily_demand, lead, conf / 100
     )
     if decision == base and not any(v != 1 for v in overrides.values()):
         advice = default
@@ -116,14 +119,20 @@ def what_if() -> None:
         else:
             st.success(f"**{rec['reason']}**", icon=":material/event:")
         c1, c2, c3 = st.columns(3)
-        c1.metric("Forecast today", f"{rec['first_price']:,.2f}")
+        cur = row["currency"] or "USD"
+        c1.metric("Price today", money(rec["first_price"], cur, 2))
         c2.metric(
-            "Forecast on buy day",
-            f"{rec['buy_price']:,.2f}",
-            f"{-rec['saving_pct']:.1f}%",
+            f"Forecast on {rec['buy_date']:%a %d %b}" if not rec["buy_now"] else "Buy today",
+            money(rec["buy_price"], cur, 2),
+            f"{-rec['saving_pct']:.1f}% vs today" if not rec["buy_now"] else None,
             delta_color="inverse",
+            help="The expected price on the buy day, and how much below today's it is.",
         )
-        c3.metric("Saving for the quantity", f"{rec['saving_total']:,.0f}")
+        c3.metric(
+            f"Saving for {qty:,.0f} {row['unit'] or 'units'}",
+            money(rec["saving_total"], cur),
+            help=f"How sure: {percent(rec['confidence'])} that the buy day is cheaper than today.",
+        )
         st.altair_chart(price_forecast(hist, advice.forecast, rec["buy_date"]), width="stretch")
         st.caption(
             plain(

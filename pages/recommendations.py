@@ -1,10 +1,12 @@
 import streamlit as st
 
 from procurement.export import to_csv_bytes
+from ui.money import company_currency
 from ui.page import advice_for, page_setup
 
 ctx = page_setup("Recommendations")
 recs = advice_for(ctx)
+cur = company_currency(recs)
 
 c1, c2, c3 = st.columns(3)
 cats = c1.multiselect("Category", sorted(recs["category"].dropna().unique()))
@@ -33,27 +35,49 @@ cols = [
     "confidence",
     "reason",
 ]
-view = view[cols].sort_values(["buy_date", "saving_total"], ascending=[True, False])
-st.caption(f"{len(view)} products")
+# the worklist: the most money at stake first, then the earliest buy day
+view = view[cols].sort_values(["saving_total", "buy_date"], ascending=[False, True])
+shown = view.assign(
+    link="/product?sku=" + view["sku"],
+    confidence=(view["confidence"].clip(upper=0.99) * 100).round(1),
+)
+st.caption(f"{len(view):,} products, most money at stake first")
 st.dataframe(
-    view,
+    shown,
     hide_index=True,
     width="stretch",
+    column_order=["link", *cols[1:]],
     column_config={
-        "buy_date": st.column_config.DateColumn("Buy on", format="ddd D MMM"),
-        "first_price": st.column_config.NumberColumn("Price today", format="%.2f"),
-        "buy_price": st.column_config.NumberColumn("Price on buy day", format="%.2f"),
-        "saving": st.column_config.NumberColumn("Saving / unit", format="%.2f"),
+        "link": st.column_config.LinkColumn("SKU", display_text=r"sku=(.*)"),
+        "name": "Product",
+        "category": "Category",
+        "supplier": "Supplier",
+        "buy_date": st.column_config.DateColumn("Buy on", format="ddd DD MMM"),
+        "first_price": st.column_config.NumberColumn(f"Price today ({cur})", format="%,.2f"),
+        "buy_price": st.column_config.NumberColumn(f"Price on buy day ({cur})", format="%,.2f"),
+        "saving": st.column_config.NumberColumn(f"Saving / unit ({cur})", format="%,.2f"),
         "saving_pct": st.column_config.NumberColumn("Saving %", format="%.1f%%"),
-        "saving_total": st.column_config.NumberColumn("Saving total", format="%.0f"),
+        "quantity": st.column_config.NumberColumn("Quantity", format="%,d"),
+        "saving_total": st.column_config.NumberColumn(f"Saving total ({cur})", format="%,.0f"),
         "confidence": st.column_config.ProgressColumn(
-            "Confidence", min_value=0.0, max_value=1.0, format="percent"
+            "How sure", min_value=0.0, max_value=100.0, format="%.0f%%"
         ),
+        "reason": st.column_config.TextColumn("Advice", width="large"),
     },
+)
+csv = view.assign(
+    buy_date=view["buy_date"].dt.date,
+    first_price=view["first_price"].round(2),
+    buy_price=view["buy_price"].round(2),
+    saving=view["saving"].round(2),
+    saving_pct=view["saving_pct"].round(1),
+    quantity=view["quantity"].round(0).astype("Int64"),
+    saving_total=view["saving_total"].round(0),
+    confidence=view["confidence"].clip(upper=0.99).round(3),
 )
 st.download_button(
     "Download CSV",
-    to_csv_bytes(view.assign(buy_date=view["buy_date"].dt.date)),
+    to_csv_bytes(csv),
     file_name=f"recommendations-{ctx.tenant}.csv",
     mime="text/csv",
     icon=":material/download:",

@@ -6,6 +6,7 @@ database and the pages and the CLI render the result.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -58,11 +59,54 @@ def advice_table(
         dem,
         cat["lead_time_days"].astype(float).fillna(0),
     )
-    recs = recommend(fc, policy, max_wait=wait, quantity=qty)
+    recs = _explained(recommend(on_working_days(fc), policy, max_wait=wait, quantity=qty))
     recs = recs.merge(products, on="sku", how="left")
     recs["quantity"] = recs["sku"].map(qty).fillna(0.0)
     recs["daily_demand"] = recs["sku"].map(dem).fillna(0.0)
     return recs
+
+
+WORKING_DAYS = (0, 1, 2, 3, 4)  # Monday to Friday: the days suppliers take orders
+
+
+def on_working_days(fc: pd.DataFrame, working_days: tuple[int, ...] = WORKING_DAYS) -> pd.DataFrame:
+    """The forecast rows of days a buyer can order on. Daily forecasts lose their weekend days
+    (the first day, today, stays as the reference the saving is measured against); weekly or
+    monthly forecasts, one row per period, are kept whole."""
+    if fc.empty:
+        return fc
+    dates = pd.to_datetime(fc["date"])
+    gap = dates.groupby(fc["sku"]).diff().dt.days.median()
+    if not gap or gap > 1:
+        return fc
+    first = dates.groupby(fc["sku"]).transform("min")
+    return fc[dates.dt.weekday.isin(working_days) | (dates == first)]
+
+
+def _explained(recs: pd.DataFrame) -> pd.DataFrame:
+    """Advice whose buy day is the forecast's last day says so: the price may keep falling."""
+    edge = recs["last_day"].fillna(False).astype(bool)
+    recs.loc[edge, "reason"] = (
+        recs.loc[edge, "reason"] + "; the last day forecast, so it may fall further after it"
+    )
+    return recs
+
+
+STALE_PERIODS = 3
+
+
+def stale_data(last: dt.date, freq: str, today: dt.date) -> str | None:
+    """A warning when the newest price is older than ``STALE_PERIODS`` periods of the data's own
+    frequency (three days for daily prices, three weeks for weekly ones), else None."""
+    step = pd.tseries.frequencies.to_offset(freq)
+    if pd.Timestamp(today) <= pd.Timestamp(last) + STALE_PERIODS * step:
+        return None
+    days = (today - last).days
+    age = f"{days / 365.25:.1f} years" if days >= 730 else f"{days} days"
+    return (
+        f"The newest price is from {last:%d %b %Y}, {age} ago: this advice is only as fresh as "
+        "the data. Import recent prices or fetch the sources on the Data page."
+    )
 
 
 def summary(recs: pd.DataFrame) -> dict[str, float]:
@@ -87,11 +131,13 @@ def decide(
         pd.Series({sku: decision.daily_demand}),
         pd.Series({sku: float(decision.lead_time_days)}),
     )
-    return recommend(
-        fc,
-        Policy(decision.min_confidence, min_saving_pct),
-        max_wait=wait,
-        quantity=pd.Series({sku: decision.quantity}),
+    return _explained(
+        recommend(
+            on_working_days(fc),
+            Policy(decision.min_confidence, min_saving_pct),
+            max_wait=wait,
+            quantity=pd.Series({sku: decision.quantity}),
+        )
     ).iloc[0]
 
 

@@ -206,8 +206,12 @@ def test_cli_recommend_and_the_recommendations_page_give_the_same_rows(people, t
     assert len(page) > 0
     for col in ("quantity", "reason"):
         assert page[col].tolist() == from_cli[col].tolist(), col
-    for col in ("first_price", "buy_price", "saving_pct", "confidence"):
+    for col in ("first_price", "buy_price", "saving_pct"):
         assert page[col].to_numpy() == pytest.approx(from_cli[col].to_numpy(), abs=1e-9), col
+    # the page shows how sure in percent, one decimal, never 100
+    stated = (from_cli["confidence"].clip(upper=0.99) * 100).round(1)
+    assert page["confidence"].to_numpy() == pytest.approx(stated.to_numpy(), abs=1e-9)
+    assert page["confidence"].max() <= 99
     assert (pd.to_datetime(page["buy_date"]) == pd.to_datetime(from_cli["buy_date"])).all()
 
 

@@ -59,6 +59,11 @@ def test_overview_shows_headline_numbers_and_product_table(app_env) -> None:
     labels = [m.label for m in at.metric]
     assert "Cheaper to buy later" in labels
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 15
+    # saving by category, by supplier, and the calendar of buy days
+    assert len(at.get("vega_lite_chart")) == 3
+    table = at.dataframe[0].value
+    assert table["saving_total"].is_monotonic_decreasing  # most money at stake first
+    assert table["confidence_pct"].max() <= 99
 
 
 def _most_index_driven_sku() -> tuple[str, str]:

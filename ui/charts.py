@@ -11,13 +11,14 @@ def price_forecast(
 ) -> alt.LayerChart:
     """Price history, the forecast with 80%/95% bands, and the recommended buy day."""
     zoom = alt.selection_interval(bind="scales", encodings=["x"])
-    x = alt.X("date:T", title=None)
+    # padding: the buy marker on the first or last day is drawn whole, not cut at the edge
+    x = alt.X("date:T", title=None, scale=alt.Scale(padding=14))
     hist = (
         alt.Chart(history)
         .mark_line(color="#334155")
         .encode(
             x=x,
-            y=alt.Y("price:Q", title="Price", scale=alt.Scale(zero=False)),
+            y=alt.Y("price:Q", title="Price", scale=alt.Scale(zero=False, padding=14)),
             tooltip=[
                 alt.Tooltip("date:T", format="%a %d %b %Y"),
                 alt.Tooltip("price:Q", format=",.2f"),
@@ -94,3 +95,67 @@ def importance_bars(imp: pd.DataFrame) -> alt.Chart:
         )
         .properties(height=alt.Step(22))
     )
+
+
+def saving_by(recs: pd.DataFrame, column: str, title: str, currency: str) -> alt.Chart:
+    """Expected saving of following the advice, summed per ``column`` (category, supplier)."""
+    wait = recs[~recs["buy_now"]]
+    data = (
+        wait.groupby(recs[column].fillna("-"))["saving_total"]
+        .agg(["sum", "size"])
+        .reset_index()
+        .rename(columns={column: "group", "sum": "saving", "size": "products"})
+    )
+    return (
+        alt.Chart(data, title=title)
+        .mark_bar(color="#1f6f5c")
+        .encode(
+            x=alt.X(
+                "saving:Q", title=f"Expected saving ({currency})", axis=alt.Axis(format=",.0f")
+            ),
+            y=alt.Y("group:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200)),
+            tooltip=[
+                alt.Tooltip("group:N", title=column.title()),
+                alt.Tooltip("saving:Q", format=",.0f", title=f"Saving ({currency})"),
+                alt.Tooltip("products:Q", title="Products to wait for"),
+            ],
+        )
+        .properties(height=alt.Step(24))
+    )
+
+
+def buy_calendar(recs: pd.DataFrame, currency: str) -> alt.Chart:
+    """The buy days of the forecast horizon, week by week: how many products to buy each day and
+    the saving at stake (today's column holds the products to buy now)."""
+    days = recs.assign(day=pd.to_datetime(recs["buy_date"]).dt.normalize())
+    data = (
+        days.groupby("day")
+        .agg(products=("sku", "size"), saving=("saving_total", "sum"))
+        .reset_index()
+    )
+    data["weekday"] = data["day"].dt.strftime("%a")
+    data["week"] = data["day"].dt.to_period("W-SUN").dt.start_time.dt.strftime("week of %d %b")
+    base = alt.Chart(data, title="Buy days").encode(
+        x=alt.X(
+            "weekday:O",
+            sort=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+            title=None,
+            axis=alt.Axis(labelAngle=0),
+        ),
+        y=alt.Y("week:O", title=None, sort=alt.SortField("day")),
+    )
+    cells = base.mark_rect(cornerRadius=4).encode(
+        color=alt.Color(
+            "products:Q", title="Products", scale=alt.Scale(scheme="greens"), legend=None
+        ),
+        tooltip=[
+            alt.Tooltip("day:T", format="%a %d %b", title="Buy on"),
+            alt.Tooltip("products:Q", title="Products"),
+            alt.Tooltip("saving:Q", format=",.0f", title=f"Saving ({currency})"),
+        ],
+    )
+    labels = base.mark_text(fontSize=12).encode(
+        text=alt.Text("day:T", format="%d"),
+        color=alt.condition(alt.datum.products > 5, alt.value("white"), alt.value("#334155")),
+    )
+    return (cells + labels).properties(height=alt.Step(40))

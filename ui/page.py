@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from procurement import actions, auth
+from procurement import actions, auth, buying
 from procurement.config import get_settings
 from procurement.db import get_engine, migrate, open_session
 from procurement.forecast import store
@@ -63,6 +63,21 @@ def _data_status(principal: auth.Principal, tenant: str) -> dict[str, Any]:
     # counting millions of rows on every page view is wasteful; a minute old is fresh enough
     with open_session(engine()) as s:
         return actions.data_status(principal, session=s, tenant=tenant)
+
+
+def local_time(ts: object, fmt: str = "%d %b %Y %H:%M") -> str:
+    """A stored time (UTC, naive or aware, or ISO text) in the browser's time zone, to the
+    minute: no microseconds, no offsets."""
+    if ts is None or ts == "":
+        return ""
+    t = pd.Timestamp(ts)  # type: ignore[arg-type]
+    if t.tzinfo is None:
+        t = t.tz_localize("UTC")
+    tz = st.context.timezone or "UTC"
+    try:
+        return t.tz_convert(tz).strftime(fmt)
+    except Exception:  # an unknown zone name from the browser: keep UTC, and say so
+        return t.strftime(fmt) + " UTC"
 
 
 def _age(ts: str | None) -> str:
@@ -138,6 +153,10 @@ def page_setup(title: str, need_model: bool = True) -> Context:
             f"`python -m procurement import prices FILE.csv --tenant {slug}`."
         )
         st.stop()
+    if meta and fresh["last"]:
+        stale = buying.stale_data(fresh["last"], meta.get("freq", "D"), dt.date.today())
+        if stale:
+            st.warning(stale, icon=":material/history:")
     if need_model and stored is None:
         st.info(
             "No trained model yet for this company. Open the **Model** page and press **Retrain**, "

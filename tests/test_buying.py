@@ -1,0 +1,93 @@
+"""What the buyer is told: buy days on working days only, the horizon's edge flagged, and a
+warning when the newest price is old for the data's own frequency."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from procurement import buying
+from procurement.recommend import Policy, recommend
+
+
+def _forecast(start: str, prices: list[float], freq: str = "D") -> pd.DataFrame:
+    dates = pd.date_range(start, periods=len(prices), freq=freq)
+    first = prices[0]
+    return pd.DataFrame(
+        {
+            "sku": "A",
+            "date": dates,
+            "y_pred": prices,
+            "lo_80": [p * 0.99 for p in prices],
+            "hi_80": [p * 1.01 for p in prices],
+            "p_cheaper": [0.0] + [0.95 if p < first else 0.05 for p in prices[1:]],
+            "expected_saving": [first - p for p in prices],
+        }
+    )
+
+
+def test_a_weekend_low_is_never_the_buy_day() -> None:
+    # Wednesday 1 Jul 2026: the lowest forecast falls on Saturday 4 and Sunday 5
+    fc = _forecast("2026-07-01", [100, 99, 98, 90, 90, 97, 99, 100])
+    free = recommend(fc, Policy(0.7, 0.5)).iloc[0]
+    assert free["buy_date"].weekday() >= 5  # the plain argmax would pick the weekend
+    rec = buying.decide(fc, "A", buying.Decision(10, float("inf"), 1.0, 0, 0.7))
+    assert rec["buy_date"].weekday() < 5
+    assert rec["buy_date"] == pd.Timestamp("2026-07-06")  # Monday, the cheapest working day
+
+
+def test_weekly_forecasts_keep_every_period() -> None:
+    fc = _forecast("2026-07-05", [100, 99, 90, 95], freq="W-SUN")  # all Sundays
+    assert len(buying.on_working_days(fc)) == 4
+
+
+def test_a_buy_day_on_the_last_forecast_day_says_it_may_fall_further() -> None:
+    fc = _forecast("2026-07-06", [100, 99, 98, 97, 96])  # Monday to Friday, falling
+    rec = buying.decide(fc, "A", buying.Decision(10, float("inf"), 1.0, 0, 0.7))
+    assert rec["buy_date"] == pd.Timestamp("2026-07-10")
+    assert "may fall further" in rec["reason"]
+    fc = _forecast("2026-07-06", [100, 96, 98, 99, 99])
+    rec = buying.decide(fc, "A", buying.Decision(10, float("inf"), 1.0, 0, 0.7))
+    assert rec["buy_date"] == pd.Timestamp("2026-07-07") and "may fall" not in rec["reason"]
+
+
+@pytest.mark.parametrize(
+    ("last", "freq", "today", "stale"),
+    [
+        ("2026-06-30", "D", "2026-07-02", False),
+        ("2026-06-30", "D", "2026-07-04", True),
+        ("2026-06-29", "W-MON", "2026-07-15", False),
+        ("2026-06-29", "W-MON", "2026-07-21", True),
+        ("2019-01-14", "D", "2026-12-02", True),
+    ],
+)
+def test_old_data_is_flagged_by_its_own_frequency(
+    last: str, freq: str, today: str, stale: bool
+) -> None:
+    msg = buying.stale_data(dt.date.fromisoformat(last), freq, dt.date.fromisoformat(today))
+    assert (msg is not None) == stale
+    if msg and last.startswith("2019"):
+        assert "14 Jan 2019" in msg and "7.9 years" in msg
+
+
+@pytest.mark.parametrize(
+    ("name", "freq", "words"),
+    [
+        ("lag1", "D", "the last price"),
+        ("lag28", "D", "price 4 weeks ago"),
+        ("lag3", "D", "price 3 days ago"),
+        ("lag2", "W-MON", "price 2 weeks ago"),
+        ("rolling_std_lag1_window_size28", "D", "price swings over 4 weeks"),
+        ("below_high_lag1_window56", "D", "price below its 8 weeks high"),
+        ("drv_fx_chg_l7", "D", "exchange rate change over 1 week"),
+        ("index_chg_w28", "D", "commodity index change over 4 weeks"),
+        ("dayofweek", "D", "day of the week"),
+        ("something_new", "D", "something_new"),
+    ],
+)
+def test_feature_names_in_a_buyers_words(name: str, freq: str, words: str) -> None:
+    from ui.features import feature_words
+
+    assert feature_words(name, freq) == words

@@ -1,0 +1,68 @@
+"""Model feature names in a buyer's words: "price 4 weeks ago", not "lag28"."""
+
+from __future__ import annotations
+
+import re
+
+UNITS = {"D": "day", "B": "working day", "W": "week", "M": "month", "Q": "quarter"}
+FREQ_WORDS = {
+    "D": "daily",
+    "B": "every working day",
+    "W": "weekly",
+    "M": "monthly",
+    "Q": "quarterly",
+}
+DRIVERS = {"drv_fx": "exchange rate", "index": "commodity index", "demand": "demand"}
+
+
+def _unit(freq: str) -> str:
+    return UNITS.get(freq[:1].upper(), "period")
+
+
+def frequency_words(freq: str) -> str:
+    """``W-MON`` -> "weekly", ``D`` -> "daily"."""
+    return FREQ_WORDS.get(freq[:1].upper(), freq)
+
+
+def _ago(n: int, freq: str) -> str:
+    unit = _unit(freq)
+    if unit == "day" and n % 7 == 0 and n >= 7:
+        n, unit = n // 7, "week"
+    return f"{n} {unit}{'s' if n != 1 else ''}"
+
+
+def feature_words(name: str, freq: str = "D") -> str:
+    """A plain-language label for a model feature; the raw name when it is not recognised."""
+    if m := re.fullmatch(r"lag(\d+)", name):
+        n = int(m.group(1))
+        return "the last price" if n == 1 else f"price {_ago(n, freq)} ago"
+    if m := re.fullmatch(r"rolling_mean_lag1_window_size(\d+)", name):
+        return f"average price over {_ago(int(m.group(1)), freq)}"
+    if m := re.fullmatch(r"rolling_std_lag1_window_size(\d+)", name):
+        return f"price swings over {_ago(int(m.group(1)), freq)}"
+    if m := re.fullmatch(r"exponentially_weighted_mean_lag1_alpha([\d.]+)", name):
+        span = round(1 / float(m.group(1)))
+        return f"recent average price (about {_ago(span, freq)})"
+    if m := re.fullmatch(r"below_high_lag1_window(\d+)", name):
+        return f"price below its {_ago(int(m.group(1)), freq)} high"
+    if m := re.fullmatch(r"above_low_lag1_window(\d+)", name):
+        return f"price above its {_ago(int(m.group(1)), freq)} low"
+    if re.fullmatch(r"since_drop_lag1_.*", name):
+        return "time since the last price drop"
+    if re.fullmatch(r"drop_gap_lag1_.*", name):
+        return "size of the last price drop"
+    if name == "dayofweek":
+        return "day of the week"
+    if name in ("month", "week", "quarter"):
+        return f"{name} of the year"
+    for prefix, driver in DRIVERS.items():
+        if name.startswith(prefix):
+            rest = name[len(prefix) :]
+            if m := re.search(r"_l(\d+)$", rest):
+                n = int(m.group(1))
+                what = "change" if "chg" in rest else "level"
+                return f"{driver} {what} over {_ago(n, freq)}"
+            if m := re.search(r"_w(\d+)$", rest):
+                return f"{driver} change over {_ago(int(m.group(1)), freq)}"
+            return driver
+    return name
