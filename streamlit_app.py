@@ -20,7 +20,11 @@ from procurement.config import get_settings
 from procurement.db import open_session
 from ui.page import db_down, db_error, engine, plain
 
-st.set_page_config(page_title="procurement", page_icon=str(Path(__file__).parent / "ui" / "icon.png"), layout="wide")
+st.set_page_config(
+    page_title="procurement",
+    page_icon=str(Path(__file__).parent / "ui" / "icon.png"),
+    layout="wide",
+)
 settings = get_settings()
 log = logging.getLogger("procurement.app")
 

@@ -1,5 +1,6 @@
 import streamlit as st
 
+from procurement.buying import ADVICE_COLUMNS
 from procurement.export import to_csv_bytes
 from ui.money import company_currency
 from ui.page import advice_for, page_setup
@@ -20,21 +21,7 @@ if sups:
 if only_wait:
     view = view[~view["buy_now"]]
 
-cols = [
-    "sku",
-    "name",
-    "category",
-    "supplier",
-    "buy_date",
-    "first_price",
-    "buy_price",
-    "saving",
-    "saving_pct",
-    "quantity",
-    "saving_total",
-    "confidence",
-    "reason",
-]
+cols = ADVICE_COLUMNS
 # the worklist: the most money at stake first, then the earliest buy day
 view = view[cols].sort_values(["saving_total", "buy_date"], ascending=[False, True])
 shown = view.assign(

@@ -66,6 +66,23 @@ def advice_table(
     return recs
 
 
+# The advice a buyer reads, in this order: the Recommendations page and `procurement recommend`
+ADVICE_COLUMNS = [
+    "sku",
+    "name",
+    "category",
+    "supplier",
+    "buy_date",
+    "first_price",
+    "buy_price",
+    "saving",
+    "saving_pct",
+    "quantity",
+    "saving_total",
+    "confidence",
+    "reason",
+]
+
 WORKING_DAYS = (0, 1, 2, 3, 4)  # Monday to Friday: the days suppliers take orders
 
 

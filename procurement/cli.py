@@ -203,24 +203,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     _write(fc, args.out)
 
 
-RECOMMEND_COLUMNS = [
-    "sku",
-    "buy_date",
-    "buy_now",
-    "first_price",
-    "buy_price",
-    "saving",
-    "saving_pct",
-    "quantity",
-    "saving_total",
-    "confidence",
-    "reason",
-]
-
-
 def cmd_recommend(args: argparse.Namespace) -> None:
     """The same advice as the Recommendations page (``actions.advice``)."""
     from procurement import actions
+    from procurement.buying import ADVICE_COLUMNS
     from procurement.db import open_session
 
     with open_session(_db()) as s:
@@ -231,7 +217,7 @@ def cmd_recommend(args: argparse.Namespace) -> None:
             overrides=_overrides(args.what_if),
             min_confidence=args.min_confidence,
         )
-    _write(recs[RECOMMEND_COLUMNS], args.out)
+    _write(recs[[*ADVICE_COLUMNS[:4], "buy_now", *ADVICE_COLUMNS[4:]]], args.out)
 
 
 def cmd_backtest(args: argparse.Namespace) -> None:
