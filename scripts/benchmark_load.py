@@ -1,0 +1,528 @@
+"""Many buyers at once: N concurrent sessions log in, open the Overview, a Product page (a
+different product each) and Recommendations, then reload and must still be signed in.
+
+    python scripts/benchmark_load.py [--users 1,5,10,20] [--mode browser|apptest] [--dir DIR]
+
+``browser`` (default): one `streamlit run` process and one headless Chromium (Debian's
+/usr/bin/chromium through Playwright) with one browser context per user, all at once. Prints per
+page the median and worst time, the errors (an exception or error box on a page, a page that did
+not render, a login cookie that never arrived, a reload that asked to log in again), the app
+process's peak RSS, and the CPU share of the machine used by the app beside the one used by the
+browser (with its Playwright driver), so a reader can tell the app's cost from the client's.
+
+``apptest``: no browser and no server; N threads each run ``streamlit.testing`` AppTest
+sessions of the same pages, in this process, against the same cached model and data (a quick
+check of the app's own code under concurrency; login is set in the session state, no cookie).
+
+The demo company (200 products x 730 days, trained, forecasts stored) is created in ``--dir`` the
+first time (a few minutes) and reused afterwards. Each round uses products no earlier round
+opened, so every Product page computes its product's view for the first time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # this checkout's procurement, screenshot.py
+PAGES = ("overview", "product", "recommendations", "reload")
+COOKIE = "procurement_auth"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- data
+def session(engine):  # type: ignore[no-untyped-def]
+    from sqlalchemy.orm import Session
+
+    return Session(engine, expire_on_commit=False)
+
+
+def prepare(data_dir: Path, products: int, days: int, users: int) -> str:
+    """Seed, train and store forecasts once; create the load users. Returns their password."""
+    os.environ["DATABASE_URL"] = f"sqlite:///{data_dir}/app.db"
+    os.environ["MODEL_DIR"] = f"{data_dir}/models"
+    from procurement import auth, demo, retrain
+    from procurement.config import get_settings
+    from procurement.db import catalog, get_engine, migrate
+    from procurement.forecast import store
+    from procurement.training import train_global_lgbm_model
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    engine = get_engine()
+    migrate(engine)
+    if store.current_version(settings.model_dir, "demo") is None:
+        t = time.perf_counter()
+        with session(engine) as s, s.begin():
+            demo.seed_synthetic(s, "demo", products, days)
+        with session(engine) as s, s.begin():
+            res = train_global_lgbm_model(s, "demo", settings)
+        retrain.refresh_forecasts(engine, settings, "demo", res.version)  # as the sidecar does
+        print(
+            f"setup: {products} products x {days} days seeded and trained in "
+            f"{time.perf_counter() - t:.0f} s",
+            flush=True,
+        )
+    pw_file = data_dir / "load-password"
+    if not pw_file.exists():
+        pw_file.write_text(auth.new_password())
+        pw_file.chmod(0o600)
+    password = pw_file.read_text().strip()
+    with session(engine) as s, s.begin():
+        ten = catalog.get_tenant(s, "demo")
+        have = {u.username for u in auth.list_users(s)}
+        for i in range(1, users + 1):
+            if f"load{i:02d}" not in have:
+                auth.create_user(s, f"load{i:02d}", password, "buyer", ten.id)
+    return password
+
+
+# ---------------------------------------------------------------- process accounting (/proc)
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def _tree(pid: int, kids: dict[int, list[int]]) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for p in pids:
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / CLK_TCK  # incl. children
+    return total
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+class Meter:
+    """Samples the app's RSS (peak) and the CPU used by the app and by the client processes."""
+
+    def __init__(self, app_pid: int | None) -> None:
+        self.app_pid = app_pid
+        self.peak_rss = 0.0
+        self._stop = threading.Event()
+
+    def _split(self) -> tuple[list[int], list[int]]:
+        kids = _children()
+        app = _tree(self.app_pid, kids) if self.app_pid else [os.getpid()]
+        client = [p for p in _tree(os.getpid(), kids) if p not in app and p != os.getpid()]
+        return app, client
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            self.peak_rss = max(self.peak_rss, _rss_mb(self._split()[0]))
+
+    def __enter__(self) -> Meter:
+        app, client = self._split()
+        self.peak_rss = _rss_mb(app)
+        self._t0 = time.monotonic()
+        self._cpu0 = (_cpu_seconds(app), _cpu_seconds(client))
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        app, client = self._split()
+        wall = (time.monotonic() - self._t0) * NCPU
+        # processes that ended during the round (closed browser contexts) are not counted
+        self.app_cpu = 100 * max(0.0, _cpu_seconds(app) - self._cpu0[0]) / wall
+        self.client_cpu = 100 * max(0.0, _cpu_seconds(client) - self._cpu0[1]) / wall
+
+
+# ---------------------------------------------------------------- results
+@dataclass
+class Round:
+    users: int
+    times: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PAGES})
+    errors: list[str] = field(default_factory=list)
+    wall: float = 0.0
+    peak_rss: float = 0.0
+    app_cpu: float = 0.0
+    client_cpu: float | None = None
+
+
+def print_table(rounds: list[Round], client: str) -> None:
+    pages = [p for p in PAGES if any(r.times[p] for r in rounds)]
+    head = f"{'users':>5} " + " ".join(f"{p + ' med/worst s':>24}" for p in pages)
+    head += f" {'errors':>6} {'peak RSS MB':>11} {'app CPU':>8} {client + ' CPU':>12}"
+    print(head)
+    for r in rounds:
+        cells = []
+        for p in pages:
+            v = r.times[p]
+            cells.append(f"{statistics.median(v):>11.2f} / {max(v):>8.2f}" if v else f"{'-':>22}")
+        cpu = f"{r.client_cpu:>11.0f}%" if r.client_cpu is not None else f"{'-':>12}"
+        print(
+            f"{r.users:>5} "
+            + " ".join(f"{c:>24}" for c in cells)
+            + f" {len(r.errors):>6} {r.peak_rss:>11.0f} {r.app_cpu:>7.0f}% {cpu}"
+        )
+    for r in rounds:
+        for e in r.errors:
+            print(f"  N={r.users}: {e}")
+
+
+# ---------------------------------------------------------------- browser mode
+RENDERED = """([title, sel]) => {
+  if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
+  if (document.querySelector('[data-testid="stException"], [data-testid="stAlertContentError"]'))
+    return true;  // an error counts as rendered; it is reported
+  const h1 = document.querySelector('h1');
+  return !!h1 && h1.textContent.trim().startsWith(title) && !!document.querySelector(sel);
+}"""
+ERRORS = """() => [...document.querySelectorAll(
+  '[data-testid="stException"], [data-testid="stAlertContentError"]')].map(e => e.innerText)"""
+
+
+async def _rendered(page, title: str, selector: str, timeout_ms: int) -> float:  # type: ignore[no-untyped-def]
+    """Wait until the page shows ``title`` and ``selector`` and the script has finished; return
+    the perf_counter() when it was first seen so. Raises on an error on the page or a timeout."""
+    await page.wait_for_function(RENDERED, arg=[title, selector], timeout=timeout_ms, polling=100)
+    seen = time.perf_counter()
+    await page.wait_for_timeout(300)  # still idle (no rerun right after)?
+    await page.wait_for_function(RENDERED, arg=[title, selector], timeout=timeout_ms, polling=100)
+    errs = await page.evaluate(ERRORS)
+    if errs:
+        raise RuntimeError(f"{title}: " + " | ".join(e.strip().splitlines()[0] for e in errs))
+    return seen
+
+
+async def login(page, base: str, user: str, password: str, timeout_ms: int) -> float:  # type: ignore[no-untyped-def]
+    """Log in through the form; returns the seconds from the click to the rendered Overview."""
+    await page.goto(base + "/", wait_until="domcontentloaded", timeout=timeout_ms)
+    await page.wait_for_selector("[data-testid='stForm']", timeout=timeout_ms)
+    await page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
+    )
+    await page.wait_for_timeout(1000)  # the first run re-renders the form once
+    await page.get_by_label("Username").fill(user)
+    await page.locator("input[aria-label=Password]").fill(password)
+    t = time.perf_counter()
+    await page.get_by_role("button", name="Login").click()
+    await page.wait_for_selector("[data-testid='stSidebarNav']", timeout=timeout_ms)
+    return await _rendered(page, "Overview", "[data-testid='stDataFrame']", timeout_ms) - t
+
+
+async def has_cookie(context, within_s: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within_s
+    while True:
+        if any(c["name"] == COOKIE for c in await context.cookies()):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.25)
+
+
+async def signed_in_after_reload(page, timeout_ms: int) -> bool:  # type: ignore[no-untyped-def]
+    await page.reload(wait_until="domcontentloaded", timeout=timeout_ms)
+    await page.wait_for_selector(
+        "[data-testid='stSidebarNav'], [data-testid='stForm']", timeout=timeout_ms
+    )
+    await page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
+    )
+    return await page.locator("[data-testid='stForm']").count() == 0
+
+
+async def one_user(
+    browser,
+    base: str,
+    user: str,
+    password: str,
+    sku: str,
+    r: Round,  # type: ignore[no-untyped-def]
+    timeout_ms: int,
+) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    step = "login"
+    try:
+        r.times["overview"].append(await login(page, base, user, password, timeout_ms))
+        step = "cookie"
+        if not await has_cookie(context, 30):
+            r.errors.append(f"{user}: no login cookie 30 s after the Overview rendered")
+            return
+        step = "product"
+        t = time.perf_counter()
+        await page.goto(
+            f"{base}/product?sku={sku}", wait_until="domcontentloaded", timeout=timeout_ms
+        )
+        seen = await _rendered(page, "Product", "[data-testid='stVegaLiteChart']", timeout_ms)
+        r.times["product"].append(seen - t)
+        step = "recommendations"
+        t = time.perf_counter()
+        await page.locator("[data-testid='stSidebarNav'] a", has_text="Recommendations").click()
+        seen = await _rendered(page, "Recommendations", "[data-testid='stDataFrame']", timeout_ms)
+        r.times["recommendations"].append(seen - t)
+        step = "reload"
+        t = time.perf_counter()
+        if not await signed_in_after_reload(page, timeout_ms):
+            r.errors.append(f"{user}: asked to log in again after a reload")
+            return
+        seen = await _rendered(page, "Recommendations", "[data-testid='stDataFrame']", timeout_ms)
+        r.times["reload"].append(seen - t)
+    except Exception as exc:  # reported, the other users go on
+        msg = str(exc).strip().splitlines()[0][:160]
+        r.errors.append(f"{user} at {step}: {type(exc).__name__}: {msg}")
+    finally:
+        await context.close()
+
+
+async def browser_round(
+    base: str, n: int, password: str, first_sku: int, app_pid: int, timeout_ms: int
+) -> Round:
+    from playwright.async_api import async_playwright
+    from screenshot import CHROMIUM_ARGS, chromium_path
+
+    r = Round(n)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        with Meter(app_pid) as m:
+            t = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    one_user(
+                        browser,
+                        base,
+                        f"load{i + 1:02d}",
+                        password,
+                        f"SKU-{first_sku + i:05d}",
+                        r,
+                        timeout_ms,
+                    )
+                    for i in range(n)
+                )
+            )
+            r.wall = time.perf_counter() - t
+        await browser.close()
+    r.peak_rss, r.app_cpu, r.client_cpu = m.peak_rss, m.app_cpu, m.client_cpu
+    return r
+
+
+def start_app(data_dir: Path, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{data_dir}/app.db",
+        "MODEL_DIR": f"{data_dir}/models",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    import urllib.request
+
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("the app did not start")
+
+
+def run_browser(args: argparse.Namespace, data_dir: Path, password: str) -> list[Round]:
+    from screenshot import chromium_path
+
+    if chromium_path() is None:
+        sys.exit("chromium is not installed (apt-get install -y chromium)")
+    proc = start_app(data_dir, args.port)
+    base = f"http://127.0.0.1:{args.port}"
+    timeout_ms = int(args.timeout * 1000)
+    rounds = []
+    try:
+        # warm-up: the first user loads the model and the company's advice into the caches
+        warm = asyncio.run(browser_round(base, 1, password, args.products, proc.pid, timeout_ms))
+        print(
+            f"warm-up (model load, first advice): {warm.wall:.1f} s, errors: {warm.errors}",
+            flush=True,
+        )
+        sku = 1
+        for n in args.users:
+            r = asyncio.run(browser_round(base, n, password, sku, proc.pid, timeout_ms))
+            sku += n
+            rounds.append(r)
+            print(f"N={n}: {r.wall:.1f} s, {len(r.errors)} errors", flush=True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return rounds
+
+
+# ---------------------------------------------------------------- apptest mode
+def run_apptest(args: argparse.Namespace, data_dir: Path) -> list[Round]:
+    import streamlit.logger
+    from streamlit.testing.v1 import AppTest
+
+    # AppTest in threads: Streamlit warns on every call that there is no browser session
+    streamlit.logger.set_log_level("error")
+
+    from procurement import auth
+    from procurement.db import catalog, get_engine
+
+    with session(get_engine()) as s:
+        tenant_id = catalog.get_tenant(s, "demo").id
+    app = str(ROOT / "streamlit_app.py")
+
+    def user_flow(i: int, sku: str, r: Round) -> None:
+        user = f"load{i + 1:02d}"
+        step = "overview"
+        try:
+            at = AppTest.from_file(app, default_timeout=600)
+            at.session_state["authentication_status"] = True
+            at.session_state["username"] = user
+            at.session_state["name"] = user
+            at.session_state["principal"] = auth.Principal(user, "buyer", tenant_id)
+            for step, page in (
+                ("overview", None),
+                ("product", "pages/product.py"),
+                ("recommendations", "pages/recommendations.py"),
+            ):
+                if page:
+                    at.switch_page(page)
+                if step == "product":
+                    at.query_params["sku"] = sku
+                t = time.perf_counter()
+                at.run()
+                took = time.perf_counter() - t
+                if at.exception or at.error:
+                    msgs = [e.message for e in at.exception] + [e.value for e in at.error]
+                    r.errors.append(f"{user} at {step}: {str(msgs[0])[:160]}")
+                    return
+                if not any(t.value == step.capitalize() for t in at.title):
+                    r.errors.append(f"{user} at {step}: the page did not render its title")
+                    return
+                r.times[step].append(took)
+        except Exception as exc:
+            r.errors.append(f"{user} at {step}: {type(exc).__name__}: {str(exc)[:160]}")
+
+    def one_round(n: int, first_sku: int) -> Round:
+        r = Round(n)
+        threads = [
+            threading.Thread(target=user_flow, args=(i, f"SKU-{first_sku + i:05d}", r))
+            for i in range(n)
+        ]
+        with Meter(None) as m:
+            t = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            r.wall = time.perf_counter() - t
+        r.peak_rss, r.app_cpu = m.peak_rss, m.app_cpu
+        return r
+
+    warm = one_round(1, args.products)
+    print(
+        f"warm-up (model load, first advice): {warm.wall:.1f} s, errors: {warm.errors}", flush=True
+    )
+    rounds, sku = [], 1
+    for n in args.users:
+        rounds.append(one_round(n, sku))
+        sku += n
+        print(f"N={n}: {rounds[-1].wall:.1f} s, {len(rounds[-1].errors)} errors", flush=True)
+    return rounds
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--users", default="1,5,10,20", type=lambda s: [int(x) for x in s.split(",") if x.strip()]
+    )
+    p.add_argument("--mode", choices=["browser", "apptest"], default="browser")
+    p.add_argument(
+        "--dir",
+        default=str(Path(tempfile.gettempdir()) / "procurement-load"),
+        help="seeded database and model, created once and reused",
+    )
+    p.add_argument("--products", type=int, default=200)
+    p.add_argument("--days", type=int, default=730)
+    p.add_argument("--port", type=int, default=8599)
+    p.add_argument("--timeout", type=float, default=180, help="seconds a page may take")
+    args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the app server on a kill too
+    if sum(args.users) + 1 > args.products:
+        p.error("every user of every round needs its own product: use more --products")
+    data_dir = Path(args.dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    password = prepare(data_dir, args.products, args.days, max(args.users))
+    with open("/proc/loadavg") as f:
+        print(f"load average before: {f.read().split()[:3]} on {NCPU} cores", flush=True)
+    if args.mode == "browser":
+        rounds = run_browser(args, data_dir, password)
+    else:
+        rounds = run_apptest(args, data_dir)
+    with open("/proc/loadavg") as f:
+        print(f"load average after: {f.read().split()[:3]}", flush=True)
+    print_table(rounds, "browser" if args.mode == "browser" else "-")
+    return 1 if any(r.errors for r in rounds) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
