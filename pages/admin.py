@@ -2,8 +2,11 @@
 administrator the accounts of that company only. The library checks both (procurement.auth);
 this page only leaves out what the signed-in administrator may not do."""
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
+from sqlalchemy.orm import Session
 
 from procurement import actions
 from procurement.auth import ROLES, PermissionDenied, Principal
@@ -42,7 +45,7 @@ st.dataframe(
 )
 
 
-def _act(action) -> bool:  # type: ignore[no-untyped-def]
+def _act(action: Callable[[Session], object]) -> bool:
     """Run one change in its own transaction; show a refusal or a bad value as plain text."""
     try:
         with open_session(engine()) as s, s.begin():

@@ -8,6 +8,7 @@ from procurement.data.importers import (
     FileFormat,
     FormatError,
     ImportValidationError,
+    RowError,
     apply_mapping,
     read_table,
     split_valid,
@@ -72,7 +73,7 @@ def check_upload(
         return {"clean": None, "errors": exc.errors, "format_open": False, "dropped": 0}
 
 
-def problems_table(errors) -> None:  # type: ignore[no-untyped-def]
+def problems_table(errors: list[RowError]) -> None:
     table = [{"line": e.line, "field": e.field, "problem": e.message} for e in errors]
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
 

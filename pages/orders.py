@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from procurement import actions
-from procurement.auth import PermissionDenied
+from procurement.auth import PermissionDenied, Principal
 from procurement.db import open_session
 from procurement.orders import STATUSES
 from ui.page import engine, page_setup, plain
@@ -119,7 +119,7 @@ if draft:
     new_date = st.date_input("Order date", value=view.order_date, key=f"date_{view.id}")
     if st.button("Save changes", icon=":material/save:"):
 
-        def save(p, **kw):  # type: ignore[no-untyped-def]
+        def save(p: Principal, **kw: Any) -> None:
             for line_id, old, new in zip(
                 view.lines["line_id"], view.lines["quantity"], edited["quantity"], strict=True
             ):

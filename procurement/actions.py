@@ -355,7 +355,7 @@ def rollback(
 
 
 def _is_what_if(overrides: Mapping[str, float] | None) -> bool:
-    return bool(overrides) and any(abs(v - 1.0) > 1e-12 for v in overrides.values())  # type: ignore[union-attr]
+    return overrides is not None and any(abs(v - 1.0) > 1e-12 for v in overrides.values())
 
 
 def _forecast(

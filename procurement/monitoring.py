@@ -233,8 +233,10 @@ class DriftResult:
 
 
 def _backtest_mase(meta: dict[str, Any] | None) -> float | None:
+    if meta is None:
+        return None
     try:
-        v = float(meta["metrics"]["model"]["mase"])  # type: ignore[index]
+        v = float(meta["metrics"]["model"]["mase"])
     except (KeyError, TypeError, ValueError):
         return None
     return v if math.isfinite(v) and v > 0 else None

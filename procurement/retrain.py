@@ -165,7 +165,7 @@ def _train(
         with open_session(engine) as s, s.begin():
             run = runs.get_run(s, run_id)
             res = train_global_lgbm_model(s, slug, settings, progress=say, run=run)
-            promoted = run.status == runs.DONE  # type: ignore[union-attr]
+            promoted = run is not None and run.status == runs.DONE
         if promoted:
             refresh_forecasts(engine, settings, slug, res.version)
     except Exception as exc:

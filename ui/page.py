@@ -70,7 +70,7 @@ def local_time(ts: object, fmt: str = "%d %b %Y %H:%M") -> str:
     minute: no microseconds, no offsets."""
     if ts is None or ts == "":
         return ""
-    t = pd.Timestamp(ts)  # type: ignore[arg-type]
+    t = pd.Timestamp(str(ts)) if not isinstance(ts, dt.datetime) else pd.Timestamp(ts)
     if t.tzinfo is None:
         t = t.tz_localize("UTC")
     tz = st.context.timezone or "UTC"

@@ -278,7 +278,8 @@ def order_total(order: PurchaseOrder) -> float:
 def supplier_name(session: Session, order: PurchaseOrder) -> str:
     if order.supplier_id is None:
         return "(no supplier)"
-    return session.get(Supplier, order.supplier_id).name  # type: ignore[union-attr]
+    supplier = session.get(Supplier, order.supplier_id)
+    return supplier.name if supplier is not None else ""
 
 
 def order_events(order: PurchaseOrder) -> pd.DataFrame:
