@@ -59,7 +59,13 @@ def check_upload(
         return {"clean": None, "errors": exc.errors, "format_open": True, "dropped": 0}
     except ImportValidationError as exc:
         if not drop_bad:
-            return {"clean": None, "errors": exc.errors, "format_open": False, "dropped": 0}
+            return {
+                "clean": None,
+                "errors": exc.errors,
+                "total": exc.total,
+                "format_open": False,
+                "dropped": 0,
+            }
     try:
         mapped = apply_mapping(_raw, dict(mapping), fmt, name, validate=False)
         clean, dropped = split_valid(mapped, source=name, fmt=fmt)
@@ -70,11 +76,19 @@ def check_upload(
             "dropped": len({e.line for e in dropped}),
         }
     except ImportValidationError as exc:
-        return {"clean": None, "errors": exc.errors, "format_open": False, "dropped": 0}
+        return {
+            "clean": None,
+            "errors": exc.errors,
+            "total": exc.total,
+            "format_open": False,
+            "dropped": 0,
+        }
 
 
-def problems_table(errors: list[RowError]) -> None:
+def problems_table(errors: list[RowError], total: int | None = None) -> None:
     table = [{"line": e.line, "field": e.field, "problem": e.message} for e in errors]
+    if total and total > len(errors):
+        st.caption(f"The first {len(errors):,} of {total:,} problems:")
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
 
 
@@ -149,7 +163,7 @@ else:
                     "Problems found; nothing was stored. Fix the file or the mapping, or drop "
                     "the bad rows."
                 )
-                problems_table(res["errors"])
+                problems_table(res["errors"], res.get("total"))
             if not res["format_open"] and (res["errors"] or drop_bad):
                 st.toggle("Drop the bad rows and import the rest", key="drop_bad")
             if clean is not None:

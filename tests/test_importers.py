@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
@@ -291,3 +292,18 @@ def test_store_without_a_run_keeps_no_changes(db) -> None:
         ten = catalog.get_or_create_tenant(s, "acme")
         history.store_prices(s, ten.id, _prices("A,2026-01-01,1,\n"))
         assert s.scalar(select(func.count()).select_from(history.ImportChange)) == 0
+
+
+def test_a_file_with_many_bad_rows_counts_them_all() -> None:
+    """Only the first problems are listed, but the message counts every one of them."""
+    from procurement.data.importers import MAX_ERRORS_REPORTED, split_valid, validate_prices
+
+    rows = pd.DataFrame({"sku": ["A"] * 180, "date": ["2026-01-01"] * 180, "price": ["abc"] * 180})
+    rows["date"] = [f"2026-{1 + i // 28:02d}-{1 + i % 28:02d}" for i in range(180)]
+    with pytest.raises(ImportValidationError) as exc:
+        validate_prices(rows, "f.csv")
+    assert len(exc.value.errors) == MAX_ERRORS_REPORTED and exc.value.total == 180
+    assert "and 179 more problems" in str(exc.value)
+    with pytest.raises(ImportValidationError) as exc:  # dropping bad rows leaves none
+        split_valid(rows, "f.csv")
+    assert exc.value.total == 180 and "and 179 more problems" in str(exc.value)

@@ -43,10 +43,14 @@ class RowError:
 class ImportValidationError(ValueError):
     """Raised when input is rejected; ``errors`` lists every problem found (up to a cap)."""
 
-    def __init__(self, errors: list[RowError], source: str = "input") -> None:
+    def __init__(
+        self, errors: list[RowError], source: str = "input", total: int | None = None
+    ) -> None:
         self.errors = errors
         self.source = source
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        # how many problems there were in all; ``errors`` may hold only the first of them
+        self.total = max(total or 0, len(errors))
+        more = f" (and {self.total - 1:,} more problems)" if self.total > 1 else ""
         super().__init__(f"{source}: {errors[0]}{more}")
 
 
@@ -583,7 +587,9 @@ def validate_prices(
         numbers[col.name] = vals
 
     if errors:
-        raise ImportValidationError(sorted(errors, key=lambda e: e.line or 0)[:max_errors], source)
+        raise ImportValidationError(
+            sorted(errors, key=lambda e: e.line or 0)[:max_errors], source, total=len(errors)
+        )
 
     out["date"] = pd.Series(dates).dt.date.to_numpy()
     for col_name, vals in numbers.items():
@@ -619,7 +625,7 @@ def validate_prices(
                     )
         out = out[~key.duplicated(keep="first").to_numpy()]
     if errors:
-        raise ImportValidationError(errors[:max_errors], source)
+        raise ImportValidationError(errors[:max_errors], source, total=len(errors))
     return out.reset_index(drop=True)
 
 
@@ -706,7 +712,7 @@ def read_stock_csv(src: str | Path | IO[bytes] | bytes, source: str | None = Non
     for i in np.flatnonzero(dup.to_numpy())[1::2]:
         errors.append(RowError(int(i) + 2, "sku", f"{df['sku'].iloc[i]} appears more than once"))
     if errors:
-        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], label)
+        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], label, total=len(errors))
     return pd.DataFrame({"sku": df["sku"], "on_hand": on_hand, "lead_time_days": lead.astype(int)})
 
 
@@ -732,7 +738,7 @@ def read_catalog_csv(
     for i in np.flatnonzero(df["sku"].duplicated().to_numpy()):
         errors.append(RowError(int(i) + 2, "sku", f"{df['sku'].iloc[i]} appears more than once"))
     if errors:
-        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], label)
+        raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], label, total=len(errors))
     keep = [
         c for c in ("sku", "name", "supplier", "category", "unit", "currency") if c in df.columns
     ]
@@ -764,5 +770,7 @@ def split_valid(
             bad = {e.line for e in exc.errors}
             rows = rows[~rows[LINE].isin(bad)].reset_index(drop=True)
             if rows.empty:
-                raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source) from None
-    raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source)
+                raise ImportValidationError(
+                    errors[:MAX_ERRORS_REPORTED], source, total=len(errors)
+                ) from None
+    raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], source, total=len(errors))
