@@ -48,16 +48,19 @@ def seed_synthetic(
     counts = history.UpsertCounts()
     total = len(data.prices)
     done = 0
-    for part in _product_chunks(data.prices, SEED_CHUNK_PRODUCTS):
-        prices = validate_prices(part, source="synthetic")
+    with history.bulk_writes(session):
+        for part in _product_chunks(data.prices, SEED_CHUNK_PRODUCTS):
+            # the descriptive columns are one value per product, validated with the catalog
+            # above; the rows' own columns here
+            prices = validate_prices(part[list(ROW_COLUMNS)], source="synthetic")
 
-        def step(d: int, _t: int, base: int = done) -> None:
-            if progress:
-                progress(base + d, total)
+            def step(d: int, _t: int, base: int = done) -> None:
+                if progress:
+                    progress(base + d, total)
 
-        counts = counts + history.store_prices(session, ten.id, prices, progress=step)
-        done += len(part)
-        del prices
+            counts = counts + history.store_prices(session, ten.id, prices, progress=step)
+            done += len(part)
+            del prices
     history.store_drivers(session, ten.id, data.drivers)
     catalog.store_stock(session, ten.id, data.stock)
     history.record_import(session, ten.id, f"synthetic seed={seed} {n_products}x{n_days}", counts)
@@ -65,6 +68,7 @@ def seed_synthetic(
 
 
 SEED_CHUNK_PRODUCTS = 500
+ROW_COLUMNS = ("sku", "date", "price", "quantity")
 
 
 def _product_chunks(prices: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:

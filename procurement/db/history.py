@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast as type_cast
 
@@ -124,9 +125,12 @@ def _insert_rows(conn, table, rows: pd.DataFrame) -> None:
     for c in cols:
         col = rows[c]
         if isinstance(table.c[c].type, Date) and iso_dates:
-            values.append(
-                [None if pd.isna(d) else f"{d.year:04d}-{d.month:02d}-{d.day:02d}" for d in col]
-            )
+            # few distinct days among many rows: format each once
+            text = {
+                d: None if pd.isna(d) else f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+                for d in col.drop_duplicates()
+            }
+            values.append([text[d] for d in col])
         elif col.dtype.kind in "fiub":
             values.append([None if v != v else v for v in col.tolist()])  # NaN -> NULL
         else:
@@ -134,6 +138,28 @@ def _insert_rows(conn, table, rows: pd.DataFrame) -> None:
     tuples = list(zip(*values, strict=True))
     for start in range(0, len(tuples), CHUNK):
         conn.exec_driver_sql(sql, tuples[start : start + CHUNK])
+
+
+SQLITE_BULK_CACHE_KIB = 256 * 1024
+
+
+@contextmanager
+def bulk_writes(session: Session) -> Iterator[None]:
+    """A larger SQLite page cache while many rows are written (others: nothing changes).
+
+    Rows arrive product by product, so the (tenant_id, date) index is written all over; with
+    SQLite's default 2 MB cache its pages are spilled and read back for every product. Restored
+    afterwards (nested uses keep the outer size)."""
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or -2000)
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{max(SQLITE_BULK_CACHE_KIB, -before)}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size={before}")
 
 
 def store_prices(
@@ -162,38 +188,39 @@ def store_prices(
     total, done = len(df), 0
     counts = UpsertCounts()
     groups = _product_groups(df["product_id"], max_rows=PRODUCT_GROUP_ROWS, max_products=400)
-    for pids in groups:
-        part = df[df["product_id"].isin(pids)] if len(groups) > 1 else df
-        # products created just now have no rows yet: nothing to read back
-        fresh = known.isdisjoint(pids)
-        existing = _load_existing(session, PriceObservation, "price", tenant_id, pids, fresh)
-        counts = counts + _upsert(
-            session,
-            PriceObservation.__table__,
-            ["product_id", "date"],
-            "price",
-            part[["product_id", "date", "price"]],
-            existing,
-            {"tenant_id": tenant_id},
-            changes["price"] if changes is not None else None,
-        )
-        if "quantity" in part.columns:
-            q = part.loc[part["quantity"].notna(), ["product_id", "date", "quantity"]]
-            if len(q):
-                existing_q = _load_existing(session, Sale, "quantity", tenant_id, pids, fresh)
-                _upsert(
-                    session,
-                    Sale.__table__,
-                    ["product_id", "date"],
-                    "quantity",
-                    q,
-                    existing_q,
-                    {"tenant_id": tenant_id},
-                    changes["sale"] if changes is not None else None,
-                )
-        done += len(part)
-        if progress:
-            progress(done, total)
+    with bulk_writes(session):
+        for pids in groups:
+            part = df[df["product_id"].isin(pids)] if len(groups) > 1 else df
+            # products created just now have no rows yet: nothing to read back
+            fresh = known.isdisjoint(pids)
+            existing = _load_existing(session, PriceObservation, "price", tenant_id, pids, fresh)
+            counts = counts + _upsert(
+                session,
+                PriceObservation.__table__,
+                ["product_id", "date"],
+                "price",
+                part[["product_id", "date", "price"]],
+                existing,
+                {"tenant_id": tenant_id},
+                changes["price"] if changes is not None else None,
+            )
+            if "quantity" in part.columns:
+                q = part.loc[part["quantity"].notna(), ["product_id", "date", "quantity"]]
+                if len(q):
+                    existing_q = _load_existing(session, Sale, "quantity", tenant_id, pids, fresh)
+                    _upsert(
+                        session,
+                        Sale.__table__,
+                        ["product_id", "date"],
+                        "quantity",
+                        q,
+                        existing_q,
+                        {"tenant_id": tenant_id},
+                        changes["sale"] if changes is not None else None,
+                    )
+            done += len(part)
+            if progress:
+                progress(done, total)
     if changes is not None and import_run_id is not None:
         _store_changes(session, import_run_id, changes)
     return counts
