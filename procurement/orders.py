@@ -305,11 +305,19 @@ def propose_orders(
     quantity as on order / are skipped."""
     settings = settings or get_settings()
     ten = authorized_tenant(session, tenant, actor, "orders")
+    fc = None
     if model is None:
+        from procurement.db import forecasts
         from procurement.forecast import store
 
-        model = store.load_version(settings.model_dir, tenant).model
-    fc = model.predict()
+        stored = store.load_shared(
+            settings.model_dir, tenant, store.load_version_name(settings.model_dir, tenant)
+        )
+        model = stored.model
+        # the forecasts the sidecar stored for this version: the same ones the pages show
+        fc = forecasts.load_forecast(session, ten.id, stored.version)
+    if fc is None:
+        fc = model.predict()
     today = pd.to_datetime(fc["date"]).min()
     items = _items(session, ten.id)
     kept = q.kept_draft_skus(session, ten.id)

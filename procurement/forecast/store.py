@@ -237,6 +237,14 @@ _SHARED_LOCK = threading.Lock()
 SHARED_VERSIONS = 4
 
 
+def load_version_name(model_dir: Path, tenant: str) -> str:
+    """The current version of ``tenant``'s model; ``ModelStoreError`` before the first one."""
+    version = current_version(model_dir, tenant)
+    if version is None:
+        raise ModelStoreError(f"no trained model for {tenant!r} yet; run `procurement train`")
+    return version
+
+
 def load_shared(model_dir: Path, tenant: str, version: str) -> StoredModel:
     """``load_version``, loaded once per process and shared by every caller (app sessions,
     assistant, jobs); the newest ``SHARED_VERSIONS`` stay loaded, so a page still using the
