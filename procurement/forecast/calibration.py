@@ -218,6 +218,7 @@ def choose_blend(
 P_FLOOR, P_CEIL = 0.005, 0.995  # no backtest supports certainty
 RECENCY_DECAY = 0.85  # weight of a backtest window relative to the next, more recent one
 ISO_PRIOR = 100.0  # independent windows at which the isotonic map gets half the weight
+MIN_STEP_SCORES = 100  # errors at one horizon step that give it its own interval quantile
 ACI_STEP = 0.2  # adaptive conformal inference learning rate (Gibbs & Candes, 2021)
 
 
@@ -267,6 +268,14 @@ class PoolCalibration:
     iso_x: list[float] | None = None
     iso_y: list[float] | None = None
     iso_weight: float = 0.0
+    # per h (index h-1): quantile of |scaled error| / sigma_h at that step alone, where the step
+    # has enough errors (None in models saved before: ``q`` for every step)
+    q_h: dict[int, list[float]] | None = None
+
+    def width(self, level: int, h: np.ndarray) -> np.ndarray:
+        """Band half-width in units of the product's volatility scale, per 0-based step."""
+        q = np.asarray(self.q_h[level]) if self.q_h else np.full(len(self.sigma), self.q[level])
+        return np.asarray(self.sigma)[h] * q[h]
 
     def recalibrate(self, p: np.ndarray) -> np.ndarray:
         if not self.iso_x or self.iso_weight <= 0:
@@ -279,6 +288,9 @@ class PoolCalibration:
         are the market's moves; their recent drift is no forecast (that is why the model was not
         trusted), so the distribution is centred on zero and the expected saving is zero."""
         sigma, diffs, bias = [], [], []
+        # how many independent pieces of evidence the backtest holds: products that move
+        # together (retail fuel prices all follow crude) count little more than one
+        n_eff = _independent_windows(cv) if "change_err" in cv else 0.0
         for h in range(1, horizon + 1):
             at = cv[cv["h"] == h]
             ae = at["abs_err"].dropna().to_numpy()
@@ -291,7 +303,7 @@ class PoolCalibration:
                 # trim the extreme 1% so one crash does not move every expected saving
                 lo, hi = np.quantile(ce, [0.01, 0.99])
                 diffs.append(np.quantile(ce, GRID).tolist())
-                bias.append(0.0 if centered else float(np.mean(np.clip(ce, lo, hi))))
+                bias.append(0.0 if centered else _shrunk_mean(np.clip(ce, lo, hi), n_eff))
             else:
                 diffs.append([0.0] * len(GRID))
                 bias.append(0.0)
@@ -304,7 +316,30 @@ class PoolCalibration:
             level: _weighted_quantile(z, weights, _adaptive_level(z, window, level / 100))
             for level in (80, 95)
         }
-        return cls(sigma=sigma, q=q, diff_quantiles=diffs, change_bias=bias, n_scores=int(ok.sum()))
+        # Errors further ahead have heavier tails than nearer ones (a market turn shows in
+        # weeks 2 to 4, not in week 1): one quantile pooled over the steps over-covered the
+        # first step and under-covered the rest, so each step with enough errors gets its own.
+        steps = cv["h"].to_numpy()[ok]
+        q_h: dict[int, list[float]] = {}
+        for level in (80, 95):
+            per = []
+            for h in range(1, horizon + 1):
+                at = steps == h
+                if at.sum() >= MIN_STEP_SCORES:
+                    za, wa = z[at], window[at]
+                    lvl = _adaptive_level(za, wa, level / 100)
+                    per.append(_weighted_quantile(za, RECENCY_DECAY ** _ages(wa), lvl))
+                else:
+                    per.append(q[level])
+            q_h[level] = per
+        return cls(
+            sigma=sigma,
+            q=q,
+            diff_quantiles=diffs,
+            change_bias=bias,
+            n_scores=int(ok.sum()),
+            q_h=q_h,
+        )
 
 
 @dataclass
@@ -354,6 +389,7 @@ class Calibration:
         g = rows.groupby("sku", sort=False)
         first_y = g["y"].transform("first")
         ok = (g.cumcount() > 0) & rows["y"].notna() & first_y.notna()
+
         cheaper = (rows["y"] < first_y).astype(float)
         fitted = _isotonic(rows.loc[ok, "p_cheaper"], cheaper[ok])
         if fitted is None:
@@ -396,7 +432,7 @@ class Calibration:
                 continue
             cal = self.pool(flag)
             for level in (80, 95):
-                width = np.asarray(cal.sigma)[h[in_pool]] * cal.q[level] * s[in_pool]
+                width = cal.width(level, h[in_pool]) * s[in_pool]
                 bands[f"lo_{level}"][in_pool] = y_pred[in_pool] - width
                 bands[f"hi_{level}"][in_pool] = y_pred[in_pool] + width
             for step in np.unique(h[in_pool]):
@@ -433,6 +469,21 @@ class Calibration:
             rows[["sku", "date", "y_pred", "scale", "y"]],
             pools=rows.get("pool"),
         )
+
+
+def _shrunk_mean(x: np.ndarray, n_eff: float) -> float:
+    """Mean of the backtest's change errors, shrunk towards zero as far as the independent
+    evidence leaves it in doubt (positive-part James-Stein, t from ``n_eff`` independent
+    cases). A year of windows in which a market rose says little about the next weeks; an
+    unshrunk mean made every expected saving negative after such a year, so the advice never
+    waited where the forecast path itself would have saved money."""
+    if len(x) < 2 or n_eff < 2:
+        return 0.0
+    mean, sd = float(np.mean(x)), float(np.std(x, ddof=1))
+    if sd <= 0:
+        return mean
+    t2 = mean**2 / (sd**2 / min(n_eff, len(x)))
+    return mean * max(0.0, 1.0 - 1.0 / t2) if t2 > 0 else 0.0
 
 
 def _independent_windows(cv: pd.DataFrame) -> float:

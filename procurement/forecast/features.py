@@ -166,8 +166,8 @@ def _driver_wide(
     return wide
 
 
-def _rel_change(wide: pd.DataFrame) -> pd.DataFrame:
-    prev = wide.shift(1)
+def _rel_change(wide: pd.DataFrame, periods: int = 1) -> pd.DataFrame:
+    prev = wide.shift(periods)
     # relative change rather than log return: prices can be zero or negative (WTI, April 2020)
     return (wide - prev) / prev.abs().where(prev.abs() > 1e-9)
 
@@ -204,11 +204,19 @@ def driver_features(
     if drivers is not None and len(drivers):
         wide = _driver_wide(drivers, cal, last_known, overrides)
         chg = _rel_change(wide)
+        # moves over the short and long window up to the period before: prices follow their
+        # drivers with a delay (pass-through), so where the driver went over the last weeks is
+        # where the price is going
+        moves = {w: _rel_change(wide, w).shift(1) for w in spec.windows}
         for lag in spec.driver_lags:
             shifted = chg.shift(lag)
             for c in wide.columns:
                 if ":" not in c:
                     cols[f"drv_{_safe(c)}_chg_l{lag}"] = shifted[c].to_numpy()[pos]
+        for w, mv in moves.items():
+            for c in wide.columns:
+                if ":" not in c:
+                    cols[f"drv_{_safe(c)}_chg_w{w}"] = mv[c].to_numpy()[pos]
 
         idx_cols = [c for c in wide.columns if c.startswith(f"{GLOBAL_INDEX}:")]
         if idx_cols and categories:
@@ -218,11 +226,13 @@ def driver_features(
             per_uid = np.array([cat_pos.get(categories.get(u, ""), -1) for u in uniques])
             which = per_uid[codes]
             has = which >= 0
-            for lag in spec.driver_lags:
-                m = chg[idx_cols].shift(lag).to_numpy()
+            mats = {f"index_chg_l{lag}": chg[idx_cols].shift(lag) for lag in spec.driver_lags}
+            mats.update({f"index_chg_w{w}": mv[idx_cols] for w, mv in moves.items()})
+            for name, mat in mats.items():
+                m = mat.to_numpy()
                 vals = np.full(len(out), np.nan)
                 vals[has] = m[pos[has], which[has]]
-                cols[f"index_chg_l{lag}"] = vals
+                cols[name] = vals
 
     if sales is not None and len(sales):
         ratio = _demand_ratio(sales, cal, spec, last_known, overrides)

@@ -3,6 +3,8 @@ plus what it needs to build future driver features (tails of drivers and sales).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -97,11 +99,17 @@ def make_level_forecaster(spec: FreqSpec, params: ModelParams) -> MLForecast:
     random walks it is worse, and the per-product blend leaves it out there."""
     short, long_ = spec.windows
     lags = sorted({*range(1, spec.season + 1), *spec.lags})
+    level: list[Any] = [RollingMean(short), RollingMean(long_), RollingMean(2 * long_)]
+    if spec.since_cap:
+        # when the last promotion was and how far apart the last two were: the drops of the
+        # standardized log price by more than one standard deviation of its level
+        level.append(SinceDrop(threshold=1.0, window=spec.since_cap, on_level=True))
+        level.append(DropGap(threshold=1.0, window=spec.since_cap, on_level=True))
     return MLForecast(
         models={"lgbm": params.lgbm()},
         freq=spec.freq,
         lags=lags,
-        lag_transforms={1: [RollingMean(short), RollingMean(long_), RollingMean(2 * long_)]},
+        lag_transforms={1: level},
         date_features=list(spec.date_features),
         target_transforms=[
             GlobalSklearnTransformer(FunctionTransformer(np.log, np.exp)),
@@ -141,6 +149,7 @@ class PriceModel:
     trust_default: tuple[float, float] = NAIVE  # for products the backtest did not see
     policy: Policy | None = None  # advice thresholds that saved the most in the backtest
     level_fcst: MLForecast | None = None  # None where prices are not all positive
+    level_exog: bool = False  # the level model sees the drivers too (models saved before: no)
     # per product, from the backtest under ``policy``: windows, waits, paid_off, median_saving_pct
     record: pd.DataFrame | None = None
 
@@ -196,16 +205,94 @@ class PriceModel:
                 x[col] = np.nan
         return x[["unique_id", "ds", *self.exog]]
 
+    def with_prices(
+        self,
+        prices: pd.DataFrame,
+        drivers: pd.DataFrame | None = None,
+        sales: pd.DataFrame | None = None,
+    ) -> PriceModel:
+        """This model, its forecasts starting from the newest prices: no refit.
+
+        ``prices`` (``sku, date, price`` or ``unique_id, ds, y``) may hold any stretch of recent
+        history; rows after the model's last date are appended to every product's series with
+        mlforecast's ``update`` (the fitted target transforms and trees are kept, only the lags
+        and level features see the new prices). Days without a new price carry the product's
+        last price forward, so all products end on the newest date. ``drivers`` (``name, ds,
+        value``) and ``sales`` (``unique_id, ds, quantity``): newer values for the driver
+        features (without them the drivers stay at their last known value). Returns ``self`` when nothing is
+        newer than the model's data; the model itself is never changed (it may be shared).
+        """
+        new = prices.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
+        new = new[["unique_id", "ds", "y"]].assign(ds=lambda d: pd.to_datetime(d["ds"]))
+        new = new[new["unique_id"].isin(self.last_price) & (new["ds"] > self.last_date)]
+        new = new[np.isfinite(pd.to_numeric(new["y"], errors="coerce"))]
+        if new.empty:
+            return self
+        reg = regularize(new, self.spec.freq)
+        reg = reg[reg["observed"] & (reg["ds"] > self.last_date)]
+        if reg.empty:
+            return self
+        dates = pd.date_range(self.last_date, reg["ds"].max(), freq=self.spec.freq)[1:]
+        products = self.products
+        grid = reg.pivot_table(index="ds", columns="unique_id", values="y", aggfunc="last")
+        grid = grid.reindex(index=dates, columns=products)
+        start = pd.DataFrame([self.last_price], columns=products, index=[self.last_date])
+        grid = pd.concat([start, grid]).ffill().iloc[1:]
+        upd = pd.DataFrame(
+            {
+                "unique_id": np.tile(np.array(products, dtype=object), len(dates)),
+                "ds": np.repeat(dates, len(products)),
+                "y": grid.to_numpy(float).ravel(),
+            }
+        ).sort_values(["unique_id", "ds"], ignore_index=True)
+        if not (upd["y"] > 0).all() and self.level_fcst is not None:
+            raise ValueError("the level model forecasts log prices: new prices must be positive")
+
+        def updated(fcst: MLForecast | None) -> MLForecast | None:
+            if fcst is None:
+                return None
+            out = copy.copy(fcst)  # the trees are shared; the series state is copied
+            with self._lock:
+                out.ts = copy.deepcopy(fcst.ts)
+            out.update(upd)
+            return out
+
+        tail = self.drivers_tail
+        if drivers is not None and len(drivers):
+            d = drivers.rename(columns={"date": "ds"})[["name", "ds", "value"]]
+            d = d.assign(ds=pd.to_datetime(d["ds"]))
+            tail = d if tail is None else pd.concat([tail, d], ignore_index=True)
+            tail = tail.drop_duplicates(["name", "ds"], keep="last")
+        sales_tail = self.sales_tail
+        if sales is not None and len(sales):
+            q = sales[["unique_id", "ds", "quantity"]].assign(ds=lambda d: pd.to_datetime(d["ds"]))
+            sales_tail = q if sales_tail is None else pd.concat([sales_tail, q], ignore_index=True)
+            sales_tail = sales_tail.drop_duplicates(["unique_id", "ds"], keep="last")
+        return dataclasses.replace(
+            self,
+            fcst=updated(self.fcst),
+            level_fcst=updated(self.level_fcst),
+            last_date=dates[-1],
+            last_price={p: float(v) for p, v in grid.iloc[-1].items()},
+            drivers_tail=tail,
+            sales_tail=sales_tail,
+        )
+
     def predict(
         self,
         h: int | None = None,
         overrides: Mapping[str, float] | None = None,
         ids: list[str] | None = None,
+        prices: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """``h`` forecasts per product with 80% and 95% conformal intervals.
 
         ``overrides`` are what-if factors on the drivers' future values, e.g. ``{"fx": 1.05}``.
+        ``prices``: the newest stored prices (``sku, date, price``); forecasts then start from
+        them without a retrain (see ``with_prices``).
         """
+        if prices is not None:
+            return self.with_prices(prices).predict(h, overrides, ids)
         h = h or self.horizon
         x = self.future_exog(h, overrides, ids)
         skus = self.products if ids is None else [p for p in ids if p in self.last_price]
@@ -214,7 +301,7 @@ class PriceModel:
             fc = self.fcst.predict(h, X_df=x, ids=ids)
             level = None
             if self.level_fcst is not None and (w[:, 1] > 0).any():
-                level = self.level_fcst.predict(h, ids=ids)
+                level = self.level_fcst.predict(h, X_df=x if self.level_exog else None, ids=ids)
         fc = fc.rename(columns={"lgbm": "change", "unique_id": "sku", "ds": "date"})
         if level is not None:
             fc["level"] = level["lgbm"].to_numpy()  # both ordered by id, then date
@@ -232,7 +319,10 @@ class PriceModel:
     def feature_importance(self) -> pd.DataFrame:
         model = self.fcst.models_["lgbm"]
         imp = model.booster_.feature_importance(importance_type="gain")
-        df = pd.DataFrame({"feature": model.booster_.feature_name(), "gain": imp})
+        names = model.booster_.feature_name()
+        if len(names) == len(self.features):  # fitted on a numpy matrix: Column_0, ...
+            names = list(self.features)
+        df = pd.DataFrame({"feature": names, "gain": imp})
         df["share"] = df["gain"] / max(df["gain"].sum(), 1e-12)
         return df.sort_values("gain", ascending=False, ignore_index=True)
 
@@ -255,12 +345,12 @@ def prepare(
 
 def _backtest_windows(lengths: pd.Series, spec: FreqSpec, horizon: int, wanted: int) -> int:
     """As many backtest windows as the typical series allows (at least 2, at most ``wanted``,
-    and for weekly prices at least a year of them: few periods, cheap, and one quarter of
-    weekly windows is too few to see a market turn), keeping the features' look-back plus a
+    and for weekly prices at least two years of them: few periods, cheap, and a quarter or
+    a year of weekly windows of correlated series is too few market turns to calibrate on), keeping the features' look-back plus a
     season of training rows before them."""
     usable = int(lengths.median()) - spec.history_needed - max(spec.season, 2 * horizon)
     if spec.freq.startswith("W"):
-        wanted = max(wanted, -(-52 // horizon))
+        wanted = max(wanted, -(-104 // horizon))
     return int(np.clip(usable // horizon, 2, wanted))
 
 
@@ -304,6 +394,8 @@ def fit_price_model(
         cv_frame = frame[frame["unique_id"].isin(ids)]
     else:
         cv_train, cv_frame = train, frame
+    if exog:
+        cv_train = _drivers_as_of_cutoffs(cv_train, spec, data, exog, n_windows, horizon)
     cv = fcst.cross_validation(
         cv_train,
         n_windows=n_windows,
@@ -314,8 +406,9 @@ def fit_price_model(
     # the level model works on log prices: only where every price is positive
     positive = bool((train["y"] > 0).all())
     if positive:
+        # the drivers move the level too: where a price returns to after its market moved
         level_cv = make_level_forecaster(spec, params).cross_validation(
-            cv_train[["unique_id", "ds", "y"]], n_windows=n_windows, h=horizon, refit=False
+            cv_train, n_windows=n_windows, h=horizon, refit=False, static_features=[]
         )
         cv = cv.merge(
             level_cv[["unique_id", "ds", "cutoff", "lgbm"]].rename(columns={"lgbm": "level"}),
@@ -367,9 +460,7 @@ def fit_price_model(
     needs_level = any(v[1] > 0 for v in trust.values()) or trust_default[1] > 0
     if positive and needs_level:
         say(0.75, "training the level model")
-        level_fcst = _fit_sampled(
-            make_level_forecaster(spec, params), train[["unique_id", "ds", "y"]], spec, params
-        )
+        level_fcst = _fit_sampled(make_level_forecaster(spec, params), train, spec, params)
     say(0.9, "model trained")
     last_date = frame["ds"].max()
     tail_start = last_date - pd.tseries.frequencies.to_offset(spec.freq) * (
@@ -404,8 +495,58 @@ def fit_price_model(
         trust_default=trust_default,
         policy=policy,
         level_fcst=level_fcst,
+        level_exog=bool(exog),
         record=record,
     )
+
+
+def _drivers_as_of_cutoffs(
+    train: pd.DataFrame,
+    spec: FreqSpec,
+    data: TrainingData,
+    exog: list[str],
+    n_windows: int,
+    horizon: int,
+) -> pd.DataFrame:
+    """The backtest's driver features as they were known at each window's cutoff.
+
+    mlforecast's ``cross_validation`` takes the exogenous columns of a window's rows from the
+    data, i.e. the drivers' actual moves during the window; at prediction time those moves are
+    unknown (the drivers stay at their last value, ``PriceModel.future_exog``). Scoring the
+    backtest with the actual moves flattered every model that follows its drivers beyond the
+    first step: trust, interval widths and advice thresholds were learned on forecasts no
+    buyer could have had. Each window's rows get the features computed with the cutoff as the
+    last known day, exactly as a forecast made on that day sees them."""
+    last = train.groupby("unique_id", sort=False)["ds"].transform("max")
+    # periods before each series' last date: windows are the last n_windows x horizon
+    back = np.rint((last - train["ds"]).dt.days / (7 if spec.freq.startswith("W") else 1))
+    if spec.freq == "B":
+        back = pd.Series(
+            np.busday_count(
+                train["ds"].to_numpy().astype("datetime64[D]"),
+                last.to_numpy().astype("datetime64[D]"),
+            ),
+            index=train.index,
+        )
+    window = (back // horizon).astype(int)
+    inside = window < n_windows
+    if not inside.any():
+        return train
+    out = train.copy()
+    rows = out[inside]
+    # the cutoff is this many periods before the row
+    k = ((window[inside] + 1) * horizon - back[inside]).to_numpy().astype(int)
+    ds = rows["ds"].to_numpy().astype("datetime64[D]")
+    if spec.freq == "B":
+        cutoff = np.busday_offset(ds, -k, roll="backward")
+    else:
+        cutoff = ds - k * (7 if spec.freq.startswith("W") else 1)
+    for c, idx in rows.groupby(pd.DatetimeIndex(cutoff)).groups.items():
+        keys = out.loc[idx, ["unique_id", "ds"]]
+        x = driver_features(keys, spec, data.drivers, data.categories, data.sales, pd.Timestamp(c))
+        for col in exog:
+            out.loc[idx, col] = x[col].to_numpy() if col in x else np.nan
+    return out
 
 
 def _fit_sampled(
@@ -413,10 +554,19 @@ def _fit_sampled(
 ) -> MLForecast:
     """Fit on a random sample of at most ``max_train_rows`` feature rows: rows of a global
     model are highly redundant, and a sample trains as well, faster."""
-    feats = fcst.preprocess(train, static_features=[], keep_last_n=spec.history_needed + 1)
-    if len(feats) > params.max_train_rows:
-        feats = feats.sample(params.max_train_rows, random_state=params.seed)
-    fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
+    # features as one numpy matrix: no data frame of millions of rows to build and copy
+    x, y = fcst.preprocess(
+        train,
+        static_features=[],
+        keep_last_n=spec.history_needed + 1,
+        return_X_y=True,
+        as_numpy=True,
+    )
+    if len(y) > params.max_train_rows:
+        rng = np.random.default_rng(params.seed)
+        rows = np.sort(rng.choice(len(y), params.max_train_rows, replace=False))
+        x, y = x[rows], y[rows]
+    fcst.fit_models(x, np.asarray(y))
     return fcst
 
 

@@ -65,6 +65,7 @@ class _LevelTransform(_BaseLagTransform):
     """Base: compute a per-row statistic from the changes, then lag it like mlforecast does."""
 
     window: int
+    on_level = False  # models saved before the option read as changes
 
     def _set_core_tfm(self, lag: int) -> _LevelTransform:
         self._lag_periods = lag
@@ -98,7 +99,7 @@ class _LevelTransform(_BaseLagTransform):
 
     @property
     def update_samples(self) -> int:
-        return self.window + self._lag_periods
+        return self.window + self._lag_periods + 1  # one more for a change of levels
 
     @property
     def _is_finite_window(self) -> bool:
@@ -125,13 +126,23 @@ class AboveLow(_LevelTransform):
         return _level_vs_window(data, indptr, self.window, np.fmin)
 
 
+def _changes(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Period-to-period change within each series (0 at each series' first position)."""
+    x = np.asarray(data, dtype=np.float64)
+    d = np.diff(x, prepend=np.nan)
+    d[indptr[:-1][indptr[:-1] < len(x)]] = np.nan
+    return np.nan_to_num(d, nan=0.0)
+
+
 def _drops(
-    data: np.ndarray, indptr: np.ndarray, threshold: float
+    data: np.ndarray, indptr: np.ndarray, threshold: float, on_level: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Positions, their series' starts, where the change falls below ``-threshold`` and the
-    position of the last such drop up to each position (-1 before any)."""
+    position of the last such drop up to each position (-1 before any). ``on_level``: the
+    data are levels (the level model's standardized log price), not changes."""
     idx = np.arange(len(data))
-    drop = np.nan_to_num(np.asarray(data, dtype=np.float64), nan=0.0) < -threshold
+    x = _changes(data, indptr) if on_level else np.asarray(data, dtype=np.float64)
+    drop = np.nan_to_num(x, nan=0.0) < -threshold
     last = np.maximum.accumulate(np.where(drop, idx, -1))
     return idx, _group_starts(indptr, len(data)), drop, last
 
@@ -140,12 +151,13 @@ class SinceDrop(_LevelTransform):
     """Periods since the last change below ``-threshold`` typical moves (capped at ``window``):
     promotions come back on cycles that drift, so the time since the last one is what counts."""
 
-    def __init__(self, threshold: float, window: int) -> None:
+    def __init__(self, threshold: float, window: int, on_level: bool = False) -> None:
         self.threshold = threshold
         self.window = window
+        self.on_level = on_level
 
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-        idx, starts, _, last = _drops(data, indptr, self.threshold)
+        idx, starts, _, last = _drops(data, indptr, self.threshold, self.on_level)
         since = np.where(last >= starts, idx - last, self.window)
         return np.minimum(since, self.window).astype(np.float64)
 
@@ -155,12 +167,13 @@ class DropGap(_LevelTransform):
     ``window``): with ``SinceDrop`` it tells the model when this product's next promotion is
     due, whatever its own cycle."""
 
-    def __init__(self, threshold: float, window: int) -> None:
+    def __init__(self, threshold: float, window: int, on_level: bool = False) -> None:
         self.threshold = threshold
         self.window = window
+        self.on_level = on_level
 
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-        idx, starts, drop, last = _drops(data, indptr, self.threshold)
+        idx, starts, drop, last = _drops(data, indptr, self.threshold, self.on_level)
         before = np.r_[-1, last[:-1]]  # last drop strictly before each position
         gap_at = np.where(drop & (before >= starts), idx - before, self.window)
         has = last >= starts

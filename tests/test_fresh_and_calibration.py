@@ -1,0 +1,152 @@
+"""Fresh forecasts from the newest prices without a retrain, interval quantiles per horizon
+step, the shrunk change bias, and the drivers' moves over windows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import training_data
+
+from procurement.forecast.calibration import PoolCalibration, _shrunk_mean
+from procurement.forecast.features import driver_features, spec_for
+from procurement.forecast.model import ModelParams, fit_price_model
+
+
+@pytest.fixture(scope="module")
+def stale_model(small_data):
+    """A model fitted on all but the last five days of the small synthetic catalog."""
+    data = training_data(small_data)
+    cut = data.prices["ds"].max() - pd.Timedelta(days=5)
+    old = dataclasses.replace(
+        data,
+        prices=data.prices[data.prices["ds"] <= cut],
+        drivers=data.drivers[data.drivers["ds"] <= cut],
+        sales=data.sales[data.sales["ds"] <= cut],
+    )
+    return fit_price_model(old, "D", 14, ModelParams(n_estimators=40, max_history=240))
+
+
+def test_fresh_forecast_starts_from_the_newest_price_without_changing_the_model(
+    stale_model, small_data
+) -> None:
+    prices = small_data.prices[["sku", "date", "price"]]
+    newest = pd.to_datetime(prices["date"]).max()
+    before = stale_model.predict()
+    fresh = stale_model.predict(prices=prices)
+    assert fresh["date"].min() == newest + pd.Timedelta(days=1)
+    assert fresh.groupby("sku").size().eq(14).all()
+    assert np.isfinite(fresh[["y_pred", "lo_80", "hi_95", "p_cheaper"]]).all().all()
+    # the shared model is untouched: it still forecasts from its own last day
+    assert stale_model.predict()["date"].min() == before["date"].min()
+    np.testing.assert_allclose(stale_model.predict()["y_pred"], before["y_pred"])
+    # products left at their last price forecast exactly the newest price
+    last = prices.assign(date=pd.to_datetime(prices["date"]))
+    last = last[last["date"] == newest].set_index("sku")["price"]
+    at_last = [s for s in stale_model.products if sum(stale_model.trust_of(s)) == 0]
+    first = fresh.groupby("sku")["y_pred"].first()
+    np.testing.assert_allclose(first[at_last], last[at_last])
+    # the newest prices move every forecast: 10% higher prices, higher forecasts
+    up = stale_model.predict(prices=prices.assign(price=prices["price"] * 1.1))
+    assert (up.groupby("sku")["y_pred"].first() > first).all()
+
+
+def test_fresh_forecast_fills_days_without_a_price_and_ignores_old_rows(stale_model) -> None:
+    assert stale_model.with_prices(pd.DataFrame(columns=["sku", "date", "price"])) is stale_model
+    one = stale_model.products[0]
+    day = stale_model.last_date + pd.Timedelta(days=3)
+    rows = pd.DataFrame(
+        {
+            "sku": [one, one],
+            "date": [stale_model.last_date, day],  # the first row is no news
+            "price": [1.0, stale_model.last_price[one] * 0.9],
+        }
+    )
+    fresh = stale_model.with_prices(rows)
+    assert fresh.last_date == day
+    assert fresh.last_price[one] == pytest.approx(stale_model.last_price[one] * 0.9)
+    # the other products carry their last price to the new day
+    other = stale_model.products[1]
+    assert fresh.last_price[other] == stale_model.last_price[other]
+    assert fresh.predict()["date"].min() == day + pd.Timedelta(days=1)
+
+
+def _errors(rng: np.random.Generator, series: int, windows: int = 30) -> pd.DataFrame:
+    """Scaled backtest errors: normal at step 1, heavy-tailed (Cauchy) at step 2."""
+    rows = []
+    for w in range(windows):
+        for s in range(series):
+            e1, e2 = rng.normal(), rng.standard_t(1)
+            rows += [
+                {"cutoff": w, "unique_id": s, "h": 1, "abs_err": abs(e1), "change_err": 0.0},
+                {"cutoff": w, "unique_id": s, "h": 2, "abs_err": abs(e2), "change_err": e2 - e1},
+            ]
+    return pd.DataFrame(rows)
+
+
+def test_interval_quantile_per_step_covers_each_step() -> None:
+    rng = np.random.default_rng(0)
+    pool = PoolCalibration.fit(_errors(rng, series=100), horizon=2)
+    test = _errors(np.random.default_rng(11), series=100)
+    for h in (1, 2):
+        half = pool.width(80, np.array([h - 1]))[0]
+        covered = (test.loc[test["h"] == h, "abs_err"] <= half).mean()
+        assert covered == pytest.approx(0.8, abs=0.04)  # one pooled quantile: 88% and 72%
+    # relative to its median the heavy-tailed step needs the wider quantile
+    assert pool.q_h[80][1] > pool.q_h[80][0]
+
+
+def test_change_bias_is_kept_when_clear_and_dropped_when_within_noise() -> None:
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0.05, 1.0, 400)
+    assert _shrunk_mean(noise, n_eff=400) == pytest.approx(0.0, abs=0.03)
+    # the same errors from a dozen products that move together: little evidence of a bias
+    assert _shrunk_mean(rng.normal(0.3, 1.0, 400), n_eff=12) == 0.0
+    clear = rng.normal(1.0, 1.0, 400)
+    assert _shrunk_mean(clear, n_eff=400) == pytest.approx(clear.mean(), rel=0.02)
+
+
+def test_driver_moves_over_windows_use_values_up_to_the_day_before() -> None:
+    spec = spec_for("D")
+    dates = pd.date_range("2026-01-01", periods=60, freq="D")
+    value = 100 * 1.01 ** np.arange(60)
+    drivers = pd.DataFrame({"name": "fx", "ds": dates, "value": value})
+    keys = pd.DataFrame({"unique_id": "A", "ds": dates[40:]})
+    x = driver_features(keys, spec, drivers, None, None, dates[-1])
+    short, long_ = spec.windows
+    # on day t: the move from t-1-w to t-1
+    np.testing.assert_allclose(x[f"drv_fx_chg_w{short}"], 1.01**short - 1)
+    np.testing.assert_allclose(x[f"drv_fx_chg_w{long_}"], 1.01**long_ - 1)
+
+
+def test_backtest_sees_drivers_as_known_at_each_cutoff_not_their_actual_moves() -> None:
+    from procurement.forecast.model import TrainingData, _drivers_as_of_cutoffs, prepare
+
+    dates = pd.date_range("2026-01-01", periods=120, freq="D")
+    rng = np.random.default_rng(3)
+    drivers = pd.DataFrame(
+        {"name": "fx", "ds": dates, "value": 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 120)))}
+    )
+    prices = pd.DataFrame({"unique_id": "A", "ds": dates, "y": 10 + rng.random(120)})
+    data = TrainingData(prices=prices, drivers=drivers)
+    frame, spec, exog = prepare(data, "D", None)
+    train = frame.drop(columns=["observed"])
+    out = _drivers_as_of_cutoffs(train, spec, data, exog, n_windows=2, horizon=5)
+    actual, seen = train["drv_fx_chg_l1"].to_numpy(), out["drv_fx_chg_l1"].to_numpy()
+    # before the backtest windows nothing changes
+    np.testing.assert_allclose(seen[:-10], actual[:-10])
+    # in each window of 5 days: the first day's change is known at the cutoff, then the
+    # driver stays at its last value
+    for start in (-10, -5):
+        assert seen[start] == pytest.approx(actual[start])
+        np.testing.assert_allclose(seen[start + 1 : start + 5 or None], 0.0)
+    assert np.abs(actual[-4:]).min() > 0  # the data did move
+    # the moves over windows stop at the cutoff too: on the window's last day, the short
+    # window's move ends at the cutoff (5 days back from that day)
+    w = spec.windows[0]
+    fx = drivers.set_index("ds")["value"]
+    cut = dates[-6]
+    want = fx[cut] / fx[dates[-1] - pd.Timedelta(days=w + 1)] - 1
+    assert out[f"drv_fx_chg_w{w}"].iloc[-1] == pytest.approx(want)
