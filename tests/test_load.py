@@ -48,12 +48,23 @@ async def _shown(page, title: str, selector: str, problems: list[str], who: str)
     problems += [f"{who} on {title}: {e.strip()[:200]}" for e in await page.evaluate(ERRORS)]
 
 
-async def _has_cookie(context) -> bool:  # type: ignore[no-untyped-def]
-    for _ in range(120):  # up to 30 s after the Overview has rendered
-        if any(c["name"] == COOKIE for c in await context.cookies()):
+async def _has_cookie(context, wanted: bool = True) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the login cookie is there (``wanted``: gone) within 30 s."""
+    for _ in range(120):
+        if any(c["name"] == COOKIE for c in await context.cookies()) == wanted:
             return True
         await asyncio.sleep(0.25)
     return False
+
+
+async def _after_reload(page) -> bool:  # type: ignore[no-untyped-def]
+    """Reload; whether the page is signed in (else it shows the login form)."""
+    await page.reload(wait_until="domcontentloaded")
+    await page.wait_for_selector(
+        "[data-testid='stSidebarNav'], [data-testid='stForm']", timeout=TIMEOUT_MS
+    )
+    await page.wait_for_function(IDLE, timeout=TIMEOUT_MS)
+    return await page.locator("[data-testid='stForm']").count() == 0
 
 
 async def _late(route) -> None:  # type: ignore[no-untyped-def]
@@ -99,16 +110,19 @@ async def _one_user(browser, base: str, user: str, sku: str) -> list[str]:  # ty
         await _shown(page, "Recommendations", "[data-testid='stDataFrame']", problems, who)
 
         step = "reload"
-        await page.reload(wait_until="domcontentloaded")
-        await page.wait_for_selector(
-            "[data-testid='stSidebarNav'], [data-testid='stForm']", timeout=TIMEOUT_MS
-        )
-        await page.wait_for_function(IDLE, timeout=TIMEOUT_MS)
-        if await page.locator("[data-testid='stForm']").count():
+        if not await _after_reload(page):
             return [*problems, f"{who}: asked to log in again after a reload"]
         problems += [
             f"{who} after the reload: {e.strip()[:200]}" for e in await page.evaluate(ERRORS)
         ]
+
+        step = "logout"  # the cookie is deleted by the same component: that must stick too
+        await page.get_by_role("button", name="Log out").click()
+        await page.wait_for_selector("[data-testid='stForm']", timeout=TIMEOUT_MS)
+        if not await _has_cookie(context, wanted=False):
+            problems.append(f"{who}: the login cookie is still there 30 s after logging out")
+        elif await _after_reload(page):
+            problems.append(f"{who}: signed in again by a reload after logging out")
     except Exception as exc:  # a timeout: say which user and where, and let the others finish
         problems.append(f"{who} at {step}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     finally:
@@ -131,7 +145,8 @@ async def _all_at_once(base: str, exe: str) -> list[list[str]]:
 def test_five_users_at_once_see_their_pages_without_errors_and_stay_signed_in(app_url) -> None:  # noqa: F811
     """Each logs in, gets the login cookie, opens the Overview, a Product page (its own product,
     by a deep link signed in by the cookie) and Recommendations, and is still signed in after a
-    reload: no exception and no error on any page."""
+    reload: no exception and no error on any page. Then each logs out, and after a reload it
+    sees the login form."""
     results = asyncio.run(_all_at_once(app_url, need_chromium()))
     problems = [p for r in results for p in r]
     assert not problems, "\n".join(problems)
