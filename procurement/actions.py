@@ -17,10 +17,11 @@ The order actions live in ``procurement.orders`` and are part of this layer; the
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -105,6 +106,7 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 
 
 def _engine(session: Session) -> Engine:
@@ -141,19 +143,41 @@ def import_prices(
     progress: Progress | None = None,
     actor_name: str | None = None,
 ) -> ingest.ImportResult:
-    """Store a validated price table (``importers.validate_prices``) as one undoable import.
-    ``rejected``: rows the user chose to leave out of the file, recorded with the run."""
-    return ingest.import_prices(
-        _engine(session),
+    """Store a validated price table (``importers.validate_prices``) as one undoable import,
+    and move the stored forecasts to the new prices. ``rejected``: rows the user chose to leave
+    out of the file, recorded with the run."""
+    return _refreshed(
+        session,
         tenant,
-        prices,
-        source,
-        actor,
-        confirm_outliers=confirm_outliers,
-        progress=progress,
-        actor_name=actor_name,
-        rejected=rejected,
+        ingest.import_prices(
+            _engine(session),
+            tenant,
+            prices,
+            source,
+            actor,
+            confirm_outliers=confirm_outliers,
+            progress=progress,
+            actor_name=actor_name,
+            rejected=rejected,
+        ),
     )
+
+
+R = TypeVar("R")
+
+
+def _refreshed(session: Session, tenant: str, result: R) -> R:
+    """After new prices: today's forecasts and advice start from them at once (the retrain
+    stays on its schedule). A company without a model yet has nothing to refresh."""
+    settings = get_settings()
+    if store.current_version(settings.model_dir, tenant) is not None:
+        try:
+            retrain.refresh_forecasts(_engine(session), settings, tenant)
+        except Exception:  # the prices are stored; stale forecasts are refreshed daily anyway
+            log.warning(
+                "could not refresh the forecasts of %s after new prices", tenant, exc_info=True
+            )
+    return result
 
 
 def import_price_file(
@@ -169,15 +193,19 @@ def import_price_file(
 ) -> ingest.ImportResult:
     """Read a price file in its format (or ``fmt``) and store it as one undoable import."""
     ingest.authorize_import(session, tenant, actor)
-    return ingest.import_price_file(
-        _engine(session),
+    return _refreshed(
+        session,
         tenant,
-        path,
-        actor,
-        fmt,
-        confirm_outliers=confirm_outliers,
-        progress=progress,
-        actor_name=actor_name,
+        ingest.import_price_file(
+            _engine(session),
+            tenant,
+            path,
+            actor,
+            fmt,
+            confirm_outliers=confirm_outliers,
+            progress=progress,
+            actor_name=actor_name,
+        ),
     )
 
 
@@ -202,7 +230,9 @@ def undo_import(
     actor_name: str | None = None,
 ) -> ImportRun:
     """Undo one import: restore the values it overwrote and remove the rows it added."""
-    return ingest.undo_import(_engine(session), tenant, run_id, actor, actor_name)
+    return _refreshed(
+        session, tenant, ingest.undo_import(_engine(session), tenant, run_id, actor, actor_name)
+    )
 
 
 def import_log(actor: Principal, *, session: Session, tenant: str, limit: int = 50) -> pd.DataFrame:
@@ -231,8 +261,9 @@ def add_source(
 
 
 def fetch_source(actor: Principal, *, session: Session, tenant: str, name: str) -> ImportRun:
-    """Fetch one source now and store its prices (undoable); a failure is recorded, not raised."""
-    return ingest.run_source(_engine(session), tenant, name, actor)
+    """Fetch one source now and store its prices (undoable); a failure is recorded, not raised.
+    The stored forecasts move to the new prices at once."""
+    return _refreshed(session, tenant, ingest.run_source(_engine(session), tenant, name, actor))
 
 
 # -- forecast --------------------------------------------------------------------------------
@@ -371,7 +402,8 @@ def _forecast(
         fc = forecasts.load_forecast(session, ten.id, stored.version, skus)
         if fc is not None:
             return fc
-    return stored.model.predict(overrides=overrides, ids=skus)
+    newer = retrain.newer_prices(session, ten.id, stored.model)
+    return stored.model.predict(overrides=overrides, ids=skus, prices=newer)
 
 
 def forecast(

@@ -12,13 +12,16 @@ import time
 import uuid
 from collections.abc import Callable
 
+import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from procurement.auth import Principal, authorized_tenant
 from procurement.config import Settings
 from procurement.db import catalog, forecasts, history, open_session, runs
 from procurement.forecast import store
+from procurement.forecast.model import PriceModel
 
 TRAIN_LOCK = "training"
 HEARTBEAT = "heartbeat:scheduler"
@@ -183,14 +186,28 @@ def _train(
 def refresh_forecasts(
     engine: Engine, settings: Settings, slug: str, version: str | None = None
 ) -> int:
-    """Predict every product with the current model and store the forecasts for the pages."""
-    stored = store.load_version(settings.model_dir, slug, version)
-    fc = stored.model.predict()
-    with open_session(engine) as s, s.begin():
+    """Predict every product with the current model, starting from the newest stored prices
+    (those that came in since the model was trained move the forecasts without a retrain), and
+    store the forecasts for the pages."""
+    stored = store.load_shared(
+        settings.model_dir, slug, version or store.load_version_name(settings.model_dir, slug)
+    )
+    with open_session(engine) as s:
         ten = catalog.get_tenant(s, slug)
         if ten is None:
             return 0
-        return forecasts.store_forecast(s, ten.id, stored.version, fc)
+        tenant_id = ten.id
+        newer = newer_prices(s, tenant_id, stored.model)
+    fc = stored.model.predict(prices=newer)
+    with open_session(engine) as s, s.begin():
+        return forecasts.store_forecast(s, tenant_id, stored.version, fc)
+
+
+def newer_prices(session: Session, tenant_id: int, model: PriceModel) -> pd.DataFrame | None:
+    """The company's prices after the model's last date (None when there are none)."""
+    since = (model.last_date + pd.Timedelta(days=1)).date()
+    prices = history.load_prices(session, tenant_id, since=since)
+    return prices if len(prices) else None
 
 
 def needs_retrain(engine: Engine, settings: Settings, slug: str) -> bool:

@@ -254,3 +254,47 @@ def test_the_admin_page_lists_users_and_refuses_a_direct_load_by_a_buyer(people)
     direct.run()
     assert any("may not admin" in e.value for e in direct.error)
     assert not direct.dataframe
+
+
+def test_a_price_that_arrives_moves_the_forecast_at_once(
+    db, settings, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """An import after the model's last day: the stored forecasts and the default advice start
+    from the new price at once, without a retrain; undoing the import moves them back."""
+    from procurement import demo
+    from procurement.db import forecasts
+    from procurement.training import train_global_lgbm_model
+
+    monkeypatch.setenv("MODEL_DIR", str(settings.model_dir))
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        with open_session(db) as s, s.begin():
+            demo.seed_synthetic(s, "demo", n_products=6, n_days=200)
+        with open_session(db) as s, s.begin():
+            trained = train_global_lgbm_model(s, "demo", settings)
+        system = Principal.system()
+        with open_session(db) as s:
+            before = actions.product_advice(system, session=s, tenant="demo", sku="SKU-00001")
+        last = pd.Timestamp(trained.model.last_date)
+        day = (last + pd.Timedelta(days=1)).date()
+        jump = round(float(trained.model.last_price["SKU-00001"]) * 1.3, 2)
+        f = tmp_path / "today.csv"
+        f.write_text(f"sku,date,price\nSKU-00001,{day},{jump}\n")
+        with open_session(db) as s:
+            run = actions.import_price_file(system, session=s, tenant="demo", path=f)
+        with open_session(db) as s:
+            tid = catalog.get_tenant(s, "demo").id
+            fc = forecasts.load_forecast(s, tid, trained.version)
+            after = actions.product_advice(system, session=s, tenant="demo", sku="SKU-00001")
+        assert fc is not None
+        assert fc["date"].min() == last + pd.Timedelta(days=2)  # starts after the new price
+        assert after.forecast["date"].min() == last + pd.Timedelta(days=2)
+        assert after.forecast["y_pred"].iloc[0] > 1.1 * before.forecast["y_pred"].iloc[0]
+        with open_session(db) as s:
+            actions.undo_import(system, session=s, tenant="demo", run_id=run.run_id)
+        with open_session(db) as s:
+            back = actions.product_advice(system, session=s, tenant="demo", sku="SKU-00001")
+        assert back.forecast["date"].min() == before.forecast["date"].min()
+    finally:
+        get_settings.cache_clear()

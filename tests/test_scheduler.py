@@ -90,7 +90,13 @@ def test_request_from_app_is_picked_up_and_publishes_new_version(db, settings, s
         )
         elapsed = time.time() - t0
         assert run.status == "done", run.message
-        assert store.current_version(settings.model_dir, "demo") == run.version != seeded
+        # the version is made current right after the run's row is committed
+        _wait(
+            lambda: store.current_version(settings.model_dir, "demo") == run.version,
+            30,
+            "the new version to be published",
+        )
+        assert run.version != seeded
 
         def stored() -> int:
             with open_session(db) as s:
@@ -176,7 +182,13 @@ def test_kill_9_mid_training_keeps_old_model_and_next_start_finishes(db, setting
             lambda: (r := _run(db, run_id)).status in ("done", "failed") and r, 120, "recovery"
         )
         assert run.status == "done", run.message
-        assert store.current_version(settings.model_dir, "demo") == run.version != seeded
+        # the version is made current right after the run's row is committed
+        _wait(
+            lambda: store.current_version(settings.model_dir, "demo") == run.version,
+            30,
+            "the new version to be published",
+        )
+        assert run.version != seeded
     finally:
         _stop(proc)
 
