@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -563,9 +564,28 @@ def driver_effects(
     """Per what-if driver of the product: (override key, label, % its last forecast moves when
     the driver rises 20%), measured on the model itself."""
     authorized_tenant(session, tenant, actor, "view")
-    model = _model(actor, session, tenant, settings).model
-    effects = buying.driver_effects(model, sku)
-    return [(key, label, effects[key]) for key, label in buying.what_if_drivers(model, sku)]
+    stored = _model(actor, session, tenant, settings)
+    effects = _effects_of(stored).get(sku, {})
+    return [
+        (key, label, effects.get(key, 0.0))
+        for key, label in buying.what_if_drivers(stored.model, sku)
+    ]
+
+
+_EFFECTS: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+_EFFECTS_LOCK = threading.Lock()
+
+
+def _effects_of(stored: store.StoredModel) -> dict[str, dict[str, float]]:
+    # once per model version and process, for every product: the Product page of every buyer
+    # reads it instead of asking the shared model 1 + k times per product
+    key = (str(stored.path), stored.version)
+    with _EFFECTS_LOCK:
+        if key not in _EFFECTS:
+            if len(_EFFECTS) >= 8:
+                _EFFECTS.pop(next(iter(_EFFECTS)))
+            _EFFECTS[key] = buying.driver_effects(stored.model)
+        return _EFFECTS[key]
 
 
 # -- accounts --------------------------------------------------------------------------------

@@ -171,16 +171,33 @@ def what_if_drivers(model: PriceModel, sku: str) -> list[tuple[str, str]]:
     return out
 
 
-def driver_effects(model: PriceModel, sku: str, pct: float = 20.0) -> dict[str, float]:
-    """Per what-if driver: how much this product's last forecast moves (in %) when the driver
+def driver_effects(model: PriceModel, pct: float = 20.0) -> dict[str, dict[str, float]]:
+    """Per product and what-if driver: how much its last forecast moves (in %) when the driver
     rises by ``pct`` over the horizon. Measured on the model itself, so the page can say when a
-    product does not follow a driver instead of showing a slider that seems broken."""
-    base = model.predict(ids=[sku])["y_pred"].to_numpy()[-1]
-    out = {}
-    for key, _label in what_if_drivers(model, sku):
-        moved = model.predict(ids=[sku], overrides={key: 1 + pct / 100})["y_pred"].to_numpy()[-1]
-        out[key] = float(100 * (moved - base) / abs(base)) if base else 0.0
-    return out
+    product does not follow a driver instead of showing a slider that seems broken. One batch
+    prediction per driver for the whole catalog (each commodity index moves its own products)."""
+    factor = 1 + pct / 100
+    base = model.predict().groupby("sku")["y_pred"].last()
+    moves: dict[str, dict[str, float]] = {}
+    cats = sorted({c for c in model.categories.values() if c})
+    batches = {
+        "fx": {"fx": factor},
+        "index": {f"index:{c}": factor for c in cats},
+        "demand": {"demand": factor},
+    }
+    needed = {key.split(":")[0] for sku in model.products for key, _ in what_if_drivers(model, sku)}
+    for name in needed:
+        moved = model.predict(overrides=batches[name]).groupby("sku")["y_pred"].last()
+        change = 100 * (moved - base) / base.abs().where(base != 0)
+        for sku, v in change.fillna(0.0).items():
+            moves.setdefault(str(sku), {})[name] = float(v)
+    return {
+        sku: {
+            key: moves.get(sku, {}).get(key.split(":")[0], 0.0)
+            for key, _ in what_if_drivers(model, sku)
+        }
+        for sku in model.products
+    }
 
 
 def backtest_record(model: PriceModel, sku: str) -> str | None:

@@ -218,8 +218,8 @@ def test_cli_recommend_and_the_recommendations_page_give_the_same_rows(people, t
 def test_the_default_advice_reads_the_stored_forecasts(people) -> None:  # type: ignore[no-untyped-def]
     """After a refresh, the pages' default view comes from the stored forecasts, and it is the
     same advice the model gives; a what-if still asks the model."""
-    from procurement import retrain
-    from procurement.db import forecasts
+    from procurement import buying, retrain
+    from procurement.db import forecasts, history
 
     eng, who = people
     settings = get_settings()
@@ -230,7 +230,14 @@ def test_the_default_advice_reads_the_stored_forecasts(people) -> None:  # type:
         tid = catalog.get_tenant(s, "demo").id
         assert forecasts.load_forecast(s, tid, stored.version) is not None
         from_store = actions.advice(who["buyer"], session=s, tenant="demo")
-        live = actions.advice(who["buyer"], session=s, tenant="demo", overrides={"fx": 1.0 + 1e-9})
+        # the same advice from the model itself, predicting now
+        live = buying.advice_table(
+            stored.model,
+            catalog.load_products(s, tid),
+            history.demand_per_day(s, tid),
+            buying.advice_policy(stored.model, settings.min_confidence, settings.min_saving_pct),
+            forecast=stored.model.predict(),
+        )
     cols = ["sku", "buy_date", "buy_now", "reason"]
     assert from_store[cols].equals(live[cols])
     assert from_store["confidence"].to_numpy() == pytest.approx(

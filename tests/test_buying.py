@@ -91,3 +91,17 @@ def test_feature_names_in_a_buyers_words(name: str, freq: str, words: str) -> No
     from ui.features import feature_words
 
     assert feature_words(name, freq) == words
+
+
+def test_driver_effects_of_the_whole_catalog_equal_one_product_at_a_time(fitted_model) -> None:
+    """The batch measure the Product page reads equals asking the model product by product."""
+    effects = buying.driver_effects(fitted_model)
+    assert set(effects) == set(fitted_model.products)
+    moved_any = False
+    for sku in fitted_model.products[:4]:
+        base = fitted_model.predict(ids=[sku])["y_pred"].to_numpy()[-1]
+        for key, _label in buying.what_if_drivers(fitted_model, sku):
+            alone = fitted_model.predict(ids=[sku], overrides={key: 1.2})["y_pred"].to_numpy()[-1]
+            assert effects[sku][key] == pytest.approx(100 * (alone - base) / abs(base), abs=1e-6)
+            moved_any |= abs(effects[sku][key]) > 0
+    assert moved_any
