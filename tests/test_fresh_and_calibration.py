@@ -150,3 +150,50 @@ def test_backtest_sees_drivers_as_known_at_each_cutoff_not_their_actual_moves() 
     cut = dates[-6]
     want = fx[cut] / fx[dates[-1] - pd.Timedelta(days=w + 1)] - 1
     assert out[f"drv_fx_chg_w{w}"].iloc[-1] == pytest.approx(want)
+
+
+def test_backtest_refits_weekly_windows_and_matches_mlforecast_when_one_fit_suffices() -> None:
+    from procurement.forecast.model import (
+        STALE_WEEKS,
+        TrainingData,
+        _cross_validation,
+        make_forecaster,
+    )
+
+    rng = np.random.default_rng(4)
+    params = ModelParams(n_estimators=10)
+    for freq, n in (("D", 300), ("W-MON", 260)):
+        dates = pd.date_range("2020-01-06", periods=n, freq=freq)
+        prices = pd.DataFrame(
+            {
+                "unique_id": np.repeat(["A", "B"], n),
+                "ds": np.tile(dates, 2),
+                "y": 50 + np.cumsum(rng.normal(0, 1, 2 * n)),
+            }
+        )
+        spec = spec_for(freq)
+        horizon, windows = (14, 8) if freq == "D" else (4, 12)
+        got = _cross_validation(
+            lambda spec=spec: make_forecaster(spec, params),
+            prices,
+            spec,
+            TrainingData(prices=prices),
+            [],
+            windows,
+            horizon,
+        )
+        want = make_forecaster(spec, params).cross_validation(
+            prices, n_windows=windows, h=horizon, refit=False, static_features=[]
+        )
+        want = want.sort_values(["unique_id", "cutoff", "ds"], ignore_index=True)
+        assert got["cutoff"].nunique() == windows
+        pd.testing.assert_frame_equal(
+            got[["unique_id", "ds", "cutoff"]], want[["unique_id", "ds", "cutoff"]]
+        )
+        if freq == "D":  # 8 x 14 days fit within STALE_WEEKS: one fit, mlforecast's own
+            np.testing.assert_allclose(got["lgbm"], want["lgbm"])
+        else:  # 12 x 4 weeks: refitted every STALE_WEEKS, so later windows differ
+            late = got["cutoff"] > got["cutoff"].min() + pd.Timedelta(weeks=STALE_WEEKS)
+            assert not np.allclose(got.loc[late, "lgbm"], want.loc[late, "lgbm"])
+            early = got["cutoff"] < got["cutoff"].min() + pd.Timedelta(weeks=STALE_WEEKS)
+            np.testing.assert_allclose(got.loc[early, "lgbm"], want.loc[early, "lgbm"])

@@ -346,7 +346,8 @@ def prepare(
 def _backtest_windows(lengths: pd.Series, spec: FreqSpec, horizon: int, wanted: int) -> int:
     """As many backtest windows as the typical series allows (at least 2, at most ``wanted``,
     and for weekly prices at least two years of them: few periods, cheap, and a quarter or
-    a year of weekly windows of correlated series is too few market turns to calibrate on), keeping the features' look-back plus a
+    a year of weekly windows of correlated series is too few market turns to judge a model on;
+    the backtest refits every ``STALE_WEEKS``), keeping the features' look-back plus a
     season of training rows before them."""
     usable = int(lengths.median()) - spec.history_needed - max(spec.season, 2 * horizon)
     if spec.freq.startswith("W"):
@@ -384,7 +385,6 @@ def fit_price_model(
     n_windows = _backtest_windows(lengths, spec, horizon, params.conformal_windows)
     train = frame.drop(columns=["observed"])
     say(0.15, f"backtesting on the last {n_windows} x {horizon} periods")
-    fcst = make_forecaster(spec, params)
     ids = frame["unique_id"].unique()
     if len(ids) > params.backtest_series:
         # pooled calibration needs many errors, not every product: a random sample is enough
@@ -394,21 +394,21 @@ def fit_price_model(
         cv_frame = frame[frame["unique_id"].isin(ids)]
     else:
         cv_train, cv_frame = train, frame
-    if exog:
-        cv_train = _drivers_as_of_cutoffs(cv_train, spec, data, exog, n_windows, horizon)
-    cv = fcst.cross_validation(
-        cv_train,
-        n_windows=n_windows,
-        h=horizon,
-        refit=False,
-        static_features=[],
+    cv = _cross_validation(
+        lambda: make_forecaster(spec, params), cv_train, spec, data, exog, n_windows, horizon
     ).rename(columns={"lgbm": "change"})
     # the level model works on log prices: only where every price is positive
     positive = bool((train["y"] > 0).all())
     if positive:
         # the drivers move the level too: where a price returns to after its market moved
-        level_cv = make_level_forecaster(spec, params).cross_validation(
-            cv_train, n_windows=n_windows, h=horizon, refit=False, static_features=[]
+        level_cv = _cross_validation(
+            lambda: make_level_forecaster(spec, params),
+            cv_train,
+            spec,
+            data,
+            exog,
+            n_windows,
+            horizon,
         )
         cv = cv.merge(
             level_cv[["unique_id", "ds", "cutoff", "lgbm"]].rename(columns={"lgbm": "level"}),
@@ -500,6 +500,53 @@ def fit_price_model(
     )
 
 
+STALE_WEEKS = 16  # a backtest model forecasts at most this far past the data it was fitted on
+
+
+def _cross_validation(
+    make: Callable[[], MLForecast],
+    train: pd.DataFrame,
+    spec: FreqSpec,
+    data: TrainingData,
+    exog: list[str],
+    n_windows: int,
+    horizon: int,
+) -> pd.DataFrame:
+    """mlforecast ``cross_validation`` over the last ``n_windows`` windows, refitted every
+    ``STALE_WEEKS`` (a year of weekly windows forecast by a model fitted before the first one
+    judged a model a year out of date, not the one the buyer gets), with the drivers of each
+    window as known at its cutoff. Each block of windows is its own ``cross_validation``, so
+    the rows a block is fitted on keep their drivers' actual values."""
+    days = {"D": 1, "B": 7 / 5}.get(spec.freq, 7)
+    per_fit = int(np.clip(STALE_WEEKS * 7 / days // horizon, 1, n_windows))
+    back = _periods_before_end(train, spec)
+    parts = []
+    for end in range(0, n_windows, per_fit):  # windows counted back from the last one
+        k = min(per_fit, n_windows - end)
+        part = train[back >= end * horizon]
+        if exog:
+            part = _drivers_as_of_cutoffs(part, spec, data, exog, k, horizon)
+        cv = make().cross_validation(part, n_windows=k, h=horizon, refit=False, static_features=[])
+        parts.append(cv)
+    out = pd.concat(parts[::-1], ignore_index=True)
+    return out.sort_values(["unique_id", "cutoff", "ds"], ignore_index=True)
+
+
+def _periods_before_end(train: pd.DataFrame, spec: FreqSpec) -> pd.Series:
+    """Periods between each row and its series' last row."""
+    last = train.groupby("unique_id", sort=False)["ds"].transform("max")
+    if spec.freq == "B":
+        return pd.Series(
+            np.busday_count(
+                train["ds"].to_numpy().astype("datetime64[D]"),
+                last.to_numpy().astype("datetime64[D]"),
+            ),
+            index=train.index,
+        )
+    step = 7 if spec.freq.startswith("W") else 1
+    return np.rint((last - train["ds"]).dt.days / step).astype(int)
+
+
 def _drivers_as_of_cutoffs(
     train: pd.DataFrame,
     spec: FreqSpec,
@@ -517,17 +564,8 @@ def _drivers_as_of_cutoffs(
     first step: trust, interval widths and advice thresholds were learned on forecasts no
     buyer could have had. Each window's rows get the features computed with the cutoff as the
     last known day, exactly as a forecast made on that day sees them."""
-    last = train.groupby("unique_id", sort=False)["ds"].transform("max")
     # periods before each series' last date: windows are the last n_windows x horizon
-    back = np.rint((last - train["ds"]).dt.days / (7 if spec.freq.startswith("W") else 1))
-    if spec.freq == "B":
-        back = pd.Series(
-            np.busday_count(
-                train["ds"].to_numpy().astype("datetime64[D]"),
-                last.to_numpy().astype("datetime64[D]"),
-            ),
-            index=train.index,
-        )
+    back = _periods_before_end(train, spec)
     window = (back // horizon).astype(int)
     inside = window < n_windows
     if not inside.any():
