@@ -178,7 +178,11 @@ def choose_blend(
     company = best_blend(lambda g: g.groupby(level=1).mean(), min_t_group)
     out: dict[str, tuple[float, float]] = {}
     for name in {str(x) for x in grp if x}:
-        b = best_blend(lambda g, n=name: g.xs(n, level=2).groupby(level=1).mean(), min_t_group)
+
+        def of_group(g: pd.DataFrame, n: str = name) -> pd.DataFrame:
+            return g.xs(n, level=2).groupby(level=1).mean()
+
+        b = best_blend(of_group, min_t_group)
         out[f"group:{name}"] = b if b != NAIVE else company
 
     # series x windows x blends
@@ -278,7 +282,7 @@ class PoolCalibration:
         return np.asarray(self.sigma)[h] * q[h]
 
     def recalibrate(self, p: np.ndarray) -> np.ndarray:
-        if not self.iso_x or self.iso_weight <= 0:
+        if not self.iso_x or self.iso_y is None or self.iso_weight <= 0:
             return p
         return p + self.iso_weight * (np.interp(p, self.iso_x, self.iso_y) - p)
 

@@ -12,9 +12,9 @@ from mlforecast.target_transforms import _BaseLocalScaler
 
 
 class _CoreScaleOnly(core_scalers.LocalStandardScaler):
-    def fit(self, ga):  # type: ignore[no-untyped-def]
+    def fit(self, ga):
         super().fit(ga)
-        stats = np.array(self.stats_, copy=True)
+        stats = np.array(self.stats_, copy=True)  # type: ignore[has-type]  # set by coreforecast's untyped fit
         stats[:, 0] = 0.0
         stats[:, 1] = np.where(np.isfinite(stats[:, 1]) & (stats[:, 1] > 0), stats[:, 1], 1.0)
         self.stats_ = stats
@@ -77,11 +77,11 @@ class _LevelTransform(_BaseLagTransform):
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def transform(self, ga) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def transform(self, ga) -> np.ndarray:
         data, indptr = np.asarray(ga.data), np.asarray(ga.indptr)
         return _shift(self._stat(data, indptr), indptr, self._lag_periods)
 
-    def update(self, ga) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def update(self, ga) -> np.ndarray:
         data, indptr = np.asarray(ga.data), np.asarray(ga.indptr)
         stat = self._stat(data, indptr)
         pos = indptr[1:] - self._lag_periods
@@ -94,7 +94,7 @@ class _LevelTransform(_BaseLagTransform):
         return self  # stateless
 
     @staticmethod
-    def stack(transforms):  # type: ignore[no-untyped-def]
+    def stack(transforms):
         return transforms[0]
 
     @property
@@ -181,7 +181,7 @@ class DropGap(_LevelTransform):
         return np.minimum(gap, self.window).astype(np.float64)
 
 
-def _level_vs_window(data: np.ndarray, indptr: np.ndarray, window: int, op) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _level_vs_window(data: np.ndarray, indptr: np.ndarray, window: int, op) -> np.ndarray:
     """Level minus op(level over the trailing window), within each series."""
     level = _level(data, indptr)
     n = len(level)
