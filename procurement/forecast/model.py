@@ -581,11 +581,18 @@ def _drivers_as_of_cutoffs(
         cutoff = np.busday_offset(ds, -k, roll="backward")
     else:
         cutoff = ds - k * (7 if spec.freq.startswith("W") else 1)
-    for c, idx in rows.groupby(pd.DatetimeIndex(cutoff)).groups.items():
-        keys = out.loc[idx, ["unique_id", "ds"]]
-        x = driver_features(keys, spec, data.drivers, data.categories, data.sales, pd.Timestamp(c))
+    # one driver_features call per cutoff, then one assignment per column by position
+    where = np.flatnonzero(inside.to_numpy())
+    cuts = pd.DatetimeIndex(cutoff)
+    values = {col: out[col].to_numpy(dtype=float, copy=True) for col in exog}
+    for c in cuts.unique():
+        pos = where[cuts == c]
+        keys = out.iloc[pos][["unique_id", "ds"]]
+        x = driver_features(keys, spec, data.drivers, data.categories, data.sales, c)
         for col in exog:
-            out.loc[idx, col] = x[col].to_numpy() if col in x else np.nan
+            values[col][pos] = x[col].to_numpy() if col in x else np.nan
+    for col in exog:
+        out[col] = values[col]
     return out
 
 
@@ -594,19 +601,15 @@ def _fit_sampled(
 ) -> MLForecast:
     """Fit on a random sample of at most ``max_train_rows`` feature rows: rows of a global
     model are highly redundant, and a sample trains as well, faster."""
-    # features as one numpy matrix: no data frame of millions of rows to build and copy
-    x, y = fcst.preprocess(
-        train,
-        static_features=[],
-        keep_last_n=spec.history_needed + 1,
-        return_X_y=True,
-        as_numpy=True,
+    # (mlforecast's numpy output, return_X_y/as_numpy, converts a copy of the whole frame:
+    # 10,000 x 730 peaked at 8.7 GB against 4.8 GB this way)
+    feats = cast(
+        pd.DataFrame,
+        fcst.preprocess(train, static_features=[], keep_last_n=spec.history_needed + 1),
     )
-    if len(y) > params.max_train_rows:
-        rng = np.random.default_rng(params.seed)
-        rows = np.sort(rng.choice(len(y), params.max_train_rows, replace=False))
-        x, y = x[rows], y[rows]
-    fcst.fit_models(x, np.asarray(y))
+    if len(feats) > params.max_train_rows:
+        feats = feats.sample(params.max_train_rows, random_state=params.seed)
+    fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
     return fcst
 
 
