@@ -248,7 +248,9 @@ def fit_distributed(
     if base.level_fcst is not None:
         say(0.75, "training the level model on the cluster")
         level = _distributed(make_level_forecaster(spec, params), params, client, threads)
-        level.fit(ddf, static_features=[], keep_last_n=keep)
+        # as on one machine: the level model sees the drivers only where the model says so
+        level_cols = list(train.columns) if base.level_exog else ["unique_id", "ds", "y"]
+        level.fit(ddf[level_cols], static_features=[], keep_last_n=keep)
 
     say(0.9, "model trained")
     categories = dict(data.categories or {})
