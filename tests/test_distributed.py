@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,12 +54,18 @@ def assert_within(rel: pd.DataFrame) -> None:
 @pytest.fixture(scope="module")
 def client() -> Iterator[distributed.Client]:
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    with (
-        distributed.LocalCluster(
+    # Worker processes are spawned, and a spawned child imports the parent's __main__ again.
+    # After the AppTest tests, __main__ is the app script (streamlit_app.py), which cannot run
+    # outside a session: the workers start from an empty __main__ instead.
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        cluster = distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
+        )
+    finally:
+        sys.modules["__main__"] = main
+    with cluster, distributed.Client(cluster) as c:
         yield c
 
 
