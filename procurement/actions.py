@@ -33,7 +33,7 @@ from procurement.auth import Principal, authorize, authorized_tenant
 from procurement.config import Settings, get_settings
 from procurement.data.importers import FileFormat
 from procurement.db import catalog as catalog_db
-from procurement.db import forecasts, history, runs
+from procurement.db import forecasts, history, runs, sources
 from procurement.db import monitoring as monitoring_db
 from procurement.db.models import AppUser, DataSource, DriftRetrain, ImportRun, ModelRun, Tenant
 from procurement.db.runs import TrainingBusy
@@ -244,7 +244,7 @@ def import_log(actor: Principal, *, session: Session, tenant: str, limit: int = 
 
 def data_sources(actor: Principal, *, session: Session, tenant: str) -> list[DataSource]:
     ten = authorized_tenant(session, tenant, actor, "view")
-    return ingest.list_sources(session, ten.id)
+    return sources.list_sources(session, ten.id)
 
 
 def add_source(
@@ -276,6 +276,10 @@ def current_model(
     """The company's model in use (loaded once per version and shared), or None before the
     first training. A model file that cannot be used raises ``ModelStoreError``."""
     authorized_tenant(session, tenant, actor, "view")
+    return _loaded(tenant, settings)
+
+
+def _loaded(tenant: str, settings: Settings | None) -> store.StoredModel | None:
     settings = settings or get_settings()
     version = store.current_version(settings.model_dir, tenant)
     if version is None:
@@ -283,10 +287,10 @@ def current_model(
     return store.load_shared(settings.model_dir, tenant, version)
 
 
-def _model(
-    actor: Principal, session: Session, tenant: str, settings: Settings | None
-) -> store.StoredModel:
-    stored = current_model(actor, session=session, tenant=tenant, settings=settings)
+def _model(tenant: str, settings: Settings | None) -> store.StoredModel:
+    """The model in use, for an action that has already checked the actor; ``LookupError``
+    before the first training."""
+    stored = _loaded(tenant, settings)
     if stored is None:
         raise LookupError(
             f"{tenant} has no trained model yet: press Retrain on the Model page or run "
@@ -419,7 +423,7 @@ def forecast(
     """Daily forecasts over the horizon with 80% and 95% intervals per product; ``overrides``
     are what-if factors on the drivers, e.g. ``{"fx": 1.05, "index:steel": 0.9}``."""
     ten = authorized_tenant(session, tenant, actor, "view")
-    stored = _model(actor, session, tenant, settings)
+    stored = _model(tenant, settings)
     return _forecast(session, ten, stored, skus, overrides)
 
 
@@ -481,7 +485,7 @@ def advice(
     needed over the horizon, confidence and reason, waiting capped by stock and lead time."""
     settings = settings or get_settings()
     ten = authorized_tenant(session, tenant, actor, "view")
-    stored = _model(actor, session, tenant, settings)
+    stored = _model(tenant, settings)
     products = catalog_db.load_products(session, ten.id)
     demand = history.demand_per_day(session, ten.id)
     fc = _forecast(session, ten, stored, None, overrides)
@@ -531,7 +535,7 @@ def product_advice(
     learned policy); ``overrides``: what-if factors on the drivers."""
     settings = settings or get_settings()
     ten = authorized_tenant(session, tenant, actor, "view")
-    stored = _model(actor, session, tenant, settings)
+    stored = _model(tenant, settings)
     model = stored.model
     if sku not in model.last_price:
         raise LookupError(f"{sku} has no forecast yet: it is new since model {stored.version}")
@@ -564,7 +568,7 @@ def driver_effects(
     """Per what-if driver of the product: (override key, label, % its last forecast moves when
     the driver rises 20%), measured on the model itself."""
     authorized_tenant(session, tenant, actor, "view")
-    stored = _model(actor, session, tenant, settings)
+    stored = _model(tenant, settings)
     effects = _effects_of(stored).get(sku, {})
     return [
         (key, label, effects.get(key, 0.0))

@@ -277,14 +277,6 @@ def _web(name: str, config: dict[str, Any]) -> WebSource:
     return WebSource(name=name, products=products, **rest)
 
 
-def list_sources(session: Session, tenant_id: int) -> list[DataSource]:
-    return sources.list_sources(session, tenant_id)
-
-
-def list_import_runs(session: Session, tenant_id: int, limit: int = 50) -> list[ImportRun]:
-    return sources.list_import_runs(session, tenant_id, limit)
-
-
 def _source_prices(
     kind: str, name: str, config: dict[str, Any], limits: FetchLimits | None
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:

@@ -22,7 +22,7 @@ from procurement.data.connectors import (
     fetch_web,
     make_client,
 )
-from procurement.db import catalog, open_session
+from procurement.db import catalog, open_session, sources
 
 LOCAL = FetchLimits(allow_private_networks=True)
 ITEM = {"sku": "A", "date": "2026-01-01", "price": 1.5}
@@ -221,6 +221,6 @@ def test_one_slow_source_does_not_hold_the_others(db, servers) -> None:
     # both slow fetches were being answered at the same time: neither waited for the other
     assert a.max_inflight == 2
     with open_session(db) as s:
-        runs = ingest.list_import_runs(s, catalog.get_tenant(s, "acme").id)
+        runs = sources.list_import_runs(s, catalog.get_tenant(s, "acme").id)
     assert sorted(r.status for r in runs) == ["ok"] * 3
     assert runs[-1].source == "api:fast"  # finished first
