@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from procurement import auth, monitoring
 from procurement.config import get_settings
 from procurement.db import open_session
-from ui.page import db_down, db_error, engine, plain
+from ui.page import db_down, db_error, engine, local_time, plain
 
 st.set_page_config(
     page_title="procurement",
@@ -39,7 +39,6 @@ try:
         current = auth.principal_for(s, signed_in, settings) if signed_in else None
 except SQLAlchemyError as exc:
     db_down(exc)
-failed_before = {u: c["failed_login_attempts"] for u, c in creds["usernames"].items()}
 COOKIE_NAME = "procurement_auth"
 
 
@@ -106,27 +105,57 @@ def _write_cookie() -> None:
         st.session_state.pop(_COOKIE_WRITE, None)
 
 
+def _attempt_login(username: str, password: str) -> bool:
+    """Check one submitted login and record it, whether or not the name is an account's (see
+    ``auth.record_login``): a locked name is refused before its password is checked, and told
+    until when; any other failure gets the same words, whether the name exists or not. True
+    when the user is signed in."""
+    name = username.strip().lower()
+    if not name:
+        st.error("Enter your username and password.")
+        return False
+    with open_session(engine()) as s, s.begin():
+        locked = auth.locked_until(s, name, settings)
+        # the authenticator checks the password against the accounts that may log in
+        ok = locked is None and bool(authenticator.authentication_controller.login(name, password))
+        outcome = auth.record_login(s, name, ok, settings)
+    if outcome.ok:
+        authenticator.cookie_controller.set_cookie()  # queued: see _write_cookie
+        return True
+    st.session_state["authentication_status"] = False
+    if outcome.locked_until is not None:
+        st.error(
+            f"This account is locked until {local_time(outcome.locked_until)} after "
+            f"{settings.max_failed_logins} failed logins. Try again then, or ask your "
+            "administrator to reset the password."
+        )
+    else:
+        st.error("Wrong username or password.")
+    return False
+
+
 def login_page() -> None:
     try:
-        authenticator.login(location="main", fields={"Form name": "Log in to procurement"})
+        # a valid login cookie signs the user in here; otherwise the form below
+        authenticator.login(location="unrendered")
     except stauth.utilities.exceptions.LoginError as exc:
         st.error(plain(exc))
-    status = st.session_state.get("authentication_status")
-    # streamlit-authenticator counts failures in the dict it was given; persist them with a lockout
-    for user, c in creds["usernames"].items():
-        if c.get("failed_login_attempts", 0) > failed_before.get(user, 0):
-            with open_session(engine()) as s, s.begin():
-                auth.record_login(s, user, False, settings)
-    if status is True:
+    by_form = False
+    if st.session_state.get("authentication_status") is not True:
+        with st.form("login"):
+            st.subheader("Log in to procurement")
+            username = st.text_input("Username", autocomplete="off")
+            password = st.text_input("Password", type="password", autocomplete="off")
+            submitted = st.form_submit_button("Login")
+        by_form = submitted and _attempt_login(username, password)
+    if st.session_state.get("authentication_status") is True:
         with open_session(engine()) as s, s.begin():
             principal = auth.principal_for(s, st.session_state["username"], settings)
-            if principal is not None:
-                auth.record_login(s, principal.username, True, settings)
+            if principal is not None and not by_form:
+                auth.record_login(s, principal.username, True, settings)  # by the login cookie
         st.session_state["principal"] = principal
         st.session_state.pop("_signed_out_changed", None)
         st.rerun()  # the login cookie is written from the next runs on (_write_cookie)
-    if status is False:
-        st.error("Wrong username or password, or the account is locked.")
     if st.session_state.get("_signed_out_changed"):
         st.warning(
             "You have been signed out: your account was changed. Log in again, or ask your "

@@ -233,8 +233,12 @@ def list_users(session: Session, tenant_id: int | None = None) -> list[AppUser]:
     return user_db.list_users(session, tenant_id)
 
 
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
 def may_log_in(user: AppUser, settings: Settings, now: dt.datetime | None = None) -> bool:
-    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = now or _utcnow()
     if not user.active or (user.locked_until is not None and user.locked_until > now):
         return False
     # demo users exist for a developer's machine; their passwords were printed to a terminal
@@ -257,25 +261,72 @@ def credentials(session: Session, settings: Settings) -> dict:
     return {"usernames": users}
 
 
-def record_login(session: Session, username: str, success: bool, settings: Settings) -> None:
-    """Log the attempt (never the password) and lock the account after repeated failures."""
+UNKNOWN_USER = "unknown user"
+LOCKED = "refused: locked"
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """What a login attempt came to: signed in or not, and until when the name is locked (set
+    from the failure that locks it on, and for attempts refused during the lockout)."""
+
+    ok: bool
+    locked_until: dt.datetime | None = None
+
+
+def locked_until(
+    session: Session, username: str, settings: Settings, now: dt.datetime | None = None
+) -> dt.datetime | None:
+    """Until when ``username`` is locked, or None. A name that belongs to no account locks the
+    same way, after ``max_failed_logins`` attempts counted from the login events, so the login
+    form answers alike for names that exist and names that do not."""
+    now = now or _utcnow()
     user = user_db.get_user(session, username)
-    reason = "ok" if success else "wrong password"
-    if user is None:
-        reason = "unknown user"
+    if user is not None:
+        until = user.locked_until
+    else:
+        count, latest = user_db.failures_as(session, username, UNKNOWN_USER)
+        lock = dt.timedelta(minutes=settings.lockout_minutes)
+        until = latest + lock if count >= settings.max_failed_logins and latest else None
+    return until if until is not None and until > now else None
+
+
+def record_login(
+    session: Session,
+    username: str,
+    success: bool,
+    settings: Settings,
+    now: dt.datetime | None = None,
+) -> LoginOutcome:
+    """Log the attempt under the name as typed (never the password), whether or not an account
+    has that name, and lock the name after ``max_failed_logins`` failures in a row. An attempt
+    while the name is locked is logged and refused without counting, so the lockout does not
+    grow with every try."""
+    now = now or _utcnow()
+    user = user_db.get_user(session, username)
+    locked = locked_until(session, username, settings, now)
+    until = None
+    if locked is not None:
+        success, reason, until = False, LOCKED, locked
+    elif user is None:
+        count, _ = user_db.failures_as(session, username, UNKNOWN_USER)
+        reason = UNKNOWN_USER
+        if count + 1 >= settings.max_failed_logins:
+            until = now + dt.timedelta(minutes=settings.lockout_minutes)
     elif success:
+        reason = "ok"
         user.failed_logins, user.locked_until = 0, None
     else:
+        reason = "wrong password" if user.active else "wrong password or inactive account"
         user.failed_logins += 1
         if user.failed_logins >= settings.max_failed_logins:
-            user.locked_until = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(
-                minutes=settings.lockout_minutes
-            )
+            until = user.locked_until = now + dt.timedelta(minutes=settings.lockout_minutes)
             reason = "locked after repeated failures"
-    user_db.add_login_event(session, username, success, reason)
+    user_db.add_login_event(session, username, success, reason, at=now)
     (log.info if success else log.warning)(
-        "login %s for %s: %s", "ok" if success else "failed", username, reason
+        "login %s for %s: %s", "ok" if success else "failed", username.strip().lower(), reason
     )
+    return LoginOutcome(success, until)
 
 
 def principal_for(session: Session, username: str, settings: Settings) -> Principal | None:

@@ -94,6 +94,39 @@ def test_wrong_passwords_lock_the_account_until_the_lockout_ends(
         assert settings.lockout_minutes * 60 - 60 < minutes <= settings.lockout_minutes * 60
 
 
+def test_every_attempt_is_logged_and_unknown_names_lock_like_accounts(
+    db, settings, two_companies
+) -> None:
+    """Seven wrong passwords leave seven login events (the two after the lockout refused
+    without counting); a name no account has is logged as typed and locks after as many
+    failures, so the lockout tells nobody which accounts exist."""
+    import datetime as dt
+
+    from procurement.db import users as user_db
+
+    now = dt.datetime(2026, 7, 1, 9, 0)
+    lock = dt.timedelta(minutes=settings.lockout_minutes)
+    for name in ("buyer-a", " Nobody"):
+        outcomes = []
+        for i in range(7):
+            with open_session(db) as s, s.begin():
+                at = now + dt.timedelta(seconds=i)
+                outcomes.append(auth.record_login(s, name, False, settings, now=at))
+        locks_at = now + dt.timedelta(seconds=settings.max_failed_logins - 1)
+        assert [o.locked_until for o in outcomes] == [None] * (settings.max_failed_logins - 1) + [
+            locks_at + lock
+        ] * (7 - settings.max_failed_logins + 1), name
+        with open_session(db) as s:
+            assert auth.locked_until(s, name, settings, now=locks_at + lock) is None
+            assert auth.locked_until(s, name, settings, now=locks_at) == locks_at + lock
+            events = user_db.login_events(s, name)
+        assert len(events) == 7 and not any(e.success for e in events)
+        assert {e.username for e in events} == {name.strip().lower()}
+        assert [e.reason for e in events[:2]] == [auth.LOCKED] * 2  # newest first
+    with open_session(db) as s:
+        assert auth.locked_until(s, "viewer-a", settings, now=now) is None
+
+
 def test_passwords_are_hashed_and_never_logged(db, settings, two_companies, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     with open_session(db) as s, s.begin():

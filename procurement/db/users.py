@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -41,5 +43,35 @@ def has_admin(session: Session) -> bool:
     return session.scalar(select(AppUser.id).where(AppUser.role == "admin").limit(1)) is not None
 
 
-def add_login_event(session: Session, username: str, success: bool, reason: str) -> None:
-    session.add(LoginEvent(username=username[:100], success=success, reason=reason))
+def add_login_event(
+    session: Session, username: str, success: bool, reason: str, at: dt.datetime | None = None
+) -> None:
+    """One login attempt, under the name as typed (lower case, blanks stripped), never the
+    password."""
+    event = LoginEvent(username=username.strip().lower()[:100], success=success, reason=reason)
+    if at is not None:
+        event.at = at
+    session.add(event)
+
+
+def failures_as(session: Session, username: str, reason: str) -> tuple[int, dt.datetime | None]:
+    """How many failed attempts under ``username`` were recorded with ``reason``, and when the
+    latest was."""
+    count, latest = session.execute(
+        select(func.count(), func.max(LoginEvent.at)).where(
+            LoginEvent.username == username.strip().lower()[:100],
+            LoginEvent.success.is_(False),
+            LoginEvent.reason == reason,
+        )
+    ).one()
+    return int(count or 0), latest
+
+
+def login_events(
+    session: Session, username: str | None = None, limit: int = 100
+) -> list[LoginEvent]:
+    """The latest login attempts, newest first (of one typed name, or all)."""
+    stmt = select(LoginEvent).order_by(LoginEvent.id.desc()).limit(limit)
+    if username is not None:
+        stmt = stmt.where(LoginEvent.username == username.strip().lower()[:100])
+    return list(session.scalars(stmt))
