@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from procurement import actions
+from procurement import actions, workdays
 from procurement.auth import PermissionDenied
 from procurement.config import get_settings
 from procurement.data.importers import (
@@ -15,7 +15,7 @@ from procurement.data.importers import (
 )
 from procurement.db import open_session
 from procurement.ingest import NeedsConfirmation
-from ui.page import engine, page_setup, plain
+from ui.page import engine, forget_advice, page_setup, plain
 
 ctx = page_setup("Data", need_model=False)
 can_import = ctx.principal.can("import")
@@ -215,6 +215,52 @@ else:
                             f"Import {done.run_id}: {c.added:,} added, {c.updated:,} updated, "
                             f"{c.unchanged:,} unchanged. It can be undone below."
                         )
+
+st.subheader("Suppliers")
+with open_session(engine()) as s:
+    sups = actions.suppliers(ctx.principal, session=s, tenant=ctx.tenant)
+if sups.empty:
+    st.caption("No suppliers yet: they come with the products of a price or catalog file.")
+else:
+    st.caption(
+        "Buy days fall only on the days a product's supplier takes orders. Set them here or "
+        "with a `working_days` column in `python -m procurement import catalog FILE.csv` "
+        "(like Mon-Fri, Mon-Sat or Tue,Thu)."
+    )
+    st.dataframe(
+        sups,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "supplier": "Supplier",
+            "working_days": "Takes orders on",
+            "products": st.column_config.NumberColumn("Products", format="%d"),
+        },
+    )
+    if can_import:
+        c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="bottom")
+        who = c1.selectbox("Supplier", sups["supplier"].tolist(), key="wd_supplier")
+        current = sups.loc[sups["supplier"] == who, "working_days"].iloc[0]
+        days = c2.multiselect(
+            "Takes orders on",
+            list(workdays.NAMES),
+            default=[workdays.NAMES[d] for d in workdays.parse(current)],
+            key=f"wd_days_{who}",
+        )
+        if c3.button("Save", key="wd_save"):
+            if not days:
+                st.error("Choose at least one day.")
+            else:
+                with open_session(engine()) as s, s.begin():
+                    saved = actions.set_working_days(
+                        ctx.principal,
+                        session=s,
+                        tenant=ctx.tenant,
+                        supplier=who,
+                        working_days=",".join(days),
+                    )
+                forget_advice()  # the buy days of its products move
+                st.success(plain(f"{who} takes orders on {saved}."))
 
 st.subheader("Supplier APIs and web pages")
 with open_session(engine()) as s:

@@ -28,7 +28,7 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from procurement import auth, buying, ingest, monitoring, retrain
+from procurement import auth, buying, ingest, monitoring, retrain, workdays
 from procurement.auth import Principal, authorize, authorized_tenant
 from procurement.config import Settings, get_settings
 from procurement.data.importers import FileFormat
@@ -98,6 +98,8 @@ __all__ = [
     "set_order_date",
     "set_password",
     "set_role",
+    "set_working_days",
+    "suppliers",
     "terms_table",
     "train_now",
     "train_queued",
@@ -220,6 +222,26 @@ def import_catalog_file(
 ) -> int:
     """Create or update products from a catalog file, in the caller's transaction."""
     return ingest.import_catalog_file(session, tenant, path, actor)
+
+
+def suppliers(actor: Principal, *, session: Session, tenant: str) -> pd.DataFrame:
+    """The company's suppliers with their working days and how many products each supplies."""
+    ten = authorized_tenant(session, tenant, actor, "view")
+    return catalog_db.list_suppliers(session, ten.id)
+
+
+def set_working_days(
+    actor: Principal, *, session: Session, tenant: str, supplier: str, working_days: str
+) -> str:
+    """Set the weekdays supplier ``supplier`` takes orders on (``Mon-Fri``, ``Mon,Tue,Sat``;
+    see ``procurement.workdays``); buy days of its products fall on them from the next advice
+    on. Returns the stored, canonical text; ``ValueError`` for a value that is not a calendar,
+    ``LookupError`` for an unknown supplier."""
+    ten = authorized_tenant(session, tenant, actor, "import")
+    text = workdays.normalized(working_days)
+    catalog_db.set_working_days(session, ten.id, supplier, text)
+    log.info("working days of %s in %s set to %s by %s", supplier, tenant, text, actor.username)
+    return text
 
 
 def undo_import(
@@ -545,7 +567,8 @@ def product_advice(
         demand = history.demand_per_day(session, ten.id)
         decision = _decision(products, demand, sku, model.horizon, policy.min_confidence)
     fc = _forecast(session, ten, stored, [sku], overrides)
-    rec = buying.decide(fc, sku, decision, policy.min_saving_pct)
+    days = workdays.parse(catalog_db.working_days_of(session, ten.id, sku))
+    rec = buying.decide(fc, sku, decision, policy.min_saving_pct, days)
     return ProductAdvice(
         sku,
         fc,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from procurement import workdays
 from procurement.forecast.model import PriceModel
 from procurement.recommend import Policy, recommend
 
@@ -59,7 +60,9 @@ def advice_table(
         dem,
         cat["lead_time_days"].astype(float).fillna(0),
     )
-    recs = _explained(recommend(on_working_days(fc), policy, max_wait=wait, quantity=qty))
+    recs = _explained(
+        recommend(on_working_days(fc, calendars(products)), policy, max_wait=wait, quantity=qty)
+    )
     recs = recs.merge(products, on="sku", how="left")
     recs["quantity"] = recs["sku"].map(qty).fillna(0.0)
     recs["daily_demand"] = recs["sku"].map(dem).fillna(0.0)
@@ -83,13 +86,29 @@ ADVICE_COLUMNS = [
     "reason",
 ]
 
-WORKING_DAYS = (0, 1, 2, 3, 4)  # Monday to Friday: the days suppliers take orders
+WORKING_DAYS = workdays.MON_FRI  # the days a supplier takes orders unless it says otherwise
+Calendar = tuple[int, ...] | Mapping[str, tuple[int, ...]]
 
 
-def on_working_days(fc: pd.DataFrame, working_days: tuple[int, ...] = WORKING_DAYS) -> pd.DataFrame:
-    """The forecast rows of days a buyer can order on. Daily forecasts lose their weekend days
-    (the first day, today, stays as the reference the saving is measured against); weekly or
-    monthly forecasts, one row per period, are kept whole."""
+def calendars(products: pd.DataFrame) -> dict[str, tuple[int, ...]]:
+    """Each product's working days, from its supplier's (``working_days`` of
+    ``catalog.load_products``); Monday to Friday where the catalog does not say."""
+    if "working_days" not in products.columns:
+        return {}
+    texts = products["working_days"].where(products["working_days"].astype(bool), None)
+    parsed = {d: workdays.parse(d) for d in texts.dropna().unique()}
+    return {
+        str(sku): parsed.get(days, WORKING_DAYS)
+        for sku, days in zip(products["sku"], texts, strict=True)
+    }
+
+
+def on_working_days(fc: pd.DataFrame, working_days: Calendar = WORKING_DAYS) -> pd.DataFrame:
+    """The forecast rows of days a buyer can order on: ``working_days`` for every product, or
+    per sku (its supplier's calendar; Monday to Friday for a sku it does not name). Daily
+    forecasts lose the days the supplier does not work (the first day, today, stays as the
+    reference the saving is measured against); weekly or monthly forecasts, one row per period,
+    are kept whole."""
     if fc.empty:
         return fc
     dates = pd.to_datetime(fc["date"])
@@ -97,7 +116,15 @@ def on_working_days(fc: pd.DataFrame, working_days: tuple[int, ...] = WORKING_DA
     if not gap or gap > 1:
         return fc
     first = dates.groupby(fc["sku"]).transform("min")
-    return fc[dates.dt.weekday.isin(working_days) | (dates == first)]
+    if isinstance(working_days, Mapping):
+        # one bit per weekday and product: the row is kept when its weekday's bit is set
+        mask = {sku: sum(1 << d for d in days) for sku, days in working_days.items()}
+        default = sum(1 << d for d in WORKING_DAYS)
+        bits = fc["sku"].map(mask).fillna(default).astype(int).to_numpy()
+        works = (bits >> dates.dt.weekday.to_numpy()) & 1 == 1
+    else:
+        works = dates.dt.weekday.isin(working_days).to_numpy()
+    return fc[works | (dates == first).to_numpy()]
 
 
 def _explained(recs: pd.DataFrame) -> pd.DataFrame:
@@ -139,10 +166,14 @@ def summary(recs: pd.DataFrame) -> dict[str, float]:
 
 
 def decide(
-    fc: pd.DataFrame, sku: str, decision: Decision, min_saving_pct: float = 0.5
+    fc: pd.DataFrame,
+    sku: str,
+    decision: Decision,
+    min_saving_pct: float = 0.5,
+    working_days: tuple[int, ...] = WORKING_DAYS,
 ) -> pd.Series:
     """The advice on one product's forecast for the buyer's situation (quantity, stock, lead
-    time, required confidence)."""
+    time, required confidence), on its supplier's ``working_days``."""
     wait = max_wait_days(
         pd.Series({sku: decision.on_hand}),
         pd.Series({sku: decision.daily_demand}),
@@ -150,7 +181,7 @@ def decide(
     )
     return _explained(
         recommend(
-            on_working_days(fc),
+            on_working_days(fc, working_days),
             Policy(decision.min_confidence, min_saving_pct),
             max_wait=wait,
             quantity=pd.Series({sku: decision.quantity}),

@@ -481,7 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "import",
         help="import a CSV: prices (sku,date,price[,name,supplier,currency,quantity]), "
-        "stock (sku,on_hand,lead_time_days) or catalog (sku[,name,supplier,category,unit,currency]); "
+        "stock (sku,on_hand,lead_time_days) or catalog "
+        "(sku[,name,supplier,category,unit,currency,working_days], working_days like Mon-Fri "
+        "or Mon,Tue,Sat: the days the supplier takes orders); "
         "list import runs (runs) or undo one (undo RUN_ID)",
     )
     s.add_argument("kind", choices=["prices", "stock", "catalog", "runs", "undo"])

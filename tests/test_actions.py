@@ -45,6 +45,7 @@ PERMISSION = {
         "export_csv",
         "export_pdf",
         "terms_table",
+        "suppliers",
     ],
     "import": [
         "import_prices",
@@ -55,6 +56,7 @@ PERMISSION = {
         "add_source",
         "fetch_source",
         "import_terms",
+        "set_working_days",
     ],
     "retrain": ["request_retrain", "train_queued", "train_now", "rollback", "check_drift"],
     "orders": [
@@ -83,6 +85,7 @@ ARGS: dict[str, dict[str, object]] = {
     "add_source": {"name": "s", "kind": "api", "config": {}},
     "fetch_source": {"name": "s"},
     "import_terms": {"src": b"sku,supplier\n"},
+    "set_working_days": {"supplier": "Supplier 1", "working_days": "Mon-Sat"},
     "rollback": {"version": "v"},
     "price_history": {"sku": "SKU-00001"},
     "product_advice": {"sku": "SKU-00001"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from conftest import END, USERS
@@ -108,6 +109,43 @@ def test_recommendations_filter_by_category(app_env) -> None:
     at.multiselect[0].select(cat).run()
     filtered = at.dataframe[0].value
     assert 0 < len(filtered) < total and set(filtered["category"]) == {cat}
+
+
+def test_a_suppliers_working_days_set_on_the_data_page_move_its_buy_days(app_env) -> None:
+    """The Data page's Suppliers table sets the days a supplier takes orders; from then on the
+    Recommendations page's buy days of its products fall on those days only, the others'
+    stay on Monday to Friday."""
+    from procurement import workdays
+
+    def waits() -> pd.DataFrame:
+        recs = _app("pages/recommendations.py").dataframe[0].value
+        return recs[recs["buy_date"] > recs["buy_date"].min()]  # not today: a day to wait for
+
+    before = waits()
+    assert len(before) and set(before["buy_date"].dt.weekday) <= {0, 1, 2, 3, 4}
+    sup = str(before["supplier"].value_counts().index[0])
+    old_days = set(before.loc[before["supplier"] == sup, "buy_date"].dt.weekday)
+    new_days = [workdays.NAMES[d] for d in range(7) if d not in old_days]
+    eng = make_engine(get_settings().database_url)
+    with open_session(eng) as s:
+        tid = catalog.get_tenant(s, "demo").id
+    try:
+        at = _app("pages/data.py")
+        at.selectbox(key="wd_supplier").select(sup).run()
+        at.multiselect(key=f"wd_days_{sup}").set_value(new_days).run()
+        at.button(key="wd_save").click().run()
+        assert not at.exception and not at.error
+        saved = workdays.normalized(",".join(new_days))
+        shown = [m.value.replace("\\", "") for m in at.success]  # as typed, Markdown escaped
+        assert f"{sup} takes orders on {saved}." in shown
+        after = waits()
+        theirs = after.loc[after["supplier"] == sup, "buy_date"].dt.weekday
+        assert set(theirs) <= set(workdays.parse(saved))  # never on a day they do not work
+        assert set(after.loc[after["supplier"] != sup, "buy_date"].dt.weekday) <= {0, 1, 2, 3, 4}
+    finally:
+        with open_session(eng) as s, s.begin():
+            catalog.set_working_days(s, tid, sup, "Mon-Fri")
+        eng.dispose()
 
 
 def test_retrain_button_publishes_a_new_model_version(app_env) -> None:

@@ -4,6 +4,7 @@ warning when the newest price is old for the data's own frequency."""
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -36,6 +37,91 @@ def test_a_weekend_low_is_never_the_buy_day() -> None:
     rec = buying.decide(fc, "A", buying.Decision(10, float("inf"), 1.0, 0, 0.7))
     assert rec["buy_date"].weekday() < 5
     assert rec["buy_date"] == pd.Timestamp("2026-07-06")  # Monday, the cheapest working day
+
+
+def _catalog(calendars: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sku": list(calendars),
+            "supplier": [f"sup-{s}" for s in calendars],
+            "on_hand": float("nan"),
+            "lead_time_days": float("nan"),
+            "working_days": list(calendars.values()),
+        }
+    )
+
+
+def test_buy_days_fall_on_each_suppliers_own_working_days() -> None:
+    """The same forecast, four suppliers: the buy day is the cheapest day each one works."""
+    # Wed 1 Jul 2026 .. Tue 14 Jul: lowest on Sat 4, then Sun 5, Mon 6, Thu 9
+    path = [100, 99, 98, 90, 91, 93, 96, 97, 94, 99, 99, 100, 100, 100]
+    cals = {"A": "Mon-Fri", "B": "Mon-Sat", "C": "Tue,Thu", "D": "Sun"}
+    fc = pd.concat([_forecast("2026-07-01", path).assign(sku=s) for s in cals])
+    recs = buying.advice_table(
+        SimpleNamespace(horizon=14),  # type: ignore[arg-type]  # only the horizon is read
+        _catalog(cals),
+        pd.Series(dtype=float),
+        Policy(0.7, 0.5),
+        forecast=fc,
+    ).set_index("sku")
+    assert recs["buy_date"].dt.strftime("%a %d").to_dict() == {
+        "A": "Mon 06",
+        "B": "Sat 04",
+        "C": "Thu 09",
+        "D": "Sun 05",
+    }
+    rec = buying.decide(
+        fc[fc["sku"] == "C"],
+        "C",
+        buying.Decision(10, float("inf"), 1.0, 0, 0.7),
+        working_days=(1, 3),
+    )
+    assert rec["buy_date"] == pd.Timestamp("2026-07-09")
+
+
+def test_no_buy_day_falls_on_a_day_its_supplier_does_not_work() -> None:
+    """Random daily forecasts and random calendars: every buy day to wait for is a working day
+    of the product's supplier (buy now is the first forecast day, the reference)."""
+    import numpy as np
+
+    from procurement import workdays
+
+    rng = np.random.default_rng(5)
+    cals, frames = {}, []
+    for i in range(300):
+        days = tuple(sorted(rng.choice(7, size=int(rng.integers(1, 7)), replace=False)))
+        sku = f"P{i}"
+        cals[sku] = workdays.text(days)
+        start = pd.Timestamp("2026-07-01") + pd.Timedelta(int(rng.integers(0, 7)), "D")
+        walk = 100 + np.cumsum(rng.normal(0, 2, 14))
+        frames.append(_forecast(str(start.date()), list(walk)).assign(sku=sku))
+    recs = buying.advice_table(
+        SimpleNamespace(horizon=14),  # type: ignore[arg-type]
+        _catalog(cals),
+        pd.Series(dtype=float),
+        Policy(0.7, 0.5),
+        forecast=pd.concat(frames),
+    )
+    waits = recs[~recs["buy_now"]]
+    assert len(waits) > 100
+    for sku, day in zip(waits["sku"], waits["buy_date"], strict=True):
+        assert day.weekday() in workdays.parse(cals[sku]), (sku, cals[sku], day)
+    now = recs[recs["buy_now"]]
+    assert (now["buy_date"] == now["first_date"]).all()
+
+
+def test_working_days_are_read_as_buyers_write_them() -> None:
+    from procurement import workdays
+
+    assert workdays.normalized("mon - fri") == "Mon-Fri"
+    assert workdays.normalized("Monday-Saturday") == "Mon-Sat"
+    assert workdays.normalized("tue/thu") == "Tue,Thu"
+    assert workdays.normalized("Mon,Tue,Sat") == "Mon,Tue,Sat"
+    assert workdays.parse("Fri-Mon") == (0, 4, 5, 6)  # over the weekend
+    assert workdays.text((0, 1, 2, 4)) == "Mon-Wed,Fri"
+    for bad in ("", "Funday", "Mon-", "weekdays", "T"):
+        with pytest.raises(ValueError, match="is not a list of working days"):
+            workdays.parse(bad)
 
 
 def test_weekly_forecasts_keep_every_period() -> None:

@@ -175,6 +175,62 @@ def test_stock_and_catalog_files_update_products(session, tmp_path) -> None:
     )
 
 
+def test_a_catalog_file_sets_each_suppliers_working_days(session, tmp_path) -> None:
+    """``working_days`` of a catalog file reaches the supplier (canonical form) and the advice's
+    product table; a supplier nobody set works Monday to Friday."""
+    with session.begin():
+        demo.seed_synthetic(session, "demo", n_products=3, n_days=60)
+    tid = catalog.get_tenant(session, "demo").id
+    before = catalog.load_products(session, tid).set_index("sku")
+    assert set(before["working_days"]) == {"Mon-Fri"}
+    session.rollback()
+    cat = tmp_path / "catalog.csv"
+    cat.write_text(
+        "sku,supplier,working_days\nSKU-00001,Saturday Co,mon - sat\n"
+        "NEW-1,Saturday Co,Monday-Saturday\nNEW-2,Twice a week,Tue/Thu\nNEW-3,,\n"
+    )
+    with session.begin():
+        assert actions.import_catalog_file(SYSTEM, session=session, tenant="demo", path=cat) == 4
+    products = catalog.load_products(session, tid).set_index("sku")
+    assert products.loc["SKU-00001", "working_days"] == "Mon-Sat"
+    assert products.loc["NEW-2", "working_days"] == "Tue,Thu"
+    assert products.loc["NEW-3", "working_days"] == "Mon-Fri"  # no supplier
+    assert products.loc["SKU-00002", "working_days"] == before.loc["SKU-00002", "working_days"]
+    sups = actions.suppliers(SYSTEM, session=session, tenant="demo").set_index("supplier")
+    assert sups.loc["Saturday Co", "working_days"] == "Mon-Sat"
+    assert sups.loc["Saturday Co", "products"] == 2
+    assert catalog.working_days_of(session, tid, "NEW-2") == "Tue,Thu"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "sku,supplier,working_days\nA,Acme,Mon-Sat\nB,Acme,Funday\n",
+            "line 3, field 'working_days': 'Funday' is not a list of working days",
+        ),
+        (
+            "sku,supplier,working_days\nA,,Mon-Sat\n",
+            "line 2, field 'working_days': needs the supplier's name",
+        ),
+        (
+            "sku,supplier,working_days\nA,Acme,Mon-Sat\nB,Acme,Mon-Fri\n",
+            "line 3, field 'working_days': 'Mon-Fri' for Acme, but line 2 gives Mon-Sat",
+        ),
+    ],
+)
+def test_bad_working_days_in_a_catalog_store_nothing(session, tmp_path, content, message) -> None:
+    with session.begin():
+        demo.seed_synthetic(session, "demo", n_products=2, n_days=60)
+    session.rollback()
+    f = tmp_path / "catalog.csv"
+    f.write_text(content)
+    with pytest.raises(ImportValidationError, match=message), session.begin():
+        actions.import_catalog_file(SYSTEM, session=session, tenant="demo", path=f)
+    tid = catalog.get_tenant(session, "demo").id
+    assert catalog.list_suppliers(session, tid)["supplier"].isin(["Acme"]).sum() == 0
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -208,6 +208,12 @@ def advice_for(ctx: Context) -> pd.DataFrame:
     return _advice(ctx.principal, ctx.tenant, ctx.version)
 
 
+def forget_advice() -> None:
+    """Drop the cached advice of every user, after a change that moves buy days (a supplier's
+    working days), so no page shows the old advice for up to a minute."""
+    _advice.clear()
+
+
 def catalog_for(ctx: Context) -> pd.DataFrame:
     """The catalog with stock, lead time and daily demand (``actions.catalog``), cached per user."""
     return _catalog(ctx.principal, ctx.tenant)

@@ -21,6 +21,8 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from procurement import workdays
+
 REQUIRED = ("sku", "date", "price")
 OPTIONAL = ("name", "supplier", "currency", "quantity", "category", "unit")
 MAX_ERRORS_REPORTED = 50
@@ -719,7 +721,10 @@ def read_stock_csv(src: str | Path | IO[bytes] | bytes, source: str | None = Non
 def read_catalog_csv(
     src: str | Path | IO[bytes] | bytes, source: str | None = None
 ) -> pd.DataFrame:
-    """``sku`` plus any of name, supplier, category, unit, currency: creates or updates products."""
+    """``sku`` plus any of name, supplier, category, unit, currency, and the supplier's
+    ``working_days`` (``Mon-Fri``, ``Mon,Tue,Sat``; see ``procurement.workdays``): creates or
+    updates products and sets their suppliers' working days. A row with working days names its
+    supplier, and one supplier has the same days on every row that gives them."""
     label = _label(src, source)
     df = _csv_strings(src, label, ("sku",))
     df["sku"] = df["sku"].str.strip()
@@ -737,12 +742,55 @@ def read_catalog_csv(
         df["currency"] = cur
     for i in np.flatnonzero(df["sku"].duplicated().to_numpy()):
         errors.append(RowError(int(i) + 2, "sku", f"{df['sku'].iloc[i]} appears more than once"))
+    if "working_days" in df.columns:
+        df["working_days"], day_errors = _working_days(df)
+        errors += day_errors
+        errors.sort(key=lambda e: e.line or 0)
     if errors:
         raise ImportValidationError(errors[:MAX_ERRORS_REPORTED], label, total=len(errors))
     keep = [
-        c for c in ("sku", "name", "supplier", "category", "unit", "currency") if c in df.columns
+        c
+        for c in ("sku", "name", "supplier", "category", "unit", "currency", "working_days")
+        if c in df.columns
     ]
     return df[keep]
+
+
+def _working_days(df: pd.DataFrame) -> tuple[pd.Series, list[RowError]]:
+    """The catalog's ``working_days`` in canonical form (blank: left as it is), and the rows
+    whose value is not a calendar, has no supplier, or contradicts an earlier row's."""
+    out, errors = [], []
+    suppliers = (
+        df["supplier"].str.strip() if "supplier" in df.columns else pd.Series("", index=df.index)
+    )
+    first: dict[str, tuple[str, int]] = {}
+    for i, (raw, sup) in enumerate(zip(df["working_days"], suppliers, strict=True)):
+        line, value = i + 2, str(raw).strip()
+        if not value:
+            out.append("")
+            continue
+        try:
+            days = workdays.normalized(value)
+        except ValueError as exc:
+            errors.append(RowError(line, "working_days", str(exc)))
+            out.append("")
+            continue
+        out.append(days)
+        if not sup:
+            errors.append(
+                RowError(line, "working_days", "needs the supplier's name in the supplier column")
+            )
+        elif sup in first and first[sup][0] != days:
+            errors.append(
+                RowError(
+                    line,
+                    "working_days",
+                    f"{value!r} for {sup}, but line {first[sup][1]} gives {first[sup][0]}",
+                )
+            )
+        else:
+            first.setdefault(sup, (days, line))
+    return pd.Series(out, index=df.index), errors
 
 
 def split_valid(

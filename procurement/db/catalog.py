@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 import pandas as pd
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from procurement.db.models import Product, Stock, Supplier, Tenant
+from procurement.workdays import DEFAULT_TEXT as DEFAULT_WORKING_DAYS
 
 
 def get_tenant(session: Session, slug: str) -> Tenant | None:
@@ -43,7 +44,8 @@ def list_tenants(session: Session) -> list[Tenant]:
 
 def ensure_products(session: Session, tenant_id: int, catalog: pd.DataFrame) -> dict[str, int]:
     """Create missing suppliers and products from a frame with ``sku`` (and optional name,
-    supplier, currency, category, unit); update their descriptive fields. Returns sku -> id."""
+    supplier, currency, category, unit, and the supplier's ``working_days`` in canonical form);
+    update their descriptive fields. Returns sku -> id."""
     cols = [c for c in ("name", "supplier", "currency", "category", "unit") if c in catalog.columns]
     first = catalog.drop_duplicates("sku", keep="last")[["sku", *cols]]
 
@@ -59,6 +61,11 @@ def ensure_products(session: Session, tenant_id: int, catalog: pd.DataFrame) -> 
             session.add(sup)
             session.flush()
             supplier_ids[name] = sup.id
+    if {"supplier", "working_days"} <= set(catalog.columns):
+        days = catalog[["supplier", "working_days"]].drop_duplicates("supplier", keep="last")
+        for name, text in days.itertuples(index=False):
+            if name and text:
+                set_working_days(session, tenant_id, name, text)
 
     existing = {
         p.sku: p for p in session.scalars(select(Product).where(Product.tenant_id == tenant_id))
@@ -114,7 +121,8 @@ def store_stock(session: Session, tenant_id: int, stock: pd.DataFrame) -> int:
 
 
 def load_products(session: Session, tenant_id: int) -> pd.DataFrame:
-    """The catalog with supplier name, stock on hand and lead time, one row per sku."""
+    """The catalog with supplier name and working days (Mon-Fri without a supplier), stock on
+    hand and lead time, one row per sku."""
     stmt = (
         select(
             Product.sku,
@@ -125,6 +133,7 @@ def load_products(session: Session, tenant_id: int) -> pd.DataFrame:
             Supplier.name.label("supplier"),
             Stock.on_hand,
             Stock.lead_time_days,
+            Supplier.working_days,
         )
         .outerjoin(Supplier, Supplier.id == Product.supplier_id)
         .outerjoin(Stock, Stock.product_id == Product.id)
@@ -133,4 +142,41 @@ def load_products(session: Session, tenant_id: int) -> pd.DataFrame:
     )
     rows = session.execute(stmt).all()
     cols = ["sku", "name", "category", "unit", "currency", "supplier", "on_hand", "lead_time_days"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=[*cols, "working_days"])
+    out["working_days"] = out["working_days"].fillna(DEFAULT_WORKING_DAYS)
+    return out
+
+
+def working_days_of(session: Session, tenant_id: int, sku: str) -> str:
+    """The working days of the supplier of product ``sku`` (Mon-Fri without one)."""
+    days = session.scalar(
+        select(Supplier.working_days)
+        .join(Product, Product.supplier_id == Supplier.id)
+        .where(Product.tenant_id == tenant_id, Product.sku == sku)
+    )
+    return days or DEFAULT_WORKING_DAYS
+
+
+def list_suppliers(session: Session, tenant_id: int) -> pd.DataFrame:
+    """The company's suppliers: ``supplier, working_days, products``, by name."""
+    stmt = (
+        select(Supplier.name, Supplier.working_days, func.count(Product.id))
+        .outerjoin(Product, Product.supplier_id == Supplier.id)
+        .where(Supplier.tenant_id == tenant_id)
+        .group_by(Supplier.id, Supplier.name, Supplier.working_days)
+        .order_by(Supplier.name)
+    )
+    return pd.DataFrame(
+        session.execute(stmt).all(), columns=["supplier", "working_days", "products"]
+    )
+
+
+def set_working_days(session: Session, tenant_id: int, supplier: str, text: str) -> None:
+    """Store supplier ``supplier``'s working days (canonical text, see procurement.workdays);
+    ``LookupError`` if the company has no such supplier."""
+    sup = session.scalar(
+        select(Supplier).where(Supplier.tenant_id == tenant_id, Supplier.name == supplier)
+    )
+    if sup is None:
+        raise LookupError(f"no supplier {supplier!r}")
+    sup.working_days = text

@@ -45,6 +45,10 @@ class Supplier(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    # the weekdays it takes orders on, as procurement.workdays writes them (Mon-Fri, Tue,Thu)
+    working_days: Mapped[str] = mapped_column(
+        String(30), default="Mon-Fri", server_default="Mon-Fri"
+    )
 
 
 class Product(Base):
