@@ -23,6 +23,7 @@ import datetime as dt
 import io
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from procurement import demand as demand_mod
 from procurement.auth import PermissionDenied, Principal, authorized_tenant
+from procurement.buying import calendars, on_working_days
 from procurement.config import Settings, get_settings
 from procurement.data.importers import (
     MAX_ERRORS_REPORTED,
@@ -114,6 +116,7 @@ def propose_lines(
     demand: demand_mod.DemandForecast,
     items: pd.DataFrame,
     policy: OrderPolicy | None = None,
+    working_days: Mapping[str, tuple[int, ...]] | None = None,
 ) -> pd.DataFrame:
     """Order lines due within the forecast horizon.
 
@@ -123,6 +126,9 @@ def propose_lines(
     (missing: the policy's). Returns one row per line: sku, supplier, currency, order_date,
     delivery_date, quantity, unit_price, price_today, saving_pct, confidence, waits (for a
     cheaper day), stockout_date (without an order), safety_stock, reorder_point, reason.
+    ``working_days``: per sku, the weekdays its supplier takes orders (``buying.calendars``);
+    with daily prices an order is then dated today or on one of them (a sku not named: Monday
+    to Friday). None: any day (the order backtest, as measured).
     """
     policy = policy or OrderPolicy()
     fc = forecast.sort_values(["sku", "date"]).reset_index(drop=True)
@@ -180,6 +186,11 @@ def propose_lines(
     due = list(rows)
     max_wait = pd.Series({s: float(max(rows[s]["latest"], 0)) for s in due})
     due_fc = fc[fc["sku"].isin(due)]
+    open_days: dict[str, list[int]] = {}  # the days (from today) an order may be dated on
+    if working_days is not None:
+        due_fc = on_working_days(due_fc, working_days)
+        offsets = (due_fc["date"] - today).dt.days
+        open_days = offsets.groupby(due_fc["sku"]).agg(list).to_dict()
     recs = recommend(due_fc, policy.price, max_wait=max_wait).set_index("sku")
     free = recommend(due_fc, policy.price).set_index("sku")  # without the stock's limit
     pred = due_fc.set_index(["sku", "date"])["y_pred"]
@@ -188,6 +199,8 @@ def propose_lines(
         rec, r, info = recs.loc[sku], it.loc[sku], rows[sku]
         wait = int((pd.Timestamp(rec["buy_date"]) - today).days)
         latest = info["latest"]
+        if latest > 0 and working_days is not None:  # the last day it can wait and order on
+            latest = max((d for d in open_days.get(sku, []) if d <= latest), default=0)
         rise = 0.0
         if wait == 0 and latest > 0:
             # no reliable saving from waiting: order today only if the price is forecast to
@@ -326,7 +339,9 @@ def propose_orders(
     dem = demand_mod.forecast_demand(
         sales, today - pd.Timedelta(1, "D"), model.horizon, skus=list(items["sku"])
     )
-    lines = propose_lines(fc, dem, items, OrderPolicy.from_settings(settings))
+    lines = propose_lines(
+        fc, dem, items, OrderPolicy.from_settings(settings), working_days=calendars(items)
+    )
     orders = q.replace_drafts(session, ten.id, lines, actor.username)
     log.info(
         "%s: %d draft orders with %d lines proposed by %s (demand %s)",

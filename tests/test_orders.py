@@ -127,6 +127,29 @@ def test_propose_orders_today_when_the_price_is_forecast_to_rise() -> None:
     assert "price forecast to rise 8.0% by Thu 09 Jul: order today" in lines.iloc[0]["reason"]
 
 
+def test_proposed_orders_fall_on_the_suppliers_working_days() -> None:
+    """A 10% dip on Saturday 4 Jul is ordered on that day from a supplier that works Saturdays,
+    never from a Monday-to-Friday one (then no saving is left: the order waits for the last
+    day a delivery arrives in time, Thu 09); a Mon/Wed supplier gets it on Wed 08, the last of
+    its days before that."""
+    sat = [10.0] * 3 + [9.0] + [10.0] * 10
+    p_sat = [0.0] * 3 + [0.9] + [0.0] * 10
+
+    def order_day(working_days: dict[str, tuple[int, ...]] | None) -> str:
+        lines = propose_lines(
+            price_forecast({"A": sat}, p_sat),
+            flat_demand({"A": 10.0}),
+            items(A={"on_hand": 100.0}),
+            working_days=working_days,
+        )
+        return f"{lines.iloc[0]['order_date']:%a %d}"
+
+    assert order_day(None) == "Sat 04"  # no calendar: any day (the order backtest)
+    assert order_day({}) == "Thu 09"  # Monday to Friday by default
+    assert order_day({"A": (5,)}) == "Sat 04"
+    assert order_day({"A": (0, 2)}) == "Wed 08"
+
+
 def test_propose_nothing_when_stock_lasts_beyond_the_horizon() -> None:
     lines = propose_lines(
         price_forecast({"A": DIP}, P_DIP), flat_demand({"A": 10.0}), items(A={"on_hand": 500.0})
