@@ -100,3 +100,63 @@ def _wrong_password_is_refused(url: str) -> bool:
         refused = page.locator("[data-testid='stSidebarNav']").count() == 0
         browser.close()
     return refused
+
+
+def test_model_page_follows_a_retrain_by_the_real_sidecar(app_url, app_env) -> None:
+    """Retrain pressed in the browser is trained by `python -m procurement.scheduler`, and the
+    open Model page shows the new version (message, caption, sidebar, Versions table) by
+    itself: nothing is clicked after Retrain."""
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS, _wait_idle
+
+    from procurement import retrain
+    from procurement.db import make_engine
+    from procurement.forecast import store
+
+    env = {**os.environ, **app_env, "SCHEDULER_POLL_SECONDS": "0.5", "METRICS_PORT": "0"}
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "procurement.scheduler"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    engine = make_engine(app_env["DATABASE_URL"])
+    models = Path(app_env["MODEL_DIR"])
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{app_url}/", wait_until="domcontentloaded")
+            page.wait_for_selector("[data-testid='stForm']", timeout=60_000)
+            _wait_idle(page, 60_000)
+            page.wait_for_timeout(1500)  # the first run re-renders the form once
+            page.get_by_label("Username").fill("buyer")
+            page.locator("input[aria-label=Password]").fill(PASSWORD)
+            page.get_by_role("button", name="Login").click()
+            page.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
+            page.get_by_role("link", name="Model", exact=True).click()
+            before = store.current_version(models, "demo")
+            page.wait_for_selector(f"text=Version {before}", timeout=60_000)
+            deadline = time.time() + 60
+            while not retrain.scheduler_alive(engine):  # else the app trains by itself
+                assert time.time() < deadline, "the sidecar sent no heartbeat"
+                time.sleep(0.3)
+            t0 = time.time()
+            page.get_by_role("button", name="Retrain").click()
+            page.wait_for_selector("text=Retrain queued: the scheduler picks it up", timeout=30_000)
+            while (after := store.current_version(models, "demo")) == before:
+                assert time.time() < t0 + 120, "the sidecar published no new model"
+                time.sleep(0.3)
+            page.wait_for_selector(f"text=Model {after} is now in use", timeout=30_000)
+            followed = time.time() - t0
+            main = page.locator("[data-testid='stMain']").inner_text()
+            sidebar = page.locator("[data-testid='stSidebar']").inner_text()
+            browser.close()
+        assert f"Version {after}" in main and f"Version {before}" not in main
+        assert after in sidebar and before not in sidebar
+        print(f"Retrain pressed to the new model on the page: {followed:.1f} s")
+    finally:
+        sidecar.terminate()
+        sidecar.wait(timeout=20)
+        engine.dispose()
