@@ -38,11 +38,11 @@ if unforecast:
 
 left, middle, right = st.columns([2, 2, 3])
 with left:
-    st.altair_chart(saving_by(recs, "category", "Saving by category", cur), width="stretch")
+    st.vega_lite_chart(spec=saving_by(recs, "category", "Saving by category", cur), width="stretch")
 with middle:
-    st.altair_chart(saving_by(recs, "supplier", "Saving by supplier", cur), width="stretch")
+    st.vega_lite_chart(spec=saving_by(recs, "supplier", "Saving by supplier", cur), width="stretch")
 with right:
-    st.altair_chart(buy_calendar(recs, cur), width="stretch")
+    st.vega_lite_chart(spec=buy_calendar(recs, cur), width="stretch")
 
 st.subheader("Every product, most money at stake first")
 table = recs.assign(

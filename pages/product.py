@@ -3,7 +3,6 @@ import math
 import streamlit as st
 
 from procurement import actions, buying
-from procurement.auth import Principal
 from procurement.db import open_session
 from ui.charts import price_forecast
 from ui.money import money, percent
@@ -36,14 +35,8 @@ row = products.set_index("sku").loc[sku]
 with open_session(engine()) as s:
     hist = actions.price_history(ctx.principal, session=s, tenant=ctx.tenant, sku=sku, days=90)
     default = actions.product_advice(ctx.principal, session=s, tenant=ctx.tenant, sku=sku)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def driver_effects(
-    principal: Principal, tenant: str, version: str | None, sku: str
-) -> list[tuple[str, str, float]]:
-    with open_session(engine()) as s:
-        return actions.driver_effects(principal, session=s, tenant=tenant, sku=sku)
+    # measured once per model version for the whole catalog and shared by every buyer
+    drivers = actions.driver_effects(ctx.principal, session=s, tenant=ctx.tenant, sku=sku)
 
 
 @st.fragment
@@ -53,7 +46,6 @@ def what_if() -> None:
     with left:
         st.markdown("**What if the drivers move?**")
         overrides = {}
-        drivers = driver_effects(ctx.principal, ctx.tenant, ctx.version, sku)
         if not drivers:
             st.caption(
                 "This company's model uses no external drivers: prices follow their own history."
@@ -133,7 +125,9 @@ def what_if() -> None:
             money(rec["saving_total"], cur),
             help=f"How sure: {percent(rec['confidence'])} that the buy day is cheaper than today.",
         )
-        st.altair_chart(price_forecast(hist, advice.forecast, rec["buy_date"]), width="stretch")
+        st.vega_lite_chart(
+            spec=price_forecast(hist, advice.forecast, rec["buy_date"]), width="stretch"
+        )
         st.caption(
             plain(
                 "Shaded: 80% and 95% intervals. Drag to pan, scroll to zoom. "

@@ -1,20 +1,70 @@
-"""Altair charts used by the pages."""
+"""Charts used by the pages.
+
+The charts of the Overview and the Product page are defined with Altair over named datasets and
+turned into a Vega-Lite spec once per process (``_template``); a page run only puts its data into
+a copy of that spec and hands it to ``st.vega_lite_chart``. Building an Altair chart and
+validating it against the Vega-Lite schema took 0.3-0.7 s of CPU per chart, more than the rest of
+the Product page together, and every session's run holds the app process's one GIL while it
+does, so under many buyers it was paid in turn by all of them (issue 18). The Model and Health
+pages' charts, seldom opened, stay Altair charts.
+"""
 
 from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+from typing import Any
 
 import altair as alt
 import pandas as pd
 
+VegaLiteSpec = dict[str, Any]
+
+
+def _template(chart: alt.TopLevelMixin) -> VegaLiteSpec:
+    """``chart`` as a Vega-Lite spec, validated against the schema (the costly step, done once)."""
+    spec = chart.to_dict()
+    # Altair's default theme; Streamlit switches it off for its Altair charts and applies its own
+    # (these charts configure nothing themselves)
+    spec.pop("config", None)
+    return spec
+
+
+def _digest(df: pd.DataFrame) -> str:
+    h = hashlib.sha256(",".join(map(str, df.columns)).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _with_data(template: VegaLiteSpec, **frames: pd.DataFrame) -> VegaLiteSpec:
+    """A copy of ``template`` showing ``frames``, by the names its parts read. Each dataset is
+    named by its content, as Altair names them, so different data make a different chart."""
+    names = {key: f"{key}-{_digest(df)}" for key, df in frames.items()}
+    spec = copy.deepcopy(template)
+    for part in [spec, *spec.get("layer", [])]:
+        if "data" in part:
+            part["data"] = {"name": names[part["data"]["name"]]}
+    spec["datasets"] = {names[key]: df for key, df in frames.items()}
+    return spec
+
 
 def price_forecast(
     history: pd.DataFrame, forecast: pd.DataFrame, buy_date: pd.Timestamp
-) -> alt.LayerChart:
+) -> VegaLiteSpec:
     """Price history, the forecast with 80%/95% bands, and the recommended buy day."""
+    buy = forecast[forecast["date"] == buy_date]
+    return _with_data(_price_forecast(), history=history, forecast=forecast, buy=buy)
+
+
+@functools.cache
+def _price_forecast() -> VegaLiteSpec:
     zoom = alt.selection_interval(bind="scales", encodings=["x"])
     # padding: the buy marker on the first or last day is drawn whole, not cut at the edge
     x = alt.X("date:T", title=None, scale=alt.Scale(padding=14))
+    forecast, buy = alt.NamedData("forecast"), alt.NamedData("buy")
     hist = (
-        alt.Chart(history)
+        alt.Chart(alt.NamedData("history"))
         .mark_line(color="#334155")
         .encode(
             x=x,
@@ -51,16 +101,15 @@ def price_forecast(
             ],
         )
     )
-    buy = forecast[forecast["date"] == buy_date]
     marker = (
-        alt.Chart(buy.assign(label="Buy"))
+        alt.Chart(buy)
         .mark_point(shape="triangle-down", size=220, filled=True, color="#d97706")
         .encode(
             x=x, y="y_pred:Q", tooltip=[alt.Tooltip("date:T", format="%a %d %b", title="Buy on")]
         )
     )
     rule = alt.Chart(buy).mark_rule(color="#d97706", strokeDash=[2, 2]).encode(x=x)
-    return alt.layer(band95, band80, hist, line, rule, marker).properties(height=380)  # type: ignore[return-value]  # altair types properties() as LayerChart | FacetChart
+    return _template(alt.layer(band95, band80, hist, line, rule, marker).properties(height=380))
 
 
 def metric_bars(metrics: pd.DataFrame) -> alt.Chart:
@@ -97,7 +146,7 @@ def importance_bars(imp: pd.DataFrame) -> alt.Chart:
     )
 
 
-def saving_by(recs: pd.DataFrame, column: str, title: str, currency: str) -> alt.Chart:
+def saving_by(recs: pd.DataFrame, column: str, title: str, currency: str) -> VegaLiteSpec:
     """Expected saving of following the advice, summed per ``column`` (category, supplier)."""
     wait = recs[~recs["buy_now"]]
     data = (
@@ -106,8 +155,13 @@ def saving_by(recs: pd.DataFrame, column: str, title: str, currency: str) -> alt
         .reset_index()
         .rename(columns={column: "group", "sum": "saving", "size": "products"})
     )
-    return (
-        alt.Chart(data, title=title)
+    return _with_data(_saving_by(column, title, currency), data=data)
+
+
+@functools.lru_cache(maxsize=64)
+def _saving_by(column: str, title: str, currency: str) -> VegaLiteSpec:
+    return _template(
+        alt.Chart(alt.NamedData("data"), title=title)
         .mark_bar(color="#1f6f5c")
         .encode(
             x=alt.X(
@@ -124,7 +178,7 @@ def saving_by(recs: pd.DataFrame, column: str, title: str, currency: str) -> alt
     )
 
 
-def buy_calendar(recs: pd.DataFrame, currency: str) -> alt.Chart:
+def buy_calendar(recs: pd.DataFrame, currency: str) -> VegaLiteSpec:
     """The buy days of the forecast horizon, week by week: how many products to buy each day and
     the saving at stake (today's column holds the products to buy now)."""
     days = recs.assign(day=pd.to_datetime(recs["buy_date"]).dt.normalize())
@@ -135,7 +189,12 @@ def buy_calendar(recs: pd.DataFrame, currency: str) -> alt.Chart:
     )
     data["weekday"] = data["day"].dt.strftime("%a")
     data["week"] = data["day"].dt.to_period("W-SUN").dt.start_time.dt.strftime("week of %d %b")
-    base = alt.Chart(data, title="Buy days").encode(
+    return _with_data(_buy_calendar(currency), data=data)
+
+
+@functools.lru_cache(maxsize=16)
+def _buy_calendar(currency: str) -> VegaLiteSpec:
+    base = alt.Chart(alt.NamedData("data"), title="Buy days").encode(
         x=alt.X(
             "weekday:O",
             sort=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
@@ -158,4 +217,4 @@ def buy_calendar(recs: pd.DataFrame, currency: str) -> alt.Chart:
         text=alt.Text("day:T", format="%d"),
         color=alt.condition(alt.datum.products > 5, alt.value("white"), alt.value("#334155")),
     )
-    return (cells + labels).properties(height=alt.Step(40))
+    return _template((cells + labels).properties(height=alt.Step(40)))
