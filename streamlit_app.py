@@ -116,6 +116,8 @@ def _attempt_login(username: str, password: str) -> bool:
         return False
     with open_session(engine()) as s, s.begin():
         locked = auth.locked_until(s, name, settings)
+        if locked is not None or name not in creds["usernames"]:
+            auth.check_no_password(password)  # as slow as a real check: no timing tells
         # the authenticator checks the password against the accounts that may log in
         ok = locked is None and bool(authenticator.authentication_controller.login(name, password))
         outcome = auth.record_login(s, name, ok, settings)

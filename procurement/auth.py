@@ -90,6 +90,17 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
 
 
+_DUMMY_HASH: list[bytes] = []
+
+
+def check_no_password(password: str) -> None:
+    """Spend as long as checking a real account's password, for a name without one (unknown,
+    locked, inactive), so how long the login form takes does not tell who has an account."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt()))
+    bcrypt.checkpw(password.encode()[:72], _DUMMY_HASH[0])
+
+
 def new_password() -> str:
     return secrets.token_urlsafe(12)
 
