@@ -113,7 +113,7 @@ c1.metric(
     f"{m['model']['mase'] / m['naive']['mase']:.2f}",
     help="Below 1: better than repeating the last price",
 )
-c2.metric("Trained", local_time(meta["trained_at"]))
+c2.metric("Trained", local_time(meta["trained_at"], "%d %b %H:%M"))  # the year cut the value
 c3.metric("Products", meta["n_products"])
 c4.metric("Training time", f"{meta.get('training_seconds', 0):.0f} s")
 st.caption(
@@ -123,8 +123,12 @@ st.caption(
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Backtest against naive forecasts")
-    rows = [{"forecast": k, **m[k]} for k in ("model", "naive", "seasonal_naive")]
+    st.subheader("Backtest against simple forecasts")
+    season = "a year ago" if str(meta["freq"]).startswith("W") else "a week ago"
+    if str(meta["freq"])[:1] in ("M", "Q"):
+        season = "a season ago"
+    names = {"model": "model", "naive": "last price", "seasonal_naive": f"price {season}"}
+    rows = [{**m[k], "forecast": names[k]} for k in names]
     st.altair_chart(metric_bars(pd.DataFrame(rows)), width="stretch")
     windows = m.get("backtest_windows", "the")
     trusted = m.get("trusted_products")
@@ -138,9 +142,10 @@ with left:
     if pol.get("min_confidence", 0) >= 1:
         advice = "Advice learned from the backtest: never wait (no threshold saved money)."
     elif pol:
+        by = f" by {pol['min_saving_pct']:g}% or more" if pol["min_saving_pct"] > 0 else ""
         advice = (
-            f"Advice learned from the backtest: wait only when at least "
-            f"{pol['min_confidence']:.0%} likely and {pol['min_saving_pct']:g}% cheaper."
+            f"Advice learned from the backtest: wait only when a later day is at least "
+            f"{pol['min_confidence']:.0%} likely to be cheaper{by}."
         )
     else:
         advice = ""

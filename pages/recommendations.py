@@ -33,7 +33,22 @@ st.dataframe(
     shown,
     hide_index=True,
     width="stretch",
-    column_order=["link", *cols[1:]],
+    # what to do, how much it saves and how sure first; the prices behind it after
+    column_order=[
+        "link",
+        "name",
+        "buy_date",
+        "saving_total",
+        "confidence",
+        "reason",
+        "saving_pct",
+        "first_price",
+        "buy_price",
+        "saving",
+        "quantity",
+        "category",
+        "supplier",
+    ],
     column_config={
         "link": st.column_config.LinkColumn("SKU", display_text=r"sku=(.*)"),
         "name": "Product",

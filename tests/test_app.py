@@ -148,6 +148,28 @@ def test_a_suppliers_working_days_set_on_the_data_page_move_its_buy_days(app_env
         eng.dispose()
 
 
+def test_model_and_recommendations_pages_read_at_a_glance(app_env) -> None:
+    """Seen in the README's screenshots: the Model page's 'Trained' value was cut off by its
+    year, the baselines were code names and a learned bar of 0% read '0% cheaper'; the
+    Recommendations table put the buy day's saving, confidence and advice off screen."""
+    import re
+
+    at = _app("pages/model.py")
+    trained = next(m.value for m in at.metric if m.label == "Trained")
+    assert re.fullmatch(r"\d\d [A-Z][a-z]{2} \d\d:\d\d", trained), trained
+    text = " ".join(c.value for c in at.caption)
+    assert "0% cheaper" not in text and "likely to be cheaper" in text
+    chart = next(c for c in at.get("vega_lite_chart") if "MASE" in c.proto.spec)
+    names = {
+        v
+        for ds in chart.proto.datasets
+        for v in pa.ipc.open_stream(ds.data.data).read_pandas().get("forecast", [])
+    }
+    assert names == {"model", "last price", "price a week ago"}
+    order = list(_app("pages/recommendations.py").dataframe[0].proto.column_order)
+    assert order[:6] == ["link", "name", "buy_date", "saving_total", "confidence", "reason"]
+
+
 def test_retrain_button_publishes_a_new_model_version(app_env) -> None:
     before = store.current_version(Path(app_env["MODEL_DIR"]), "demo")
     at = _app("pages/model.py")
