@@ -182,7 +182,19 @@ table = pd.DataFrame(
         for v in versions
     ]
 )
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "version": "Version",
+        "current": "In use",
+        "trained": "Trained",
+        "data_end": "Data to",
+        "mase": st.column_config.NumberColumn("Error (MASE)", format="%.2f"),
+        "naive_mase": st.column_config.NumberColumn("Last price's error (MASE)", format="%.2f"),
+    },
+)
 older = [v["version"] for v in versions if v["version"] != ctx.version]
 if older and ctx.principal.can("retrain"):
     c1, c2 = st.columns([3, 1])
