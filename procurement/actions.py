@@ -16,6 +16,7 @@ The order actions live in ``procurement.orders`` and are part of this layer; the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -490,7 +491,7 @@ def price_history(
 def _policy(model: PriceModel, min_confidence: float | None, settings: Settings) -> Policy:
     policy = buying.advice_policy(model, settings.min_confidence, settings.min_saving_pct)
     if min_confidence is not None:
-        policy = Policy(min_confidence, policy.min_saving_pct)
+        policy = dataclasses.replace(policy, min_confidence=min_confidence)
     return policy
 
 
@@ -568,7 +569,7 @@ def product_advice(
         decision = _decision(products, demand, sku, model.horizon, policy.min_confidence)
     fc = _forecast(session, ten, stored, [sku], overrides)
     days = workdays.parse(catalog_db.working_days_of(session, ten.id, sku))
-    rec = buying.decide(fc, sku, decision, policy.min_saving_pct, days)
+    rec = buying.decide(fc, sku, decision, policy.min_saving_pct, days, policy=policy)
     return ProductAdvice(
         sku,
         fc,

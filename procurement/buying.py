@@ -6,6 +6,7 @@ database and the pages and the CLI render the result.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -171,9 +172,11 @@ def decide(
     decision: Decision,
     min_saving_pct: float = 0.5,
     working_days: tuple[int, ...] = WORKING_DAYS,
+    policy: Policy | None = None,
 ) -> pd.Series:
     """The advice on one product's forecast for the buyer's situation (quantity, stock, lead
-    time, required confidence), on its supplier's ``working_days``."""
+    time, required confidence), on its supplier's ``working_days``; ``policy``: the model's
+    learned one (its confidence map), with the buyer's thresholds."""
     wait = max_wait_days(
         pd.Series({sku: decision.on_hand}),
         pd.Series({sku: decision.daily_demand}),
@@ -182,7 +185,11 @@ def decide(
     return _explained(
         recommend(
             on_working_days(fc, working_days),
-            Policy(decision.min_confidence, min_saving_pct),
+            dataclasses.replace(
+                policy or Policy(),
+                min_confidence=decision.min_confidence,
+                min_saving_pct=min_saving_pct,
+            ),
             max_wait=wait,
             quantity=pd.Series({sku: decision.quantity}),
         )

@@ -152,3 +152,71 @@ def test_confidence_is_never_stated_as_certain() -> None:
     assert "100%" not in rec["reason"] and "99% likely" in rec["reason"]
     up = recommend(fc.assign(y_pred=[100, 101, 102], p_cheaper=[0, 0, 0])).iloc[0]
     assert up["confidence"] <= 0.99
+
+
+def _mixed_replay(stated: float, came_true: float, n: int = 200) -> pd.DataFrame:
+    """n windows stating ``stated`` on the later days, of which ``came_true`` really were
+    cheaper (the rest dearer)."""
+    rng = np.random.default_rng(3)
+    cheaper = rng.random(n) < came_true
+    parts = []
+    for w, ok in enumerate(cheaper):
+        part = _replayed(stated, 3.0, actual_later=96.0 if ok else 101.0, n=1)
+        parts.append(part.assign(sku=f"A@{w}"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_advice_confidence_is_remapped_to_how_often_advice_came_true() -> None:
+    from procurement.recommend import confidence_map
+
+    replay = _mixed_replay(stated=0.7, came_true=0.9)
+    policy = Policy(0.6, 0.5)
+    mapped = confidence_map(replay, policy, weight=1.0)
+    fc = _replayed(0.7, 3.0, 96.0, n=1).drop(columns="y").assign(sku="A")
+    before = recommend(fc, policy).iloc[0]
+    after = recommend(fc, mapped).iloc[0]
+    assert not before["buy_now"] and not after["buy_now"]  # the same day is chosen
+    assert before["confidence"] == pytest.approx(0.7)
+    observed = float(np.mean(_mixed_replay(0.7, 0.9).groupby("sku")["y"].last() < 100))
+    assert after["confidence"] == pytest.approx(observed, abs=0.01)
+    # half the weight goes half the way; no map without evidence
+    half = recommend(fc, confidence_map(replay, policy, weight=0.5)).iloc[0]
+    assert half["confidence"] == pytest.approx((0.7 + observed) / 2, abs=0.01)
+    few = confidence_map(_mixed_replay(0.7, 0.9, n=20), policy, weight=1.0)
+    assert few.conf_x == ()
+    # an overconfident backtest lowers it, and never to certainty either way
+    low = recommend(fc, confidence_map(_mixed_replay(0.7, 0.4), policy, 1.0)).iloc[0]
+    assert low["confidence"] < 0.5
+    sure = recommend(fc, confidence_map(_mixed_replay(0.7, 1.0), policy, 1.0)).iloc[0]
+    assert sure["confidence"] <= 0.995
+
+
+def test_promotion_features_find_promotions_through_a_weekday_pattern() -> None:
+    from procurement.forecast.transforms import PromoDue, PromoSince
+
+    days = 200
+    t = np.arange(days)
+    weekday = 0.03 * np.sin(2 * np.pi * t / 7)  # moves every day, never a promotion
+    promo = np.zeros(days)
+    starts = np.arange(10, days, 30)
+    for s in starts:
+        promo[s : s + 3] = 0.15
+    level = weekday - promo
+    x = np.r_[level, weekday]  # two series: with and without promotions
+    indptr = np.array([0, days, 2 * days], dtype=np.int32)
+    since, due = PromoSince(63), PromoDue(63)
+    for tfm in (since, due):
+        tfm._set_core_tfm(1)
+    got_since = since.transform(GroupedArray(x, indptr))
+    got_due = due.transform(GroupedArray(x, indptr))
+    # lag 1: the day after a promotion starts, the feature knows it started the day before
+    for s in starts[1:]:
+        assert got_since[s + 1] == 0 and got_since[s + 3] == 2
+    # after two promotions 30 days apart, the next is due 30 days after the last
+    s = starts[3]
+    assert got_due[s + 1] == 30 and got_due[s + 11] == 20
+    # the weekday pattern alone is no promotion
+    assert (got_since[days + 60 :] == 63).all() and (got_due[days + 60 :] == 63).all()
+    # the recursive forecast's update is the statistic at each series' end
+    upd = since.update(GroupedArray(x, indptr))
+    assert upd[0] == days - 1 - starts[-1] and upd[1] == 63

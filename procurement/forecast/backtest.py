@@ -71,6 +71,11 @@ def run_backtest(
         policies.append(asdict(policy or model.policy or Policy()))
         buy = recs.set_index("sku")["buy_date"]
         fc["buy"] = (fc["date"] == fc["sku"].map(buy)).astype(int)
+        # the advised day states the advice's own confidence (``Policy.confidence``), as the
+        # pages show it
+        waiting = recs.set_index("sku").query("~buy_now")["confidence"]
+        advised = (fc["buy"] == 1) & fc["sku"].isin(waiting.index)
+        fc.loc[advised, "p_cheaper"] = fc.loc[advised, "sku"].map(waiting).to_numpy()
         actual = panel[
             (panel["ds"] > cutoff)
             & (panel["ds"] <= cutoff + (horizon + 1) * pd.tseries.frequencies.to_offset(freq))

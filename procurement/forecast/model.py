@@ -30,8 +30,16 @@ from procurement.forecast.calibration import (
     choose_blend,
 )
 from procurement.forecast.features import FreqSpec, driver_features, regularize, spec_for
-from procurement.forecast.transforms import AboveLow, BelowHigh, DropGap, LocalScale, SinceDrop
-from procurement.recommend import Policy, advice_record, choose_policy
+from procurement.forecast.transforms import (
+    AboveLow,
+    BelowHigh,
+    DropGap,
+    LocalScale,
+    PromoDue,
+    PromoSince,
+    SinceDrop,
+)
+from procurement.recommend import Policy, advice_record, choose_policy, confidence_map
 
 LEVELS = (80, 95)
 Progress = Callable[[float, str], None]
@@ -98,13 +106,16 @@ def make_level_forecaster(spec: FreqSpec, params: ModelParams) -> MLForecast:
     after a promotion or a shock, which the change model sees only through its features; on
     random walks it is worse, and the per-product blend leaves it out there."""
     short, long_ = spec.windows
-    lags = sorted({*range(1, spec.season + 1), *spec.lags})
+    # every lag up to the longest promotion cycle: a price that was on promotion exactly one
+    # cycle ago is the strongest sign of the next promotion, whatever the product's own cycle
+    lags = sorted({*range(1, max(spec.season, spec.since_cap) + 1), *spec.lags})
     level: list[Any] = [RollingMean(short), RollingMean(long_), RollingMean(2 * long_)]
     if spec.since_cap:
-        # when the last promotion was and how far apart the last two were: the drops of the
-        # standardized log price by more than one standard deviation of its level
-        level.append(SinceDrop(threshold=1.0, window=spec.since_cap, on_level=True))
-        level.append(DropGap(threshold=1.0, window=spec.since_cap, on_level=True))
+        # when the last promotion started and when the next one is due, promotions told from
+        # weekday moves by the price's own typical daily move
+        weekday = {"D": 7, "B": 5}.get(spec.freq, 1)
+        level.append(PromoSince(window=spec.since_cap, season=weekday))
+        level.append(PromoDue(window=spec.since_cap, season=weekday))
     return MLForecast(
         models={"lgbm": params.lgbm()},
         freq=spec.freq,
@@ -436,6 +447,8 @@ def fit_price_model(
     inside = replayed["y"].between(replayed["lo_80"], replayed["hi_80"])
     coverage_80 = float(inside[seen].mean()) if seen.any() else None
     policy, policy_table = choose_policy(replayed)
+    model_pool = calib.pools.get("model")
+    policy = confidence_map(replayed, policy, model_pool.iso_weight if model_pool else 0.0)
     record = advice_record(replayed, policy).set_index("sku")
     metrics = backtest_metrics(cv, cv_frame, spec.season)
     metrics["backtest_windows"] = n_windows

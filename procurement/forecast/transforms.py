@@ -198,3 +198,97 @@ def _level_vs_window(data: np.ndarray, indptr: np.ndarray, window: int, op) -> n
         best = op(best, shifted)
         span += step
     return level - best
+
+
+def _rolling_mean(x: np.ndarray, indptr: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` positions within each series (shorter at series starts)."""
+    n = len(x)
+    starts = _group_starts(indptr, n)
+    idx = np.arange(n)
+    cs = np.cumsum(x)
+    lo = np.maximum(idx - window, starts - 1)
+    before = np.where(lo >= 0, cs[np.maximum(lo, 0)], 0.0)
+    return (cs - before) / np.maximum(idx - lo, 1)
+
+
+def _promo_starts(
+    data: np.ndarray, indptr: np.ndarray, k: float, on_level: bool, season: int = 7
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Like ``_drops``, for the first day of each promotion: the level falls by more than ``k``
+    typical moves both from the day before and from the same day a ``season`` earlier (each
+    measured against its own mean size over the last 8 weeks). A weekday pattern moves a price
+    every day but not from one week to the next; only a promotion (or a shock) does both."""
+    level = np.asarray(data, dtype=np.float64) if on_level else _level(data, indptr)
+    level = np.nan_to_num(level)
+    n = len(level)
+    idx = np.arange(n)
+    starts = _group_starts(indptr, n)
+    promo = np.ones(n, dtype=bool)
+    for lag in {1, max(season, 1)}:
+        change = level - _shift(level, indptr, lag)
+        known = np.isfinite(change)
+        change = np.where(known, change, 0.0)
+        typical = _rolling_mean(np.abs(change), indptr, 56)
+        promo &= known & (change < -k * np.maximum(typical, 1e-9))
+    # a start needs a promotion-free stretch before it (a week for daily prices): a blip in
+    # the middle of a promotion does not start another one
+    quiet = max(season - 1, 1)
+    recent = _shift(_rolling_mean(promo.astype(np.float64), indptr, quiet), indptr, 1)
+    start = promo & ~(np.nan_to_num(recent) > 0)
+    last = np.maximum.accumulate(np.where(start, idx, -1))
+    return idx, starts, start, last
+
+
+class PromoSince(_LevelTransform):
+    """Periods since the last promotion started (capped at ``window``)."""
+
+    def __init__(self, window: int, season: int = 7, k: float = 2.0, on_level: bool = True) -> None:
+        self.window, self.season, self.k, self.on_level = window, season, k, on_level
+
+    def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+        idx, starts, _, last = _promo_starts(data, indptr, self.k, self.on_level, self.season)
+        since = np.where(last >= starts, idx - last, self.window)
+        return np.minimum(since, self.window).astype(np.float64)
+
+    @property
+    def update_samples(self) -> int:
+        return self.window + 56 + self.season + self._lag_periods + 2
+
+
+class PromoDue(_LevelTransform):
+    """Periods until the next promotion is due: the gap between the last two starts minus the
+    time since the last one (negative when overdue; ``window`` when fewer than two)."""
+
+    def __init__(self, window: int, season: int = 7, k: float = 2.0, on_level: bool = True) -> None:
+        self.window, self.season, self.k, self.on_level = window, season, k, on_level
+
+    def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+        idx, starts, start, last = _promo_starts(data, indptr, self.k, self.on_level, self.season)
+        before = np.r_[-1, last[:-1]]
+        gap_at = np.where(start & (before >= starts), idx - before, -1)
+        has = last >= starts
+        gap = np.where(has, gap_at[np.maximum(last, 0)], -1)
+        since = idx - last
+        due = np.where(has & (gap > 0) & (gap <= self.window), gap - since, self.window)
+        return np.clip(due, -self.window, self.window).astype(np.float64)
+
+    @property
+    def update_samples(self) -> int:
+        return 2 * self.window + 56 + self.season + self._lag_periods + 2
+
+
+class DropDue(_LevelTransform):
+    """Periods until the next drop is due: the gap between the last two drops minus the time
+    since the last one (negative when overdue). ``SinceDrop`` and ``DropGap`` carry the same
+    information, but a tree needs many splits to learn their difference; this is the one
+    number a recurring promotion's timing turns on."""
+
+    def __init__(self, threshold: float, window: int, on_level: bool = False) -> None:
+        self.threshold = threshold
+        self.window = window
+        self.on_level = on_level
+
+    def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+        since = SinceDrop(self.threshold, self.window, self.on_level)._stat(data, indptr)
+        gap = DropGap(self.threshold, self.window, self.on_level)._stat(data, indptr)
+        return gap - since
