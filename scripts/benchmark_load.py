@@ -8,7 +8,9 @@ different product each) and Recommendations, then reload and must still be signe
 page the median and worst time, the errors (an exception or error box on a page, a page that did
 not render, a login cookie that never arrived, a reload that asked to log in again), the app
 process's peak RSS, and the CPU share of the machine used by the app beside the one used by the
-browser (with its Playwright driver), so a reader can tell the app's cost from the client's.
+browser (with its Playwright driver), so a reader can tell the app's cost from the client's;
+and per page the mean time the app itself took to run it (its ``page_render`` timings, from the
+start of the page's script to its end), which leaves out the browser and the network.
 
 ``apptest``: no browser and no server; N threads each run ``streamlit.testing`` AppTest
 sessions of the same pages, in this process, against the same cached model and data (a quick
@@ -40,6 +42,7 @@ PAGES = ("overview", "product", "recommendations", "reload")
 COOKIE = "procurement_auth"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
+FLUSH_WAIT = 11  # seconds: the app stores its latency timings every 10 s
 
 
 # ---------------------------------------------------------------- data
@@ -182,6 +185,34 @@ class Round:
     peak_rss: float = 0.0
     app_cpu: float = 0.0
     client_cpu: float | None = None
+    app_render: dict[str, float] = field(default_factory=dict)  # page title -> mean seconds
+
+
+def render_totals() -> dict[str, tuple[float, float]]:
+    """Per page title, the sum and count of the app's own ``page_render`` timings (the page's
+    script inside the app process, after the login check; see ``monitoring.timed``), as far as
+    the app has flushed them to the database (every 10 s)."""
+    from procurement.db import get_engine
+    from procurement.db import monitoring as mdb
+
+    with session(get_engine()) as s:
+        hist = mdb.latency(s)
+    return {
+        name.split("|", 1)[1]: (v.get("sum", 0.0), v.get("count", 0.0))
+        for name, v in hist.items()
+        if name.startswith("page_render|")
+    }
+
+
+def render_means(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    out = {}
+    for page, (total, count) in after.items():
+        t0, c0 = before.get(page, (0.0, 0.0))
+        if count > c0:
+            out[page] = (total - t0) / (count - c0)
+    return out
 
 
 def print_table(rounds: list[Round], client: str) -> None:
@@ -200,6 +231,18 @@ def print_table(rounds: list[Round], client: str) -> None:
             + " ".join(f"{c:>24}" for c in cells)
             + f" {len(r.errors):>6} {r.peak_rss:>11.0f} {r.app_cpu:>7.0f}% {cpu}"
         )
+    titles = sorted({t for r in rounds for t in r.app_render})
+    if titles:
+        print("app-side page render, mean s (the app's own page_render timings):")
+        print(f"{'users':>5} " + " ".join(f"{t:>16}" for t in titles))
+        for r in rounds:
+            print(
+                f"{r.users:>5} "
+                + " ".join(
+                    f"{r.app_render[t]:>16.2f}" if t in r.app_render else f"{'-':>16}"
+                    for t in titles
+                )
+            )
     for r in rounds:
         for e in r.errors:
             print(f"  N={r.users}: {e}")
@@ -400,7 +443,11 @@ def run_browser(args: argparse.Namespace, data_dir: Path, password: str) -> list
         )
         sku = 1
         for n in args.users:
+            time.sleep(FLUSH_WAIT)  # the warm-up's or last round's timings are stored
+            before = render_totals()
             r = asyncio.run(browser_round(base, n, password, sku, proc.pid, timeout_ms))
+            time.sleep(FLUSH_WAIT)
+            r.app_render = render_means(before, render_totals())
             sku += n
             rounds.append(r)
             print(f"N={n}: {r.wall:.1f} s, {len(r.errors)} errors", flush=True)

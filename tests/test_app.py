@@ -10,7 +10,7 @@ import pytest
 from conftest import END, USERS
 from streamlit.testing.v1 import AppTest
 
-from procurement import auth
+from procurement import actions, auth
 from procurement.config import get_settings
 from procurement.data.synthetic import generate
 from procurement.db import catalog, make_engine, open_session
@@ -193,6 +193,28 @@ def test_recommendations_of_two_companies_with_same_skus_differ(app_env) -> None
     theirs = _app("pages/recommendations.py", user="other-buyer").dataframe[0].value
     assert set(mine["sku"]) == set(theirs["sku"])  # overlapping SKUs...
     assert theirs["first_price"].median() > 5 * mine["first_price"].median()  # ...own prices only
+
+
+def test_users_of_one_company_share_its_advice_and_others_do_not(app_env, monkeypatch) -> None:
+    """The company's advice is computed once for all of its users (for a minute), not once per
+    user; a user of another company gets their own company's."""
+    from ui import page
+
+    page._advice.clear()
+    calls: list[tuple[str, str]] = []
+    real = actions.advice
+
+    def counted(actor: auth.Principal, **kw: object) -> pd.DataFrame:
+        calls.append((actor.username, kw["tenant"]))
+        return real(actor, **kw)
+
+    monkeypatch.setattr(actions, "advice", counted)
+    buyer = _app("pages/recommendations.py", user="buyer").dataframe[0].value
+    viewer = _app("pages/recommendations.py", user="viewer").dataframe[0].value
+    other = _app("pages/recommendations.py", user="other-buyer").dataframe[0].value
+    assert calls == [("buyer", "demo"), ("other-buyer", "other")]
+    pd.testing.assert_frame_equal(buyer, viewer)
+    assert other["first_price"].median() > 5 * buyer["first_price"].median()
 
 
 def test_viewer_sees_no_retrain_button(app_env) -> None:

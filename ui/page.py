@@ -1,5 +1,6 @@
 """Page setup every page shares: company choice, model and data status in the sidebar, the empty
-and error states, and the few loads cached per user. Everything goes through procurement.actions."""
+and error states, and the few loads cached per company. Everything goes through
+procurement.actions."""
 
 from __future__ import annotations
 
@@ -44,18 +45,22 @@ def engine():
     return _migrated_engine(get_settings().database_url)
 
 
+# The advice and the catalog are the company's, the same for every user who may open it: one
+# copy per company (and model version) for a minute, shared by all of them, so ten buyers
+# signing in at once compute them once, not ten times in turn (issue 18). The user who misses
+# the cache is checked by the action; the others were checked in the same run by page_setup
+# (actions.current_model), the only way to a Context. Stock or demand imported since shows
+# within a minute.
 @st.cache_data(ttl=60, show_spinner="Reading every product's advice...", max_entries=32)
-def _advice(principal: auth.Principal, tenant: str, version: str) -> pd.DataFrame:
-    # per user and model version, for a minute: the action checks the user on every miss, and
-    # stock or demand imported since shows within a minute
+def _advice(_actor: auth.Principal, tenant: str, version: str) -> pd.DataFrame:
     with open_session(engine()) as s:
-        return actions.advice(principal, session=s, tenant=tenant)
+        return actions.advice(_actor, session=s, tenant=tenant)
 
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=32)
-def _catalog(principal: auth.Principal, tenant: str) -> pd.DataFrame:
+def _catalog(_actor: auth.Principal, tenant: str) -> pd.DataFrame:
     with open_session(engine()) as s:
-        return actions.catalog(principal, session=s, tenant=tenant)
+        return actions.catalog(_actor, session=s, tenant=tenant)
 
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=32)
@@ -203,17 +208,19 @@ def plain(text: object) -> str:
 
 
 def advice_for(ctx: Context) -> pd.DataFrame:
-    """The company's advice for the model in use (``actions.advice``), cached per user."""
+    """The company's advice for the model in use (``actions.advice``), shared by its users for
+    a minute."""
     assert ctx.version is not None
     return _advice(ctx.principal, ctx.tenant, ctx.version)
 
 
 def forget_advice() -> None:
-    """Drop the cached advice of every user, after a change that moves buy days (a supplier's
+    """Drop the cached advice of every company, after a change that moves buy days (a supplier's
     working days), so no page shows the old advice for up to a minute."""
     _advice.clear()
 
 
 def catalog_for(ctx: Context) -> pd.DataFrame:
-    """The catalog with stock, lead time and daily demand (``actions.catalog``), cached per user."""
+    """The catalog with stock, lead time and daily demand (``actions.catalog``), shared by the
+    company's users for a minute."""
     return _catalog(ctx.principal, ctx.tenant)
