@@ -337,7 +337,9 @@ async def one_user(
         r.times["product"].append(seen - t)
         step = "recommendations"
         t = time.perf_counter()
-        await page.locator("[data-testid='stSidebarNav'] a", has_text="Recommendations").click()
+        await page.locator("[data-testid='stSidebarNav'] a", has_text="Recommendations").click(
+            timeout=timeout_ms
+        )
         seen = await _rendered(page, "Recommendations", "[data-testid='stDataFrame']", timeout_ms)
         r.times["recommendations"].append(seen - t)
         step = "reload"
