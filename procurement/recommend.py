@@ -194,6 +194,15 @@ def recommend(
     return out.reset_index()
 
 
+def _with_actuals(replayed: pd.DataFrame) -> tuple[_Grid, np.ndarray]:
+    """The replayed backtest windows as a grid, and their actual prices on the same grid."""
+    grid = _Grid.of(replayed)
+    y = np.full(grid.rows.shape, np.nan)
+    valid = grid.rows >= 0
+    y[valid] = replayed["y"].to_numpy(float)[grid.rows[valid]]
+    return grid, y
+
+
 def choose_policy(replayed: pd.DataFrame) -> tuple[Policy, list[dict[str, Any]]]:
     """Advice thresholds that would have saved the most on backtest windows, never losing
     money on average (the mean saving per window must be positive with a t-statistic above
@@ -203,10 +212,7 @@ def choose_policy(replayed: pd.DataFrame) -> tuple[Policy, list[dict[str, Any]]]
     expected_saving and the actual price ``y`` (``Calibration.replay``). Returns the policy and,
     per threshold pair, the windows where waiting was advised and the mean saving in percent.
     """
-    grid = _Grid.of(replayed)
-    y = np.full(grid.rows.shape, np.nan)
-    valid = grid.rows >= 0
-    y[valid] = replayed["y"].to_numpy(float)[grid.rows[valid]]
+    grid, y = _with_actuals(replayed)
     y_first = y[:, 0]
     keep = np.isfinite(y_first) & (np.abs(y_first) > 0)
     idx = np.arange(len(y))
@@ -245,10 +251,7 @@ def confidence_map(replayed: pd.DataFrame, policy: Policy, weight: float) -> Pol
     """``policy`` with the map from the probability stated on each advised day of the replayed
     backtest windows to how often that day was really cheaper than the first (isotonic, at most
     ``weight`` of the way: the backtest's independent evidence, ``PoolCalibration.iso_weight``)."""
-    grid = _Grid.of(replayed)
-    y = np.full(grid.rows.shape, np.nan)
-    valid = grid.rows >= 0
-    y[valid] = replayed["y"].to_numpy(float)[grid.rows[valid]]
+    grid, y = _with_actuals(replayed)
     day = grid.choose(policy)
     idx = np.arange(len(day))
     seen = (day > 0) & np.isfinite(y[idx, day]) & np.isfinite(y[:, 0])
@@ -271,10 +274,7 @@ def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     ``waits`` (advised to wait), ``paid_off`` (the buy day really was cheaper than the first
     day) and ``median_saving_pct`` of those that paid off. Pseudo-products of ``replayed`` are
     named ``<sku>@<cutoff>``."""
-    grid = _Grid.of(replayed)
-    y = np.full(grid.rows.shape, np.nan)
-    valid = grid.rows >= 0
-    y[valid] = replayed["y"].to_numpy(float)[grid.rows[valid]]
+    grid, y = _with_actuals(replayed)
     day = grid.choose(policy)
     idx = np.arange(len(day))
     paid = y[idx, day]

@@ -113,7 +113,7 @@ def make_level_forecaster(spec: FreqSpec, params: ModelParams) -> MLForecast:
     if spec.since_cap:
         # when the last promotion started and when the next one is due, promotions told from
         # weekday moves by the price's own typical daily move
-        weekday = {"D": 7, "B": 5}.get(spec.freq, 1)
+        weekday = 1 if spec.freq.startswith("W") else spec.season  # days in a week
         level.append(PromoSince(window=spec.since_cap, season=weekday))
         level.append(PromoDue(window=spec.since_cap, season=weekday))
     return MLForecast(

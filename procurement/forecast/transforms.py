@@ -275,20 +275,3 @@ class PromoDue(_LevelTransform):
     @property
     def update_samples(self) -> int:
         return 2 * self.window + 56 + self.season + self._lag_periods + 2
-
-
-class DropDue(_LevelTransform):
-    """Periods until the next drop is due: the gap between the last two drops minus the time
-    since the last one (negative when overdue). ``SinceDrop`` and ``DropGap`` carry the same
-    information, but a tree needs many splits to learn their difference; this is the one
-    number a recurring promotion's timing turns on."""
-
-    def __init__(self, threshold: float, window: int, on_level: bool = False) -> None:
-        self.threshold = threshold
-        self.window = window
-        self.on_level = on_level
-
-    def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-        since = SinceDrop(self.threshold, self.window, self.on_level)._stat(data, indptr)
-        gap = DropGap(self.threshold, self.window, self.on_level)._stat(data, indptr)
-        return gap - since
