@@ -511,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     for name, func, hlp in (
-        ("predict", cmd_predict, "forecast every product with 80%/95% intervals"),
+        ("predict", cmd_predict, "forecast every product with 80%%/95%% intervals"),
         ("recommend", cmd_recommend, "best day to buy and expected saving per product"),
     ):
         s = sub.add_parser(name, help=hlp)

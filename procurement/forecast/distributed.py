@@ -40,6 +40,7 @@ from procurement.forecast.model import (
     make_level_forecaster,
     prepare,
 )
+from procurement.forecast.transforms import history_kept
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -240,7 +241,7 @@ def fit_distributed(
         ddf = read_partitions(export_parquet(train, parquet_dir, parts_n))
     else:
         ddf = _in_memory(split_by_series(train, parts_n))
-    keep = spec.history_needed + 1
+    keep = history_kept(make_forecaster(spec, params).ts.transforms, spec.history_needed + 1)
     say(0.5, f"training LightGBM on {n_workers} Dask workers, {len(train):,} rows")
     fcst = _distributed(make_forecaster(spec, params), params, client, threads)
     fcst.fit(ddf, static_features=[], keep_last_n=keep)
@@ -250,6 +251,9 @@ def fit_distributed(
         level = _distributed(make_level_forecaster(spec, params), params, client, threads)
         # as on one machine: the level model sees the drivers only where the model says so
         level_cols = list(train.columns) if base.level_exog else ["unique_id", "ds", "y"]
+        keep = history_kept(
+            make_level_forecaster(spec, params).ts.transforms, spec.history_needed + 1
+        )
         level.fit(ddf[level_cols], static_features=[], keep_last_n=keep)
 
     say(0.9, "model trained")

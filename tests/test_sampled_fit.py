@@ -1,0 +1,89 @@
+"""The retrain's large-catalog path: a sampled fit built from groups of series gives the
+features and the prediction state a full ``preprocess`` would, and every lag transform's
+update needs only the history the fitted model keeps."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from coreforecast.grouped_array import GroupedArray
+
+from procurement.data.synthetic import generate
+from procurement.forecast import model as M
+from procurement.forecast.features import spec_for
+from procurement.forecast.transforms import _LevelTransform, history_kept
+
+
+def _train(n: int = 24, days: int = 320) -> pd.DataFrame:
+    syn = generate(n, days, seed=5, end=dt.date(2026, 6, 30))
+    p = syn.prices.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
+    prices = p[["unique_id", "ds", "y"]].assign(ds=lambda d: pd.to_datetime(d["ds"]))
+    frame, _, _ = M.prepare(M.TrainingData(prices=prices), "D", None)
+    return frame[["unique_id", "ds", "y"]]
+
+
+@pytest.mark.parametrize("make", [M.make_forecaster, M.make_level_forecaster])
+def test_sampled_fit_predicts_as_a_full_preprocess_would(make, monkeypatch) -> None:
+    spec = spec_for("D")
+    train = _train()
+    params = M.ModelParams(n_estimators=20, max_train_rows=len(train) // 4)
+    monkeypatch.setattr(M, "SAMPLE_CHUNK_ROWS", len(train) // 5)  # several groups of series
+    seen: list[pd.DataFrame] = []
+    fit_models = M.MLForecast.fit_models
+
+    def spy(self, X, y, *a, **k):  # the rows the sampled path trains on
+        seen.append(X.assign(y=y))
+        return fit_models(self, X, y, *a, **k)
+
+    monkeypatch.setattr(M.MLForecast, "fit_models", spy)
+    sampled = M._fit_sampled(make(spec, params), train, spec, params)
+    full = make(spec, params)
+    keep = history_kept(full.ts.transforms, spec.history_needed + 1)
+    feats = full.preprocess(train, static_features=[], keep_last_n=keep)
+    (X,) = seen
+    assert 0.8 * params.max_train_rows < len(X) <= 1.05 * params.max_train_rows
+    # the groups' feature rows are the whole table's rows
+    cols = full.ts.features_order_
+    assert list(X.columns[: len(cols)]) == cols
+    # (to 1e-6: a group's cumulative sums round differently from the whole table's)
+    found = X.round(6).merge(
+        feats[[*cols, "y"]].round(6).drop_duplicates(), how="left", indicator=True
+    )
+    assert (found["_merge"] == "both").all()
+    # the prediction state: the same models on the full preprocess give the same forecast
+    full.models_ = sampled.models_
+    a = sampled.predict(14)
+    b = full.predict(14)
+    pd.testing.assert_frame_equal(a, b)
+    assert np.isfinite(a["lgbm"]).all()
+
+
+@pytest.mark.parametrize("make", [M.make_forecaster, M.make_level_forecaster])
+def test_each_transform_update_needs_only_the_history_the_model_keeps(make) -> None:
+    spec = spec_for("D")
+    fcst = make(spec, M.ModelParams())
+    keep = history_kept(fcst.ts.transforms, spec.history_needed + 1)
+    rng = np.random.default_rng(3)
+    days = 3 * keep
+    series = []
+    for cycle in (17, 29, 41):  # promotions and drops the statistics must find
+        x = rng.normal(0, 0.2, days)
+        x[np.arange(5, days, cycle)] -= 3.0
+        series.append(x)
+    data = np.concatenate(series)
+    indptr = np.arange(0, len(data) + 1, days, dtype=np.int32)
+    tails = np.concatenate([s[-keep:] for s in series])
+    tail_ptr = np.arange(0, len(tails) + 1, keep, dtype=np.int32)
+    checked = 0
+    for name, tfm in fcst.ts.transforms.items():
+        if not isinstance(tfm, _LevelTransform):
+            continue
+        stat = tfm._stat(data, indptr)  # over the whole history, as the training rows saw it
+        want = stat[indptr[1:] - tfm._lag_periods]
+        got = tfm.update(GroupedArray(tails, tail_ptr))
+        np.testing.assert_allclose(got, want, err_msg=name)
+        checked += 1
+    assert checked >= 2
