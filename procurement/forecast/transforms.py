@@ -5,6 +5,8 @@ random walk that drift is noise, and it made the model lose to the naive forecas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import coreforecast.lag_transforms as core_tfms
 import numpy as np
 from coreforecast import scalers as core_scalers
@@ -295,7 +297,7 @@ class PromoDue(_LevelTransform):
         return 2 * self.window + 56 + self.season + self._lag_periods + 2
 
 
-def history_kept(transforms: dict[str, object], at_least: int) -> int:
+def history_kept(transforms: Mapping[str, object], at_least: int) -> int:
     """Periods of each series a fitted forecaster keeps for prediction: every transform's
     look-back, so a prediction step sees the history its training rows were computed from."""
     looks = [getattr(t, "update_samples", 0) for t in transforms.values()]
