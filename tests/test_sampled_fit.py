@@ -69,9 +69,12 @@ def test_each_transform_update_needs_only_the_history_the_model_keeps(make) -> N
     rng = np.random.default_rng(3)
     days = 3 * keep
     series = []
-    for cycle in (17, 29, 41):  # promotions and drops the statistics must find
-        x = rng.normal(0, 0.2, days)
-        x[np.arange(5, days, cycle)] -= 3.0
+    for _ in range(80):  # promotions of every depth, some at the edge of being found
+        x = np.cumsum(rng.normal(0, 0.05, days)) + rng.normal(0, 0.2, days)
+        x += 0.2 * np.sin(2 * np.pi * np.arange(days) / 7)
+        cycle = int(rng.integers(14, 60))
+        for start in range(int(rng.integers(0, cycle)), days, cycle):
+            x[start : start + int(rng.integers(1, 5))] -= rng.uniform(0.1, 1.5)
         series.append(x)
     data = np.concatenate(series)
     indptr = np.arange(0, len(data) + 1, days, dtype=np.int32)

@@ -91,6 +91,12 @@ class _LevelTransform(_BaseLagTransform):
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    _has_rows = False
+
+    def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``_stat`` of series of equal length, one per row."""
+        raise NotImplementedError
+
     def transform(self, ga) -> np.ndarray:
         data, indptr = np.asarray(ga.data), np.asarray(ga.indptr)
         return _shift(self._stat(data, indptr), indptr, self._lag_periods)
@@ -99,8 +105,14 @@ class _LevelTransform(_BaseLagTransform):
         # only the tail the statistic looks back on: a prediction step over the whole kept
         # history cost 10 ms per step and transform at 500 series (the backtest's 10 s)
         data, indptr = _tails(np.asarray(ga.data), np.asarray(ga.indptr), self.update_samples)
+        sizes = np.diff(indptr)
+        lag = self._lag_periods
+        if len(sizes) and (sizes == sizes[0]).all() and sizes[0] >= lag and self._has_rows:
+            # every tail as long: one row each, and the statistic along the rows (3x faster
+            # than over the flat array; the test of updates checks both agree)
+            return self._stat_rows(data.reshape(len(sizes), sizes[0]))[:, sizes[0] - lag]
         stat = self._stat(data, indptr)
-        pos = indptr[1:] - self._lag_periods
+        pos = indptr[1:] - lag
         ok = pos >= indptr[:-1]
         out = np.full(len(pos), np.nan)
         out[ok] = stat[pos[ok]]
@@ -180,7 +192,7 @@ class SinceDrop(_LevelTransform):
 
 class DropGap(_LevelTransform):
     """Periods between the last two drops below ``-threshold`` typical moves (capped at
-    ``window``): with ``SinceDrop`` it tells the model when this product's next promotion is
+    ``window``; ``window`` when the last is longer ago than that): with ``SinceDrop`` it tells the model when this product's next promotion is
     due, whatever its own cycle."""
 
     def __init__(self, threshold: float, window: int, on_level: bool = False) -> None:
@@ -192,7 +204,9 @@ class DropGap(_LevelTransform):
         idx, starts, drop, last = _drops(data, indptr, self.threshold, self.on_level)
         before = np.r_[-1, last[:-1]]  # last drop strictly before each position
         gap_at = np.where(drop & (before >= starts), idx - before, self.window)
-        has = last >= starts
+        # only a drop within the window counts: a statistic of a bounded look-back, so the
+        # prediction steps (which see the kept tail) compute what the training rows saw
+        has = (last >= starts) & (idx - last <= self.window)
         gap = np.where(has, gap_at[np.maximum(last, 0)], self.window)
         return np.minimum(gap, self.window).astype(np.float64)
 
@@ -259,6 +273,45 @@ def _promo_starts(
     return idx, starts, start, last
 
 
+def _rolling_mean_rows(x: np.ndarray, window: int) -> np.ndarray:
+    """``_rolling_mean`` along each row."""
+    cs = np.cumsum(x, axis=1)
+    out = np.empty_like(cs)
+    w = min(window, x.shape[1])
+    out[:, :w] = cs[:, :w] / np.arange(1, w + 1)
+    out[:, w:] = (cs[:, w:] - cs[:, :-w]) / w
+    return out
+
+
+def _shift_rows(x: np.ndarray, lag: int) -> np.ndarray:
+    out = np.full(x.shape, np.nan)
+    if lag < x.shape[1]:
+        out[:, lag:] = x[:, : x.shape[1] - lag]
+    return out
+
+
+def _promo_start_rows(rows: np.ndarray, k: float, on_level: bool, season: int) -> np.ndarray:
+    """``_promo_starts``' start flags for series of equal length, one per row."""
+    level = np.asarray(rows, dtype=np.float64) if on_level else np.cumsum(np.nan_to_num(rows), 1)
+    level = np.nan_to_num(level)
+    promo = np.ones(level.shape, dtype=bool)
+    for lag in {1, max(season, 1)}:
+        change = level - _shift_rows(level, lag)
+        known = np.isfinite(change)
+        change = np.where(known, change, 0.0)
+        typical = _rolling_mean_rows(np.abs(change), 56)
+        promo &= known & (change < -k * np.maximum(typical, 1e-9))
+    quiet = max(season - 1, 1)
+    recent = _shift_rows(_rolling_mean_rows(promo.astype(np.float64), quiet), 1)
+    return promo & ~(np.nan_to_num(recent) > 0)
+
+
+def _last_true_rows(flags: np.ndarray) -> np.ndarray:
+    """Column of the last True up to each column of each row (-1 before any)."""
+    cols = np.arange(flags.shape[1])
+    return np.maximum.accumulate(np.where(flags, cols, -1), axis=1)
+
+
 class PromoSince(_LevelTransform):
     """Periods since the last promotion started (capped at ``window``)."""
 
@@ -270,6 +323,13 @@ class PromoSince(_LevelTransform):
         since = np.where(last >= starts, idx - last, self.window)
         return np.minimum(since, self.window).astype(np.float64)
 
+    _has_rows = True
+
+    def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
+        last = _last_true_rows(_promo_start_rows(rows, self.k, self.on_level, self.season))
+        since = np.where(last >= 0, np.arange(rows.shape[1]) - last, self.window)
+        return np.minimum(since, self.window).astype(np.float64)
+
     @property
     def update_samples(self) -> int:
         return self.window + 56 + self.season + self._lag_periods + 2
@@ -277,7 +337,8 @@ class PromoSince(_LevelTransform):
 
 class PromoDue(_LevelTransform):
     """Periods until the next promotion is due: the gap between the last two starts minus the
-    time since the last one (negative when overdue; ``window`` when fewer than two)."""
+    time since the last one (negative when overdue; ``window`` when fewer than two, or the
+    last started longer than ``window`` ago)."""
 
     def __init__(self, window: int, season: int = 7, k: float = 2.0, on_level: bool = True) -> None:
         self.window, self.season, self.k, self.on_level = window, season, k, on_level
@@ -286,10 +347,24 @@ class PromoDue(_LevelTransform):
         idx, starts, start, last = _promo_starts(data, indptr, self.k, self.on_level, self.season)
         before = np.r_[-1, last[:-1]]
         gap_at = np.where(start & (before >= starts), idx - before, -1)
-        has = last >= starts
+        has = (last >= starts) & (idx - last <= self.window)  # bounded look-back, as DropGap
         gap = np.where(has, gap_at[np.maximum(last, 0)], -1)
         since = idx - last
         due = np.where(has & (gap > 0) & (gap <= self.window), gap - since, self.window)
+        return np.clip(due, -self.window, self.window).astype(np.float64)
+
+    _has_rows = True
+
+    def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
+        start = _promo_start_rows(rows, self.k, self.on_level, self.season)
+        last = _last_true_rows(start)
+        cols = np.arange(rows.shape[1])
+        before = np.full(last.shape, -1)
+        before[:, 1:] = last[:, :-1]
+        gap_at = np.where(start & (before >= 0), cols - before, -1)
+        has = (last >= 0) & (cols - last <= self.window)
+        gap = np.where(has, np.take_along_axis(gap_at, np.maximum(last, 0), axis=1), -1)
+        due = np.where(has & (gap > 0) & (gap <= self.window), gap - (cols - last), self.window)
         return np.clip(due, -self.window, self.window).astype(np.float64)
 
     @property
