@@ -53,6 +53,9 @@ def test_sampled_fit_predicts_as_a_full_preprocess_would(make, monkeypatch) -> N
         feats[[*cols, "y"]].round(6).drop_duplicates(), how="left", indicator=True
     )
     assert (found["_merge"] == "both").all()
+    # a large catalog's schedule: half the trees at twice the rate
+    assert sampled.models_["lgbm"].n_estimators == params.n_estimators // 2
+    assert sampled.models_["lgbm"].learning_rate == 2 * params.learning_rate
     # the prediction state: the same models on the full preprocess give the same forecast
     full.models_ = sampled.models_
     a = sampled.predict(14)

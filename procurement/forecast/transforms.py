@@ -5,6 +5,7 @@ random walk that drift is noise, and it made the model lose to the naive forecas
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 import coreforecast.lag_transforms as core_tfms
@@ -143,6 +144,11 @@ class BelowHigh(_LevelTransform):
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
         return _level_vs_window(data, indptr, self.window, np.fmax)
 
+    _has_rows = True
+
+    def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
+        return _level_vs_window_rows(rows, self.window, np.fmax)
+
 
 class AboveLow(_LevelTransform):
     """Level minus its minimum over the last ``window`` periods (0 at a low, positive above)."""
@@ -152,6 +158,11 @@ class AboveLow(_LevelTransform):
 
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
         return _level_vs_window(data, indptr, self.window, np.fmin)
+
+    _has_rows = True
+
+    def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
+        return _level_vs_window_rows(rows, self.window, np.fmin)
 
 
 def _changes(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
@@ -234,6 +245,18 @@ def _level_vs_window(data: np.ndarray, indptr: np.ndarray, window: int, op) -> n
     return level - best
 
 
+def _level_vs_window_rows(rows: np.ndarray, window: int, op) -> np.ndarray:
+    """``_level_vs_window`` along each row."""
+    level = np.cumsum(np.nan_to_num(np.asarray(rows, dtype=np.float64)), axis=1)
+    best = level.copy()
+    span = 1
+    while span < window:
+        step = min(span, window - span)
+        best = op(best, _shift_rows(best, step))
+        span += step
+    return level - best
+
+
 def _rolling_mean(x: np.ndarray, indptr: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over ``window`` positions within each series (shorter at series starts)."""
     n = len(x)
@@ -306,6 +329,26 @@ def _promo_start_rows(rows: np.ndarray, k: float, on_level: bool, season: int) -
     return promo & ~(np.nan_to_num(recent) > 0)
 
 
+_SHARED = threading.local()
+
+
+def _shared_start_rows(rows: np.ndarray, k: float, on_level: bool, season: int) -> np.ndarray:
+    """``_promo_start_rows``, computed once per prediction step for PromoSince and PromoDue
+    (both read the same tails; per thread, since many buyers predict at once)."""
+    key = (k, on_level, season)
+    hit = getattr(_SHARED, "promo", None)
+    if (
+        hit is not None
+        and hit[0] == key
+        and hit[1].shape == rows.shape
+        and np.array_equal(hit[1], rows, equal_nan=True)
+    ):
+        return hit[2]
+    starts = _promo_start_rows(rows, k, on_level, season)
+    _SHARED.promo = (key, rows, starts)
+    return starts
+
+
 def _last_true_rows(flags: np.ndarray) -> np.ndarray:
     """Column of the last True up to each column of each row (-1 before any)."""
     cols = np.arange(flags.shape[1])
@@ -326,13 +369,15 @@ class PromoSince(_LevelTransform):
     _has_rows = True
 
     def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
-        last = _last_true_rows(_promo_start_rows(rows, self.k, self.on_level, self.season))
+        last = _last_true_rows(_shared_start_rows(rows, self.k, self.on_level, self.season))
         since = np.where(last >= 0, np.arange(rows.shape[1]) - last, self.window)
         return np.minimum(since, self.window).astype(np.float64)
 
     @property
     def update_samples(self) -> int:
-        return self.window + 56 + self.season + self._lag_periods + 2
+        # PromoDue's look-back (this one needs window + 56 + season + lag + 2): both then read
+        # the same tails and share their promotion starts
+        return 2 * self.window + 56 + self.season + self._lag_periods + 2
 
 
 class PromoDue(_LevelTransform):
@@ -356,7 +401,7 @@ class PromoDue(_LevelTransform):
     _has_rows = True
 
     def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
-        start = _promo_start_rows(rows, self.k, self.on_level, self.season)
+        start = _shared_start_rows(rows, self.k, self.on_level, self.season)
         last = _last_true_rows(start)
         cols = np.arange(rows.shape[1])
         before = np.full(last.shape, -1)
