@@ -62,6 +62,9 @@ authenticator = stauth.Authenticate(
     auth.cookie_key(settings),
     settings.cookie_expiry_days,
     auto_hash=False,
+    # its 0.7 s pause on every signed-out run waits for the browser-side cookie read, which
+    # this app replaced by reading the request's cookie (below)
+    login_sleep_time=0,
 )
 
 # The login cookie is written in the browser by the CookieManager component (an iframe). The
