@@ -102,6 +102,16 @@ def _wrong_password_is_refused(url: str) -> bool:
     return refused
 
 
+def _drift_checks(engine) -> int:
+    from sqlalchemy import func, select
+
+    from procurement.db import open_session
+    from procurement.db.models import DriftCheck
+
+    with open_session(engine) as s:
+        return int(s.scalar(select(func.count()).select_from(DriftCheck)) or 0)
+
+
 def _wait_queue_idle(engine, seconds: float, timeout: float) -> None:
     """Until no retrain has been queued or running for `seconds` in a row."""
     from sqlalchemy import func, select
@@ -136,6 +146,8 @@ def test_model_page_follows_a_retrain_by_the_real_sidecar(app_url, app_env) -> N
     from procurement.forecast import store
 
     env = {**os.environ, **app_env, "SCHEDULER_POLL_SECONDS": "0.5", "METRICS_PORT": "0"}
+    engine = make_engine(app_env["DATABASE_URL"])
+    checks_before = _drift_checks(engine)
     sidecar = subprocess.Popen(
         [sys.executable, "-m", "procurement.scheduler"],
         cwd=ROOT,
@@ -143,14 +155,14 @@ def test_model_page_follows_a_retrain_by_the_real_sidecar(app_url, app_env) -> N
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    engine = make_engine(app_env["DATABASE_URL"])
     models = Path(app_env["MODEL_DIR"])
     try:
-        # The sidecar's first monitor run may queue a drift retrain (earlier tests add prices to
-        # this database): let it settle, so the version read below is the one the page shows.
-        deadline = time.time() + 60
-        while not retrain.scheduler_alive(engine):  # else the app trains by itself
-            assert time.time() < deadline, "the sidecar sent no heartbeat"
+        # The sidecar's first monitor run checks both companies and may queue a drift retrain
+        # (earlier tests add prices to this database): let it settle, so the version read
+        # below is the one the page shows.
+        deadline = time.time() + 120
+        while not retrain.scheduler_alive(engine) or _drift_checks(engine) < checks_before + 2:
+            assert time.time() < deadline, "the sidecar sent no heartbeat or checked no drift"
             time.sleep(0.3)
         _wait_queue_idle(engine, seconds=3.0, timeout=180)
         with sync_playwright() as p:
