@@ -268,9 +268,9 @@ def check_drift(engine: Engine, settings: Settings, slug: str) -> DriftResult | 
             if ten is None:
                 return None
             since = start - dt.timedelta(days=drift.LEVEL_WINDOW + 30)
-            prices = history.load_prices(s, ten.id, since)
-            drivers = history.load_drivers(s, ten.id, since)
-            sales = history.load_sales(s, ten.id, since)
+            prices = history.load_prices(s, ten.id, since, committed=True)
+            drivers = history.load_drivers(s, ten.id, since, committed=True)
+            sales = history.load_sales(s, ten.id, since, committed=True)
             newest = prices["date"].max().date() if len(prices) else end
             # drivers may run ahead of the prices; the latest weeks are the prices' latest weeks
             drivers = drivers[pd.to_datetime(drivers["date"]) <= pd.Timestamp(newest)]

@@ -59,11 +59,13 @@ def load_training_data(
     if max_days:
         # a month more than the model uses, for the rolling windows of the first rows
         since = last - dt.timedelta(days=int(max_days * 1.5) + 60)
-    prices = history.load_prices(session, tenant_id, since).rename(
+    prices = history.load_prices(session, tenant_id, since, committed=True).rename(
         columns={"sku": "unique_id", "date": "ds", "price": "y"}
     )
-    drivers = history.load_drivers(session, tenant_id, since).rename(columns={"date": "ds"})
-    sales = history.load_sales(session, tenant_id, since).rename(
+    drivers = history.load_drivers(session, tenant_id, since, committed=True).rename(
+        columns={"date": "ds"}
+    )
+    sales = history.load_sales(session, tenant_id, since, committed=True).rename(
         columns={"sku": "unique_id", "date": "ds"}
     )
     products = catalog.load_products(session, tenant_id)

@@ -258,3 +258,37 @@ def test_bad_stock_files_store_nothing(session, tmp_path, content: str, message:
         "on_hand"
     ].tolist()
     assert after == before
+
+
+def test_a_transaction_reads_its_own_prices_and_a_bulk_read_skips_unseen_products(
+    db, session: Session
+) -> None:
+    """An import checks its prices inside its own transaction (outlier check): the read must
+    see what the transaction wrote. On MariaDB the bulk reader (connectorx) works on its own
+    connection; it is only for committed data, and products created since the session's
+    snapshot are left out rather than breaking the read (two sources importing at once once
+    raised IndexError here)."""
+    first = validate_prices(pd.DataFrame({"sku": ["A"], "date": ["2026-01-01"], "price": ["1"]}))
+    with session.begin():
+        ten = catalog.get_or_create_tenant(session, "acme")
+        history.store_prices(session, ten.id, first)
+    with session.begin():
+        new = validate_prices(
+            pd.DataFrame({"sku": ["B", "A"], "date": ["2026-01-02"] * 2, "price": ["5", "2"]})
+        )
+        history.store_prices(session, ten.id, new)  # not committed yet
+        inside = history.load_prices(session, ten.id)
+        assert sorted(inside["sku"]) == ["A", "A", "B"]
+    with Session(db) as reader, reader.begin():
+        before = history.load_prices(reader, ten.id, committed=True)  # the snapshot starts here
+        with Session(db) as writer, writer.begin():
+            history.store_prices(
+                writer,
+                ten.id,
+                validate_prices(
+                    pd.DataFrame({"sku": ["C"], "date": ["2026-01-03"], "price": ["7"]})
+                ),
+            )
+        after = history.load_prices(reader, ten.id, committed=True)
+        assert len(before) == 3 and set(after["sku"]) <= {"A", "B", "C"}
+        assert after["price"].notna().all()
