@@ -105,13 +105,18 @@ class _LevelTransform(_BaseLagTransform):
     def update(self, ga) -> np.ndarray:
         # only the tail the statistic looks back on: a prediction step over the whole kept
         # history cost 10 ms per step and transform at 500 series (the backtest's 10 s)
-        data, indptr = _tails(np.asarray(ga.data), np.asarray(ga.indptr), self.update_samples)
+        data, indptr = np.asarray(ga.data), np.asarray(ga.indptr)
         sizes = np.diff(indptr)
         lag = self._lag_periods
-        if len(sizes) and (sizes == sizes[0]).all() and sizes[0] >= lag and self._has_rows:
-            # every tail as long: one row each, and the statistic along the rows (3x faster
-            # than over the flat array; the test of updates checks both agree)
-            return self._stat_rows(data.reshape(len(sizes), sizes[0]))[:, sizes[0] - lag]
+        if self._has_rows and len(sizes) and (sizes == sizes[0]).all():
+            # every series as long (as in a recursive forecast): one row each, the tail a view,
+            # and the statistic along the rows (3x faster than over the flat array; the test
+            # of updates checks both agree)
+            width = min(int(sizes[0]), self.update_samples)
+            if width >= lag:
+                rows = data.reshape(len(sizes), int(sizes[0]))[:, int(sizes[0]) - width :]
+                return self._stat_rows(rows)[:, width - lag]
+        data, indptr = _tails(data, indptr, self.update_samples)
         stat = self._stat(data, indptr)
         pos = indptr[1:] - lag
         ok = pos >= indptr[:-1]
@@ -186,6 +191,15 @@ def _drops(
     return idx, _group_starts(indptr, len(data)), drop, last
 
 
+def _drops_rows(rows: np.ndarray, threshold: float, on_level: bool) -> tuple[np.ndarray, ...]:
+    """``_drops`` for series of equal length, one per row: (columns, drop flags, last drop)."""
+    x = np.asarray(rows, dtype=np.float64)
+    if on_level:
+        x = np.nan_to_num(np.diff(x, axis=1, prepend=np.nan), nan=0.0)
+    drop = np.nan_to_num(x, nan=0.0) < -threshold
+    return np.arange(x.shape[1]), drop, _last_true_rows(drop)
+
+
 class SinceDrop(_LevelTransform):
     """Periods since the last change below ``-threshold`` typical moves (capped at ``window``):
     promotions come back on cycles that drift, so the time since the last one is what counts."""
@@ -198,6 +212,13 @@ class SinceDrop(_LevelTransform):
     def _stat(self, data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
         idx, starts, _, last = _drops(data, indptr, self.threshold, self.on_level)
         since = np.where(last >= starts, idx - last, self.window)
+        return np.minimum(since, self.window).astype(np.float64)
+
+    _has_rows = True
+
+    def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
+        cols, _, last = _drops_rows(rows, self.threshold, self.on_level)
+        since = np.where(last >= 0, cols - last, self.window)
         return np.minimum(since, self.window).astype(np.float64)
 
 
@@ -219,6 +240,17 @@ class DropGap(_LevelTransform):
         # prediction steps (which see the kept tail) compute what the training rows saw
         has = (last >= starts) & (idx - last <= self.window)
         gap = np.where(has, gap_at[np.maximum(last, 0)], self.window)
+        return np.minimum(gap, self.window).astype(np.float64)
+
+    _has_rows = True
+
+    def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
+        cols, drop, last = _drops_rows(rows, self.threshold, self.on_level)
+        before = np.full(last.shape, -1)
+        before[:, 1:] = last[:, :-1]
+        gap_at = np.where(drop & (before >= 0), cols - before, self.window)
+        has = (last >= 0) & (cols - last <= self.window)
+        gap = np.where(has, np.take_along_axis(gap_at, np.maximum(last, 0), axis=1), self.window)
         return np.minimum(gap, self.window).astype(np.float64)
 
     @property
