@@ -121,7 +121,7 @@ def train_global_lgbm_model(
         "horizon": settings.horizon,
         "features": model.features,
         "exogenous": model.exog,
-        "params": describe_params(params),
+        "params": describe_params(params, model.fcst),
         "metrics": model.metrics,
     }
     verdict = promotion_verdict(

@@ -157,10 +157,10 @@ def phase_mlforecast_same(url: str) -> dict:
     from procurement.forecast.features import spec_for
     from procurement.forecast.model import (
         ModelParams,
+        history_to_keep,
         make_forecaster,
         make_level_forecaster,
     )
-    from procurement.forecast.transforms import history_kept
 
     df = _prices(url)
     spec, params = spec_for("D"), ModelParams()
@@ -181,8 +181,7 @@ def phase_mlforecast_same(url: str) -> dict:
     cv = time.perf_counter() - t
     for make in (make_forecaster, make_level_forecaster):
         fcst = make(spec, params)
-        keep = history_kept(fcst.ts.transforms, spec.history_needed + 1)
-        feats = fcst.preprocess(df, static_features=[], keep_last_n=keep)
+        feats = fcst.preprocess(df, static_features=[], keep_last_n=history_to_keep(fcst, spec))
         if len(feats) > params.max_train_rows:
             feats = feats.sample(params.max_train_rows, random_state=params.seed)
             # the retrain's schedule for a sampled fit

@@ -14,7 +14,7 @@ from coreforecast.grouped_array import GroupedArray
 from procurement.data.synthetic import generate
 from procurement.forecast import model as M
 from procurement.forecast.features import spec_for
-from procurement.forecast.transforms import _LevelTransform, history_kept
+from procurement.forecast.transforms import _LevelTransform
 
 
 def _train(n: int = 24, days: int = 320) -> pd.DataFrame:
@@ -41,8 +41,7 @@ def test_sampled_fit_predicts_as_a_full_preprocess_would(make, monkeypatch) -> N
     monkeypatch.setattr(M.MLForecast, "fit_models", spy)
     sampled = M._fit_sampled(make(spec, params), train, spec, params)
     full = make(spec, params)
-    keep = history_kept(full.ts.transforms, spec.history_needed + 1)
-    feats = full.preprocess(train, static_features=[], keep_last_n=keep)
+    feats = full.preprocess(train, static_features=[], keep_last_n=M.history_to_keep(full, spec))
     (X,) = seen
     assert 0.8 * params.max_train_rows < len(X) <= 1.05 * params.max_train_rows
     # the groups' feature rows are the whole table's rows
@@ -56,6 +55,8 @@ def test_sampled_fit_predicts_as_a_full_preprocess_would(make, monkeypatch) -> N
     # a large catalog's schedule: half the trees at twice the rate
     assert sampled.models_["lgbm"].n_estimators == params.n_estimators // 2
     assert sampled.models_["lgbm"].learning_rate == 2 * params.learning_rate
+    # and the model's metadata records the schedule it was trained with
+    assert M.describe_params(params, sampled)["lgbm"]["n_estimators"] == params.n_estimators // 2
     # the prediction state: the same models on the full preprocess give the same forecast
     full.models_ = sampled.models_
     a = sampled.predict(14)
@@ -68,7 +69,7 @@ def test_sampled_fit_predicts_as_a_full_preprocess_would(make, monkeypatch) -> N
 def test_each_transform_update_needs_only_the_history_the_model_keeps(make) -> None:
     spec = spec_for("D")
     fcst = make(spec, M.ModelParams())
-    keep = history_kept(fcst.ts.transforms, spec.history_needed + 1)
+    keep = M.history_to_keep(fcst, spec)
     rng = np.random.default_rng(3)
     days = 3 * keep
     series = []

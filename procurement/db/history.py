@@ -617,9 +617,7 @@ def _with_sku(session: Session, tenant_id: int, df: pd.DataFrame, value: str) ->
     pos = np.searchsorted(ids[order], wanted)
     # a read of committed data (``_read(committed=True)``) can hold a product created since
     # this session's snapshot: leave its rows to the next read, which knows its sku
-    known = (pos < len(ids)) & (ids[order][np.minimum(pos, max(len(ids) - 1, 0))] == wanted)
-    if len(ids) == 0:
-        known = np.zeros(len(wanted), dtype=bool)
+    known = np.isin(wanted, ids)
     out = pd.DataFrame(
         {
             "sku": names[order][pos[known]],

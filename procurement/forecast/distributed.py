@@ -36,11 +36,11 @@ from procurement.forecast.model import (
     PriceModel,
     TrainingData,
     fit_price_model,
+    history_to_keep,
     make_forecaster,
     make_level_forecaster,
     prepare,
 )
-from procurement.forecast.transforms import history_kept
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -241,20 +241,20 @@ def fit_distributed(
         ddf = read_partitions(export_parquet(train, parquet_dir, parts_n))
     else:
         ddf = _in_memory(split_by_series(train, parts_n))
-    keep = history_kept(make_forecaster(spec, params).ts.transforms, spec.history_needed + 1)
     say(0.5, f"training LightGBM on {n_workers} Dask workers, {len(train):,} rows")
-    fcst = _distributed(make_forecaster(spec, params), params, client, threads)
-    fcst.fit(ddf, static_features=[], keep_last_n=keep)
+    change = make_forecaster(spec, params)
+    fcst = _distributed(change, params, client, threads)
+    fcst.fit(ddf, static_features=[], keep_last_n=history_to_keep(change, spec))
     level = None
     if base.level_fcst is not None:
         say(0.75, "training the level model on the cluster")
-        level = _distributed(make_level_forecaster(spec, params), params, client, threads)
+        local_level = make_level_forecaster(spec, params)
+        level = _distributed(local_level, params, client, threads)
         # as on one machine: the level model sees the drivers only where the model says so
         level_cols = list(train.columns) if base.level_exog else ["unique_id", "ds", "y"]
-        keep = history_kept(
-            make_level_forecaster(spec, params).ts.transforms, spec.history_needed + 1
+        level.fit(
+            ddf[level_cols], static_features=[], keep_last_n=history_to_keep(local_level, spec)
         )
-        level.fit(ddf[level_cols], static_features=[], keep_last_n=keep)
 
     say(0.9, "model trained")
     categories = dict(data.categories or {})

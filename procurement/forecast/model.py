@@ -612,6 +612,11 @@ def _drivers_as_of_cutoffs(
     return out
 
 
+def history_to_keep(fcst: MLForecast, spec: FreqSpec) -> int:
+    """Periods of each series a fitted forecaster keeps: every feature's look-back."""
+    return history_kept(fcst.ts.transforms, spec.history_needed + 1)
+
+
 SAMPLE_CHUNK_ROWS = 1_000_000  # rows of history turned into features at a time when sampling
 
 
@@ -627,7 +632,7 @@ def _fit_sampled(
     its target scaling, the running statistics of its lag transforms) comes from one pass over
     the history without the feature columns. 10,000 products x 730 days built a 7.3M-row table
     of 70 columns for the level model (10.1 GB peak) to keep 1.2M rows of it."""
-    keep = history_kept(fcst.ts.transforms, spec.history_needed + 1)
+    keep = history_to_keep(fcst, spec)
     if len(train) <= params.max_train_rows:
         feats = cast(pd.DataFrame, fcst.preprocess(train, static_features=[], keep_last_n=keep))
         fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
@@ -681,5 +686,8 @@ def _fit_state(fcst: MLForecast, train: pd.DataFrame, keep: int) -> None:
     del ts._restore_idxs, ts._sort_idxs
 
 
-def describe_params(params: ModelParams) -> dict[str, Any]:
-    return {**params.__dict__, "lgbm": params.lgbm().get_params()}
+def describe_params(params: ModelParams, fcst: MLForecast | None = None) -> dict[str, Any]:
+    """The parameters, with the LightGBM settings the fitted change model really used (a
+    sampled fit trains fewer trees at a higher rate than ``params`` says)."""
+    fitted = getattr(fcst, "models_", {}).get("lgbm") if fcst is not None else None
+    return {**params.__dict__, "lgbm": (fitted or params.lgbm()).get_params()}

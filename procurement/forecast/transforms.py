@@ -224,8 +224,8 @@ class SinceDrop(_LevelTransform):
 
 class DropGap(_LevelTransform):
     """Periods between the last two drops below ``-threshold`` typical moves (capped at
-    ``window``; ``window`` when the last is longer ago than that): with ``SinceDrop`` it tells the model when this product's next promotion is
-    due, whatever its own cycle."""
+    ``window``; ``window`` when the last is longer ago than that): with ``SinceDrop`` it tells
+    the model when this product's next promotion is due, whatever its own cycle."""
 
     def __init__(self, threshold: float, window: int, on_level: bool = False) -> None:
         self.threshold = threshold
@@ -245,12 +245,8 @@ class DropGap(_LevelTransform):
     _has_rows = True
 
     def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
-        cols, drop, last = _drops_rows(rows, self.threshold, self.on_level)
-        before = np.full(last.shape, -1)
-        before[:, 1:] = last[:, :-1]
-        gap_at = np.where(drop & (before >= 0), cols - before, self.window)
-        has = (last >= 0) & (cols - last <= self.window)
-        gap = np.where(has, np.take_along_axis(gap_at, np.maximum(last, 0), axis=1), self.window)
+        _, drop, last = _drops_rows(rows, self.threshold, self.on_level)
+        gap, _ = _last_gap_rows(drop, last, self.window, missing=self.window)
         return np.minimum(gap, self.window).astype(np.float64)
 
     @property
@@ -387,6 +383,21 @@ def _last_true_rows(flags: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(flags, cols, -1), axis=1)
 
 
+def _last_gap_rows(
+    flags: np.ndarray, last: np.ndarray, window: int, missing: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the gap between the last flag and the one before it (``missing`` when there
+    is none before it), and whether the last flag lies within ``window`` columns; where it does
+    not, the gap is ``missing`` too."""
+    cols = np.arange(flags.shape[1])
+    before = np.full(last.shape, -1)
+    before[:, 1:] = last[:, :-1]
+    gap_at = np.where(flags & (before >= 0), cols - before, missing)
+    has = (last >= 0) & (cols - last <= window)
+    gap = np.where(has, np.take_along_axis(gap_at, np.maximum(last, 0), axis=1), missing)
+    return gap, has
+
+
 class PromoSince(_LevelTransform):
     """Periods since the last promotion started (capped at ``window``)."""
 
@@ -435,13 +446,9 @@ class PromoDue(_LevelTransform):
     def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
         start = _shared_start_rows(rows, self.k, self.on_level, self.season)
         last = _last_true_rows(start)
-        cols = np.arange(rows.shape[1])
-        before = np.full(last.shape, -1)
-        before[:, 1:] = last[:, :-1]
-        gap_at = np.where(start & (before >= 0), cols - before, -1)
-        has = (last >= 0) & (cols - last <= self.window)
-        gap = np.where(has, np.take_along_axis(gap_at, np.maximum(last, 0), axis=1), -1)
-        due = np.where(has & (gap > 0) & (gap <= self.window), gap - (cols - last), self.window)
+        gap, has = _last_gap_rows(start, last, self.window, missing=-1)
+        since = np.arange(rows.shape[1]) - last
+        due = np.where(has & (gap > 0) & (gap <= self.window), gap - since, self.window)
         return np.clip(due, -self.window, self.window).astype(np.float64)
 
     @property
