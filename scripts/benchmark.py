@@ -170,6 +170,7 @@ def phase_mlforecast_same(url: str) -> dict:
     if len(ids) > params.backtest_series:
         ids = rng.choice(ids, params.backtest_series, replace=False)
     sample = df[df["unique_id"].isin(ids)]
+    params = params.for_rows(len(df))  # the retrain's schedule, for the backtest and the fits
     for make in (make_forecaster, make_level_forecaster):
         make(spec, params).cross_validation(
             sample,
@@ -184,10 +185,6 @@ def phase_mlforecast_same(url: str) -> dict:
         feats = fcst.preprocess(df, static_features=[], keep_last_n=history_to_keep(fcst, spec))
         if len(feats) > params.max_train_rows:
             feats = feats.sample(params.max_train_rows, random_state=params.seed)
-            # the retrain's schedule for a sampled fit
-            fcst.models["lgbm"].set_params(
-                n_estimators=params.n_estimators // 2, learning_rate=2 * params.learning_rate
-            )
         fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
         del feats
     return {"seconds": time.perf_counter() - t, "backtest_seconds": cv, "rows": len(df)}

@@ -121,6 +121,34 @@ def test_driver_moves_over_windows_use_values_up_to_the_day_before() -> None:
     np.testing.assert_allclose(x[f"drv_fx_chg_w{long_}"], 1.01**long_ - 1)
 
 
+def test_demand_ratio_is_recent_sales_over_their_longer_average_with_gaps_as_zero() -> None:
+    spec = spec_for("D")
+    rng = np.random.default_rng(4)
+    dates = pd.date_range("2026-01-01", periods=120, freq="D")
+    rows = [(u, d, float(rng.integers(0, 9))) for u in "AB" for d in dates if rng.random() < 0.6]
+    sales = pd.DataFrame(rows, columns=["unique_id", "ds", "quantity"])
+    sales = sales[~((sales["unique_id"] == "B") & (sales["ds"] < dates[50]))]  # B starts late
+    keys = pd.DataFrame({"unique_id": ["A"] * 60 + ["B"] * 60, "ds": list(dates[60:]) * 2})
+    x = driver_features(keys, spec, None, None, sales, dates[-1])
+    short, long_ = spec.windows
+    for lag in spec.driver_lags:
+        for uid in "AB":
+            daily = (
+                sales[sales["unique_id"] == uid]
+                .set_index("ds")["quantity"]
+                .reindex(
+                    pd.date_range(dates[0] - pd.Timedelta(days=200), dates[-1]), fill_value=0.0
+                )
+            )
+            ref = (
+                daily.rolling(short, min_periods=1).mean()
+                / daily.rolling(long_, min_periods=1).mean()
+            )
+            ref = ref.replace([np.inf], np.nan).shift(lag).reindex(dates[60:])
+            got = x.loc[x["unique_id"] == uid, f"demand_ratio_l{lag}"].to_numpy()
+            np.testing.assert_allclose(got, ref.to_numpy(), rtol=1e-9, equal_nan=True)
+
+
 def test_backtest_sees_drivers_as_known_at_each_cutoff_not_their_actual_moves() -> None:
     from procurement.forecast.model import TrainingData, _drivers_as_of_cutoffs, prepare
 

@@ -39,7 +39,7 @@ def test_sampled_fit_predicts_as_a_full_preprocess_would(make, monkeypatch) -> N
         return fit_models(self, X, y, *a, **k)
 
     monkeypatch.setattr(M.MLForecast, "fit_models", spy)
-    sampled = M._fit_sampled(make(spec, params), train, spec, params)
+    sampled = M._fit_sampled(make(spec, params.for_rows(len(train))), train, spec, params)
     full = make(spec, params)
     feats = full.preprocess(train, static_features=[], keep_last_n=M.history_to_keep(full, spec))
     (X,) = seen
@@ -94,3 +94,43 @@ def test_each_transform_update_needs_only_the_history_the_model_keeps(make) -> N
         np.testing.assert_allclose(got, want, err_msg=name)
         checked += 1
     assert checked >= 2
+
+
+def test_backtest_fits_the_schedule_of_the_final_fit(monkeypatch) -> None:
+    """A sampled fit trains fewer trees at a higher rate; the calibration backtest must judge
+    that model, not the slower one of a small catalog."""
+    train = _train(16, 300)
+    fitted: list[tuple[int, float]] = []
+    fit = M.lgb.LGBMRegressor.fit
+
+    def spy(self, *a, **k):
+        fitted.append((self.n_estimators, self.learning_rate))
+        return fit(self, *a, **k)
+
+    monkeypatch.setattr(M.lgb.LGBMRegressor, "fit", spy)
+    base = M.ModelParams(n_estimators=20, learning_rate=0.05)
+    for params, want in [
+        (base, (20, 0.05)),  # small: every row, the slower schedule
+        (M.dataclasses.replace(base, max_train_rows=len(train) // 3), (10, 0.1)),
+    ]:
+        fitted.clear()
+        M.fit_price_model(M.TrainingData(prices=train), "D", 14, params)
+        assert len(fitted) >= 3  # backtest of both models, then the final fits
+        assert set(fitted) == {want}
+
+
+def test_fits_side_by_side_give_the_models_of_fits_one_after_the_other(monkeypatch) -> None:
+    train = _train(16, 300)
+    params = M.ModelParams(n_estimators=20, max_train_rows=len(train) // 3)
+    together = M.fit_price_model(M.TrainingData(prices=train), "D", 14, params)
+    ran: list[str] = []
+
+    def in_turn(jobs):
+        ran.extend(jobs)
+        return {k: job() for k, job in jobs.items()}
+
+    monkeypatch.setattr(M, "side_by_side", in_turn)
+    alone = M.fit_price_model(M.TrainingData(prices=train), "D", 14, params)
+    assert ran.count("level") == 2  # the backtest and the final fit both had two models
+    pd.testing.assert_frame_equal(together.predict(), alone.predict())
+    assert together.metrics == alone.metrics

@@ -273,9 +273,23 @@ def _demand_ratio(
         level = hist.mean()
         factor = float((overrides or {}).get("demand", 1.0))
         wide.loc[future] = np.tile((level * factor).to_numpy(), (int(future.sum()), 1))
-    wide = wide.fillna(0.0)
-    long_mean = wide.rolling(long_, min_periods=1).mean()
-    return wide.rolling(short, min_periods=1).mean() / long_mean.where(long_mean > 0)
+    values = wide.fillna(0.0).to_numpy()
+    long_mean = _trailing_mean(values, long_)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # differences of running sums leave ~1e-13 where a window holds only zeros
+        ratio = np.where(long_mean > 1e-9, _trailing_mean(values, short) / long_mean, np.nan)
+    return pd.DataFrame(ratio, index=wide.index, columns=wide.columns)
+
+
+def _trailing_mean(mat: np.ndarray, window: int) -> np.ndarray:
+    """Mean over the last ``window`` rows (fewer at the start), down every column at once.
+
+    pandas' rolling mean of a wide frame runs column by column: 2.6 s for 10,000 products."""
+    csum = np.cumsum(mat, axis=0)
+    out = csum.copy()
+    out[window:] -= csum[:-window]
+    count = np.minimum(np.arange(1, len(mat) + 1), window).astype(float)
+    return out / count[:, None]
 
 
 def _safe(name: str) -> str:

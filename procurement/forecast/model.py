@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -58,6 +59,19 @@ class ModelParams:
     max_train_rows: int = 1_200_000  # LightGBM sees a random sample of at most this many rows
     backtest_series: int = 500  # the calibration backtest runs on a sample of this many series
     seed: int = 42
+
+    def for_rows(self, n_rows: int) -> ModelParams:
+        """The settings for a training table of ``n_rows``: above ``max_train_rows`` (a sampled
+        fit) half the trees at twice the rate. On 4,000 products x 730 days the holdout
+        MASE/naive was 0.864 against 0.871 with 200 trees at 0.05 (backtest 1.3% worse), in 38 s
+        instead of 65 s; small catalogs keep the slower schedule, which found 3-4 points more
+        of the oracle saving on 60-product backtests. The backtest uses the same settings as
+        the final fit, so it judges the model the buyer gets."""
+        if n_rows <= self.max_train_rows:
+            return self
+        return dataclasses.replace(
+            self, n_estimators=max(1, self.n_estimators // 2), learning_rate=2 * self.learning_rate
+        )
 
     def lgbm(self) -> lgb.LGBMRegressor:
         return lgb.LGBMRegressor(
@@ -398,6 +412,7 @@ def fit_price_model(
         lengths = lengths.drop(short.index)
     n_windows = _backtest_windows(lengths, spec, horizon, params.conformal_windows)
     train = frame.drop(columns=["observed"])
+    params = params.for_rows(len(train))
     say(0.15, f"backtesting on the last {n_windows} x {horizon} periods")
     ids = frame["unique_id"].unique()
     if len(ids) > params.backtest_series:
@@ -408,15 +423,17 @@ def fit_price_model(
         cv_frame = frame[frame["unique_id"].isin(ids)]
     else:
         cv_train, cv_frame = train, frame
-    cv = _cross_validation(
-        lambda: make_forecaster(spec, params), cv_train, spec, data, exog, n_windows, horizon
-    ).rename(columns={"lgbm": "change"})
     # the level model works on log prices: only where every price is positive
     positive = bool((train["y"] > 0).all())
+    backtests: dict[str, Callable[[], pd.DataFrame]] = {
+        "change": lambda: _cross_validation(
+            lambda: make_forecaster(spec, params), cv_train, spec, data, exog, n_windows, horizon
+        )
+    }
     if positive:
         # on the price alone: with the drivers as well it cost +77% CPU time to fit at 10,000
         # products (the drivers reach the forecast through the change model)
-        level_cv = _cross_validation(
+        backtests["level"] = lambda: _cross_validation(
             lambda: make_level_forecaster(spec, params),
             cv_train[["unique_id", "ds", "y"]],
             spec,
@@ -425,6 +442,10 @@ def fit_price_model(
             n_windows,
             horizon,
         )
+    done = side_by_side(backtests)
+    cv = done["change"].rename(columns={"lgbm": "change"})
+    if positive:
+        level_cv = done["level"]
         cv = cv.merge(
             level_cv[["unique_id", "ds", "cutoff", "lgbm"]].rename(columns={"lgbm": "level"}),
             on=["unique_id", "ds", "cutoff"],
@@ -471,15 +492,17 @@ def fit_price_model(
         "min_saving_pct": policy.min_saving_pct,
     }
     metrics["policy_backtest"] = policy_table
-    say(0.5, f"training LightGBM on {len(train):,} rows x {len(exog)} drivers")
-    fcst = _fit_sampled(make_forecaster(spec, params), train, spec, params)
-    level_fcst = None
     needs_level = any(v[1] > 0 for v in trust.values()) or trust_default[1] > 0
+    fits: dict[str, Callable[[], MLForecast]] = {
+        "change": lambda: _fit_sampled(make_forecaster(spec, params), train, spec, params)
+    }
     if positive and needs_level:
-        say(0.75, "training the level model")
-        level_fcst = _fit_sampled(
+        fits["level"] = lambda: _fit_sampled(
             make_level_forecaster(spec, params), train[["unique_id", "ds", "y"]], spec, params
         )
+    say(0.5, f"training LightGBM: {' and '.join(fits)} models on {len(train):,} rows")
+    fitted = side_by_side(fits)
+    fcst, level_fcst = fitted["change"], fitted.get("level")
     say(0.9, "model trained")
     last_date = frame["ds"].max()
     tail_start = last_date - pd.tseries.frequencies.to_offset(spec.freq) * (
@@ -516,6 +539,18 @@ def fit_price_model(
         level_fcst=level_fcst,
         record=record,
     )
+
+
+def side_by_side(jobs: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Run independent fits at the same time. Each alternates Python (features, pandas) with
+    LightGBM, which releases the GIL: one fit's trees grow while the other builds its features
+    (10,000 products: both final fits 66 -> 46 s, +1.1 GB). The models do not share state and
+    LightGBM is deterministic, so the results are those of running them one after the other."""
+    if len(jobs) < 2:
+        return {k: job() for k, job in jobs.items()}
+    with ThreadPoolExecutor(len(jobs), thread_name_prefix="fit") as pool:
+        futures = {k: pool.submit(job) for k, job in jobs.items()}
+        return {k: f.result() for k, f in futures.items()}
 
 
 STALE_WEEKS = 16  # a backtest model forecasts at most this far past the data it was fitted on
@@ -637,14 +672,6 @@ def _fit_sampled(
         feats = cast(pd.DataFrame, fcst.preprocess(train, static_features=[], keep_last_n=keep))
         fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
         return fcst
-    # A large catalog: half the trees at twice the rate. On 4,000 products x 730 days the
-    # holdout MASE/naive was 0.864 against 0.871 with 200 trees at 0.05 (backtest 1.3% worse),
-    # in 38 s instead of 65 s; small catalogs keep the slower schedule, which found 3-4 points
-    # more of the oracle saving on 60-product backtests.
-    lgbm = fcst.models["lgbm"]
-    lgbm.set_params(
-        n_estimators=max(1, params.n_estimators // 2), learning_rate=2 * params.learning_rate
-    )
     if not train["unique_id"].is_monotonic_increasing:
         train = train.sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)
     frac = params.max_train_rows / len(train)
