@@ -134,3 +134,30 @@ def test_fits_side_by_side_give_the_models_of_fits_one_after_the_other(monkeypat
     assert ran.count("level") == 2  # the backtest and the final fit both had two models
     pd.testing.assert_frame_equal(together.predict(), alone.predict())
     assert together.metrics == alone.metrics
+
+
+@pytest.mark.parametrize("make", [M.make_forecaster, M.make_level_forecaster])
+def test_one_column_of_a_statistic_equals_that_column_of_the_whole_matrix(make) -> None:
+    """Prediction steps compute only the column they read (``_stat_at``)."""
+    spec = spec_for("D")
+    fcst = make(spec, M.ModelParams())
+    rng = np.random.default_rng(8)
+    width = 200
+    rows = np.cumsum(rng.normal(0, 0.05, (60, width)), axis=1)
+    for r in range(0, 60, 3):  # promotions (and drops of changes) at random places, some rows none
+        for start in rng.integers(0, width, int(rng.integers(0, 6))):
+            rows[r, start : start + 3] -= rng.uniform(0.3, 1.5)
+    rows[1:4] = 0.0  # flat rows: no drop at all
+    changes = np.diff(rows, axis=1, prepend=0.0) * 10  # the change model's scaled changes
+    checked = 0
+    for name, tfm in fcst.ts.transforms.items():
+        if not (isinstance(tfm, _LevelTransform) and tfm._has_rows):
+            continue
+        data = rows if getattr(tfm, "on_level", False) else changes
+        whole = tfm._stat_rows(data)
+        for col in [0, 1, 7, 56, 120, width - 2, width - 1]:
+            np.testing.assert_allclose(
+                tfm._stat_at(data, col), whole[:, col], err_msg=f"{name} {col}"
+            )
+        checked += 1
+    assert checked >= 2

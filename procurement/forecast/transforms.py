@@ -98,6 +98,11 @@ class _LevelTransform(_BaseLagTransform):
         """``_stat`` of series of equal length, one per row."""
         raise NotImplementedError
 
+    def _stat_at(self, rows: np.ndarray, col: int) -> np.ndarray:
+        """``_stat_rows(rows)[:, col]``: a prediction step needs one column of the statistic,
+        and most need far less work for it than for the whole matrix."""
+        return self._stat_rows(rows)[:, col]
+
     def transform(self, ga) -> np.ndarray:
         data, indptr = np.asarray(ga.data), np.asarray(ga.indptr)
         return _shift(self._stat(data, indptr), indptr, self._lag_periods)
@@ -115,7 +120,7 @@ class _LevelTransform(_BaseLagTransform):
             width = min(int(sizes[0]), self.update_samples)
             if width >= lag:
                 rows = data.reshape(len(sizes), int(sizes[0]))[:, int(sizes[0]) - width :]
-                return self._stat_rows(rows)[:, width - lag]
+                return self._stat_at(rows, width - lag)
         data, indptr = _tails(data, indptr, self.update_samples)
         stat = self._stat(data, indptr)
         pos = indptr[1:] - lag
@@ -154,6 +159,9 @@ class BelowHigh(_LevelTransform):
     def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
         return _level_vs_window_rows(rows, self.window, np.fmax)
 
+    def _stat_at(self, rows: np.ndarray, col: int) -> np.ndarray:
+        return _level_vs_window_at(rows, self.window, np.fmax, col)
+
 
 class AboveLow(_LevelTransform):
     """Level minus its minimum over the last ``window`` periods (0 at a low, positive above)."""
@@ -168,6 +176,9 @@ class AboveLow(_LevelTransform):
 
     def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
         return _level_vs_window_rows(rows, self.window, np.fmin)
+
+    def _stat_at(self, rows: np.ndarray, col: int) -> np.ndarray:
+        return _level_vs_window_at(rows, self.window, np.fmin, col)
 
 
 def _changes(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
@@ -191,13 +202,17 @@ def _drops(
     return idx, _group_starts(indptr, len(data)), drop, last
 
 
-def _drops_rows(rows: np.ndarray, threshold: float, on_level: bool) -> tuple[np.ndarray, ...]:
-    """``_drops`` for series of equal length, one per row: (columns, drop flags, last drop)."""
+def _drop_flags_rows(rows: np.ndarray, threshold: float, on_level: bool) -> np.ndarray:
     x = np.asarray(rows, dtype=np.float64)
     if on_level:
         x = np.nan_to_num(np.diff(x, axis=1, prepend=np.nan), nan=0.0)
-    drop = np.nan_to_num(x, nan=0.0) < -threshold
-    return np.arange(x.shape[1]), drop, _last_true_rows(drop)
+    return np.nan_to_num(x, nan=0.0) < -threshold
+
+
+def _drops_rows(rows: np.ndarray, threshold: float, on_level: bool) -> tuple[np.ndarray, ...]:
+    """``_drops`` for series of equal length, one per row: (columns, drop flags, last drop)."""
+    drop = _drop_flags_rows(rows, threshold, on_level)
+    return np.arange(drop.shape[1]), drop, _last_true_rows(drop)
 
 
 class SinceDrop(_LevelTransform):
@@ -220,6 +235,12 @@ class SinceDrop(_LevelTransform):
         cols, _, last = _drops_rows(rows, self.threshold, self.on_level)
         since = np.where(last >= 0, cols - last, self.window)
         return np.minimum(since, self.window).astype(np.float64)
+
+    def _stat_at(self, rows: np.ndarray, col: int) -> np.ndarray:
+        last, _ = _last_two_true(
+            _drop_flags_rows(rows[:, : col + 1], self.threshold, self.on_level), col
+        )
+        return _since_at(last, col, self.window)
 
 
 class DropGap(_LevelTransform):
@@ -247,6 +268,12 @@ class DropGap(_LevelTransform):
     def _stat_rows(self, rows: np.ndarray) -> np.ndarray:
         _, drop, last = _drops_rows(rows, self.threshold, self.on_level)
         gap, _ = _last_gap_rows(drop, last, self.window, missing=self.window)
+        return np.minimum(gap, self.window).astype(np.float64)
+
+    def _stat_at(self, rows: np.ndarray, col: int) -> np.ndarray:
+        drop = _drop_flags_rows(rows[:, : col + 1], self.threshold, self.on_level)
+        last, prev = _last_two_true(drop, col)
+        gap = _gap_at(last, prev, col, self.window, missing=self.window)
         return np.minimum(gap, self.window).astype(np.float64)
 
     @property
@@ -283,6 +310,39 @@ def _level_vs_window_rows(rows: np.ndarray, window: int, op) -> np.ndarray:
         best = op(best, _shift_rows(best, step))
         span += step
     return level - best
+
+
+def _level_vs_window_at(rows: np.ndarray, window: int, op, col: int) -> np.ndarray:
+    """``_level_vs_window_rows(...)[:, col]``: one reduction over the window."""
+    level = np.cumsum(np.nan_to_num(np.asarray(rows[:, : col + 1], dtype=np.float64)), axis=1)
+    return level[:, col] - op.reduce(level[:, max(0, col - window + 1) :], axis=1)
+
+
+def _last_two_true(flags: np.ndarray, col: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the column of the last True at or before ``col`` and of the one before it
+    (-1 where there is none)."""
+    back = flags[:, col::-1]  # column col first
+    rows = np.arange(len(flags))
+    first = np.argmax(back, axis=1)
+    has = back[rows, first]
+    last = np.where(has, col - first, -1)
+    rest = back.copy()
+    rest[rows, first] = False
+    second = np.argmax(rest, axis=1)
+    prev = np.where(has & rest[rows, second], col - second, -1)
+    return last, prev
+
+
+def _since_at(last: np.ndarray, col: int, window: int) -> np.ndarray:
+    since = np.where(last >= 0, col - last, window)
+    return np.minimum(since, window).astype(np.float64)
+
+
+def _gap_at(last: np.ndarray, prev: np.ndarray, col: int, window: int, missing: int) -> np.ndarray:
+    """``_last_gap_rows``' gap at ``col``: between the last two flags, ``missing`` when there is
+    no flag before the last one or the last lies more than ``window`` columns back."""
+    has = (last >= 0) & (col - last <= window)
+    return np.where(has & (prev >= 0), last - prev, missing)
 
 
 def _rolling_mean(x: np.ndarray, indptr: np.ndarray, window: int) -> np.ndarray:
@@ -360,6 +420,11 @@ def _promo_start_rows(rows: np.ndarray, k: float, on_level: bool, season: int) -
 _SHARED = threading.local()
 
 
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    ai, bi = a.__array_interface__, b.__array_interface__
+    return bool(ai["data"] == bi["data"] and ai["strides"] == bi["strides"] and a.dtype == b.dtype)
+
+
 def _shared_start_rows(rows: np.ndarray, k: float, on_level: bool, season: int) -> np.ndarray:
     """``_promo_start_rows``, computed once per prediction step for PromoSince and PromoDue
     (both read the same tails; per thread, since many buyers predict at once)."""
@@ -369,7 +434,9 @@ def _shared_start_rows(rows: np.ndarray, k: float, on_level: bool, season: int) 
         hit is not None
         and hit[0] == key
         and hit[1].shape == rows.shape
-        and np.array_equal(hit[1], rows, equal_nan=True)
+        # the same view of the same buffer (the cache holds it, so its memory is not reused)
+        # or equal values
+        and (_same_view(hit[1], rows) or np.array_equal(hit[1], rows, equal_nan=True))
     ):
         return hit[2]
     starts = _promo_start_rows(rows, k, on_level, season)
@@ -416,6 +483,11 @@ class PromoSince(_LevelTransform):
         since = np.where(last >= 0, np.arange(rows.shape[1]) - last, self.window)
         return np.minimum(since, self.window).astype(np.float64)
 
+    def _stat_at(self, rows: np.ndarray, col: int) -> np.ndarray:
+        start = _shared_start_rows(rows, self.k, self.on_level, self.season)
+        last, _ = _last_two_true(start, col)
+        return _since_at(last, col, self.window)
+
     @property
     def update_samples(self) -> int:
         # PromoDue's look-back (this one needs window + 56 + season + lag + 2): both then read
@@ -449,6 +521,14 @@ class PromoDue(_LevelTransform):
         gap, has = _last_gap_rows(start, last, self.window, missing=-1)
         since = np.arange(rows.shape[1]) - last
         due = np.where(has & (gap > 0) & (gap <= self.window), gap - since, self.window)
+        return np.clip(due, -self.window, self.window).astype(np.float64)
+
+    def _stat_at(self, rows: np.ndarray, col: int) -> np.ndarray:
+        start = _shared_start_rows(rows, self.k, self.on_level, self.season)
+        last, prev = _last_two_true(start, col)
+        has = (last >= 0) & (col - last <= self.window)
+        gap = _gap_at(last, prev, col, self.window, missing=-1)
+        due = np.where(has & (gap > 0) & (gap <= self.window), gap - (col - last), self.window)
         return np.clip(due, -self.window, self.window).astype(np.float64)
 
     @property
