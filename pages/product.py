@@ -116,9 +116,15 @@ def what_if() -> None:
         c2.metric(
             f"Forecast on {rec['buy_date']:%a %d %b}" if not rec["buy_now"] else "Buy today",
             money(rec["buy_price"], cur, 2),
-            f"{-rec['saving_pct']:.1f}% vs today" if not rec["buy_now"] else None,
+            f"{(rec['buy_price'] / rec['first_price'] - 1) * 100:+.1f}% vs today"
+            if not rec["buy_now"] and rec["first_price"]
+            else None,
             delta_color="inverse",
-            help="The expected price on the buy day, and how much below today's it is.",
+            help=(
+                "The forecast price on the buy day, and how far it is from today's. The saving "
+                "beside it is what to expect: the forecast's gap weighed by how often such "
+                "forecasts came true in the backtest."
+            ),
         )
         c3.metric(
             f"Saving for {qty:,.0f} {row['unit'] or 'units'}",

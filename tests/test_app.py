@@ -102,6 +102,28 @@ def test_product_page_what_if_on_the_products_own_driver_moves_its_forecast(app_
     assert after[-1] > before[-1]
 
 
+def test_product_page_forecast_delta_is_the_gap_between_the_numbers_it_shows(app_env) -> None:
+    import re
+
+    recs = _app("pages/recommendations.py").dataframe[0].value
+    wait = recs[recs["buy_date"] > recs["buy_date"].min()]
+    assert len(wait)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    login_as(at, "buyer")
+    at.query_params["sku"] = str(wait.iloc[0]["sku"])
+    at.run()
+    at.switch_page("pages/product.py").run()
+
+    def number(text: str) -> float:
+        return float(re.sub(r"[^0-9.\-]", "", text.replace("\u2212", "-")))
+
+    today = next(m for m in at.metric if m.label == "Price today")
+    shown = next(m for m in at.metric if m.label.startswith("Forecast on"))
+    gap = (number(shown.value) / number(today.value) - 1) * 100
+    assert shown.delta.endswith("% vs today")
+    assert abs(number(shown.delta.split("%")[0]) - gap) < 0.1 + 0.01 * abs(gap)
+
+
 def test_recommendations_filter_by_category(app_env) -> None:
     at = _app("pages/recommendations.py")
     total = len(at.dataframe[0].value)

@@ -225,3 +225,23 @@ def test_backtest_refits_weekly_windows_and_matches_mlforecast_when_one_fit_suff
             assert not np.allclose(got.loc[late, "lgbm"], want.loc[late, "lgbm"])
             early = got["cutoff"] < got["cutoff"].min() + pd.Timedelta(weeks=STALE_WEEKS)
             np.testing.assert_allclose(got.loc[early, "lgbm"], want.loc[early, "lgbm"])
+
+
+def test_last_recent_scale_is_the_per_row_scale_at_each_series_end() -> None:
+    from procurement.forecast.calibration import last_recent_scale, recent_scale
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i, kind in enumerate(["walk", "flat", "flat_end", "short"]):
+        n = 12 if kind == "short" else 200
+        y = 50 + np.cumsum(rng.normal(0, 1, n))
+        if kind == "flat":
+            y[:] = 7.0
+        if kind == "flat_end":
+            y[-40:] = y[-41]  # volatile, then a flat last window: falls back to its whole scale
+        rows.append(pd.DataFrame({"unique_id": f"P{i}", "ds": pd.RangeIndex(n), "y": y}))
+    frame = pd.concat(rows, ignore_index=True)
+    for window in (7, 28):
+        want = recent_scale(frame, window).groupby("unique_id", sort=False)["scale"].last()
+        got = last_recent_scale(frame, window)
+        pd.testing.assert_series_equal(got, want, check_names=False)

@@ -161,3 +161,23 @@ def test_one_column_of_a_statistic_equals_that_column_of_the_whole_matrix(make) 
             )
         checked += 1
     assert checked >= 2
+
+
+def test_prepare_in_groups_of_series_gives_the_whole_table(monkeypatch) -> None:
+    """A large catalog is put on its calendar and given its drivers a group of series at a
+    time: the same table as all at once, whatever the input order, with products without
+    sales and series with gaps."""
+    from conftest import training_data
+
+    data = training_data(generate(30, 200, seed=9, end=dt.date(2026, 6, 30)))
+    rng = np.random.default_rng(2)
+    prices = data.prices.drop(index=rng.choice(len(data.prices), 300, replace=False))  # gaps
+    prices = prices.sample(frac=1.0, random_state=1)  # any order
+    sales = data.sales[~data.sales["unique_id"].isin(prices["unique_id"].unique()[:8])]
+    data = M.TrainingData(prices, data.drivers, sales, data.categories)
+    whole, _, exog = M.prepare(data, "D", 150)
+    monkeypatch.setattr(M, "PREPARE_CHUNK_ROWS", 700)  # groups of about 4 series
+    grouped, _, exog_grouped = M.prepare(data, "D", 150)
+    assert exog_grouped == exog and any(c.startswith("demand") for c in exog)
+    pd.testing.assert_frame_equal(grouped, whole)
+    assert whole["demand_ratio_l1"].isna().sum() >= 8 * 100  # the products without sales

@@ -33,6 +33,16 @@ def series_scale(frame: pd.DataFrame) -> pd.Series:
 def recent_scale(frame: pd.DataFrame, window: int) -> pd.DataFrame:
     """Mean absolute one-period change over the last ``window`` periods, at every row
     (``unique_id, ds, scale``). Intervals scaled by it widen when a market turns volatile."""
+    roll = _rolling_abs_change(frame, window)
+    full = series_scale(frame)
+    out = frame[["unique_id", "ds"]].copy()
+    out["scale"] = roll
+    fallback = out["unique_id"].map(full)
+    out["scale"] = out["scale"].where(out["scale"] > 0, fallback)
+    return out
+
+
+def _rolling_abs_change(frame: pd.DataFrame, window: int) -> np.ndarray:
     # rolling mean within each series from cumulative sums: no per-series Python loop
     ids = frame["unique_id"].to_numpy()
     y = frame["y"].to_numpy(dtype=float)
@@ -49,13 +59,18 @@ def recent_scale(frame: pd.DataFrame, window: int) -> pd.DataFrame:
     s_lo = np.where(lo >= 0, cs[np.maximum(lo, 0)], 0.0)
     n_lo = np.where(lo >= 0, cn[np.maximum(lo, 0)], 0)
     cnt = cn - n_lo
-    roll = np.where(cnt >= 5, (cs - s_lo) / np.maximum(cnt, 1), np.nan)
-    full = series_scale(frame)
-    out = frame[["unique_id", "ds"]].copy()
-    out["scale"] = roll
-    fallback = out["unique_id"].map(full)
-    out["scale"] = out["scale"].where(out["scale"] > 0, fallback)
-    return out
+    return np.where(cnt >= 5, (cs - s_lo) / np.maximum(cnt, 1), np.nan)
+
+
+def last_recent_scale(frame: pd.DataFrame, window: int) -> pd.Series:
+    """``recent_scale`` at each series' last row: from the last ``window + 1`` rows of each
+    series (the fallback, the whole series' scale, from all of them), without the per-row
+    table (3.5 GB on 50,000 products x 730 days)."""
+    from_end = frame.groupby("unique_id", sort=False).cumcount(ascending=False).to_numpy()
+    tail = frame[["unique_id", "y"]].iloc[np.flatnonzero(from_end <= window)]
+    roll = pd.Series(_rolling_abs_change(tail, window), index=tail["unique_id"].to_numpy())
+    roll = roll.groupby(level=0, sort=False).last()
+    return roll.where(roll > 0, series_scale(frame).reindex(roll.index))
 
 
 def add_naive(cv: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
@@ -376,8 +391,10 @@ class Calibration:
             # over every backtested product, which is always a large sample
             naive = _with_errors(cv.assign(lgbm=cv["naive"]), rs)
             pools["naive"] = PoolCalibration.fit(naive, horizon, centered=True)
-        rs_all = rs if all_frame is None else recent_scale(all_frame, vol_window)
-        scale = rs_all.groupby("unique_id", sort=False)["scale"].last()
+        if all_frame is None:
+            scale = rs.groupby("unique_id", sort=False)["scale"].last()
+        else:
+            scale = last_recent_scale(all_frame, vol_window)
         calib = cls(
             scale={k: float(v) for k, v in scale.items()}, pools=pools, vol_window=vol_window
         )

@@ -234,7 +234,7 @@ def driver_features(
                 vals[has] = m[pos[has], which[has]]
                 cols[name] = vals
 
-    if sales is not None and len(sales):
+    if sales is not None:  # even without rows here: a group of series without sales
         ratio = _demand_ratio(sales, cal, spec, last_known, overrides)
         prod_pos = pd.Index(ratio.columns).get_indexer(out["unique_id"])
         has = prod_pos >= 0

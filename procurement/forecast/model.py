@@ -355,20 +355,84 @@ class PriceModel:
         return df.sort_values("gain", ascending=False, ignore_index=True)
 
 
+PREPARE_CHUNK_ROWS = 3_000_000  # rows of history put on the calendar and given drivers at a time
+
+
 def prepare(
     data: TrainingData, freq: str, max_history: int | None
 ) -> tuple[pd.DataFrame, FreqSpec, list[str]]:
-    """Regular calendar, history cap and exogenous columns; returns (frame, spec, exog names)."""
+    """Regular calendar, history cap and exogenous columns; returns (frame, spec, exog names).
+
+    Done for groups of series at a time (every step is per series, with the company's last
+    date for the drivers), the exogenous columns written into one preallocated matrix: on
+    50,000 products x 730 days the whole-table version needed 16 GB on top of its input."""
     spec = spec_for(freq)
-    panel = regularize(data.prices, freq)
-    if max_history:
-        panel = panel.groupby("unique_id", sort=False).tail(max_history).reset_index(drop=True)
-    last = panel["ds"].max()
-    feats = driver_features(panel, spec, data.drivers, data.categories, data.sales, last)
-    exog = [c for c in feats.columns if c not in ("unique_id", "ds")]
-    # driver_features keeps the row order of its keys: no join needed
-    frame = pd.concat([panel, feats[exog].set_axis(panel.index)], axis=1) if exog else panel
+    prices = data.prices
+    groups = _series_groups(prices["unique_id"], PREPARE_CHUNK_ROWS)
+    sales_groups = (
+        _series_groups(data.sales["unique_id"], 0, like=groups)
+        if data.sales is not None and len(data.sales) and len(groups.rows) > 1
+        else None
+    )
+    panels = []
+    for rows in groups.rows:
+        panel = regularize(prices.iloc[rows] if len(groups.rows) > 1 else prices, freq)
+        if max_history:
+            panel = panel.groupby("unique_id", sort=False).tail(max_history)
+        panels.append(panel.reset_index(drop=True))
+    last = max(p["ds"].max() for p in panels)
+    frame = panels[0] if len(panels) == 1 else pd.concat(panels, ignore_index=True)
+    exog: list[str] = []
+    matrix: np.ndarray | None = None
+    at = 0
+    for i, panel in enumerate(panels):
+        sales = data.sales
+        if sales_groups is not None and sales is not None:
+            sales = sales.iloc[sales_groups.rows[i]]
+        feats = driver_features(panel, spec, data.drivers, data.categories, sales, last)
+        if matrix is None:
+            exog = [c for c in feats.columns if c not in ("unique_id", "ds")]
+            if not exog:
+                break
+            matrix = np.empty((len(exog), len(frame)))
+        # driver_features keeps the row order of its keys: no join needed
+        for j, col in enumerate(exog):
+            matrix[j, at : at + len(panel)] = (
+                feats[col].to_numpy(dtype=float) if col in feats else np.nan
+            )
+        at += len(panel)
+        panels[i] = None  # each group's panel freed once used
+    for j, col in enumerate(exog):
+        frame[col] = matrix[j]  # type: ignore[index]
     return frame, spec, exog
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Row positions of groups of whole series, in the order of their sorted ids."""
+
+    rows: list[np.ndarray | slice]
+    group_of: dict[Any, int]
+
+
+def _series_groups(ids: pd.Series, max_rows: int, like: _Groups | None = None) -> _Groups:
+    """Groups of series of about ``max_rows`` rows (or the groups of ``like`` by id)."""
+    codes, uniques = pd.factorize(ids, sort=True)
+    if like is None:
+        sizes = np.bincount(codes, minlength=len(uniques))
+        per = np.cumsum(sizes) // max(max_rows, 1)  # group of each series, by position
+        group_of_code = np.unique(per, return_inverse=True)[1].astype(np.int64)
+        group_of = dict(zip(uniques, group_of_code.tolist(), strict=True))
+    else:
+        group_of = like.group_of
+        group_of_code = np.array([group_of.get(u, -1) for u in uniques], dtype=np.int64)
+    n_groups = (max(group_of.values()) + 1) if group_of else 1
+    if n_groups <= 1:
+        return _Groups([slice(None)], group_of)
+    of_row = group_of_code[codes]
+    order = np.argsort(of_row, kind="stable")
+    bounds = np.searchsorted(of_row[order], np.arange(n_groups + 1))
+    return _Groups([order[a:b] for a, b in itertools.pairwise(bounds)], group_of)
 
 
 def _backtest_windows(lengths: pd.Series, spec: FreqSpec, horizon: int, wanted: int) -> int:
@@ -411,7 +475,10 @@ def fit_price_model(
         frame = frame[~frame["unique_id"].isin(short.index)].reset_index(drop=True)
         lengths = lengths.drop(short.index)
     n_windows = _backtest_windows(lengths, spec, horizon, params.conformal_windows)
-    train = frame.drop(columns=["observed"])
+    # the flag of filled rows leaves the table in place (a copy without it was the size of the
+    # whole table); from here ``frame`` is what the models see: prices and drivers
+    observed = frame.pop("observed")
+    train = frame
     params = params.for_rows(len(train))
     say(0.15, f"backtesting on the last {n_windows} x {horizon} periods")
     ids = frame["unique_id"].unique()
@@ -419,10 +486,12 @@ def fit_price_model(
         # pooled calibration needs many errors, not every product: a random sample is enough
         rng = np.random.default_rng(params.seed)
         ids = rng.choice(ids, params.backtest_series, replace=False)
-        cv_train = train[train["unique_id"].isin(ids)]
-        cv_frame = frame[frame["unique_id"].isin(ids)]
+        mask = train["unique_id"].isin(ids).to_numpy()
+        cv_train = train[mask]
     else:
-        cv_train, cv_frame = train, frame
+        mask = np.ones(len(train), dtype=bool)
+        cv_train = train
+    cv_frame = train.loc[mask, ["unique_id", "ds", "y"]].assign(observed=observed.to_numpy()[mask])
     # the level model works on log prices: only where every price is positive
     positive = bool((train["y"] > 0).all())
     backtests: dict[str, Callable[[], pd.DataFrame]] = {
@@ -435,7 +504,7 @@ def fit_price_model(
         # products (the drivers reach the forecast through the change model)
         backtests["level"] = lambda: _cross_validation(
             lambda: make_level_forecaster(spec, params),
-            cv_train[["unique_id", "ds", "y"]],
+            price_only(cv_train),
             spec,
             data,
             [],
@@ -498,7 +567,7 @@ def fit_price_model(
     }
     if positive and needs_level:
         fits["level"] = lambda: _fit_sampled(
-            make_level_forecaster(spec, params), train[["unique_id", "ds", "y"]], spec, params
+            make_level_forecaster(spec, params), price_only(train), spec, params
         )
     say(0.5, f"training LightGBM: {' and '.join(fits)} models on {len(train):,} rows")
     fitted = side_by_side(fits)
@@ -539,6 +608,12 @@ def fit_price_model(
         level_fcst=level_fcst,
         record=record,
     )
+
+
+def price_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """The id, date and price columns of ``frame`` as a view (``frame[[...]]`` copies them:
+    0.9 GB on 50,000 products x 730 days)."""
+    return pd.DataFrame({c: frame[c] for c in ("unique_id", "ds", "y")}, copy=False)
 
 
 def side_by_side(jobs: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
@@ -680,15 +755,20 @@ def _fit_sampled(
     bounds = [*starts[::per_chunk], len(train)]
     parts = []
     for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-        part = copy.deepcopy(fcst).preprocess(
+        local = copy.deepcopy(fcst)
+        part = local.preprocess(
             train.iloc[a:b], static_features=[], keep_last_n=keep, validate_data=False
         )
-        part = cast(pd.DataFrame, part)
-        parts.append(part.sample(frac=frac, random_state=params.seed + i))
+        part = cast(pd.DataFrame, part).sample(frac=frac, random_state=params.seed + i)
+        parts.append(part[[*local.ts.features_order_, "y"]])
     feats = pd.concat(parts, ignore_index=True)
     del parts
     _fit_state(fcst, train, keep)
-    fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
+    y = feats.pop("y").to_numpy()  # the rest is the feature matrix itself, not another copy
+    fcst.fit_models(
+        feats[fcst.ts.features_order_] if list(feats.columns) != fcst.ts.features_order_ else feats,
+        y,
+    )
     return fcst
 
 
