@@ -181,3 +181,25 @@ def test_prepare_in_groups_of_series_gives_the_whole_table(monkeypatch) -> None:
     assert exog_grouped == exog and any(c.startswith("demand") for c in exog)
     pd.testing.assert_frame_equal(grouped, whole)
     assert whole["demand_ratio_l1"].isna().sum() >= 8 * 100  # the products without sales
+
+
+def test_drivers_computed_per_run_of_series_give_the_model_of_the_whole_table(monkeypatch) -> None:
+    """A large catalog's drivers and demand columns are computed for each group of series as
+    it is turned into features (``SeriesExog``), never for the whole table at once: the
+    fitted model, its backtest and its forecasts are those of the whole-table path."""
+    from conftest import training_data
+
+    data = training_data(generate(24, 320, seed=4, end=dt.date(2026, 6, 30)))
+    params = M.ModelParams(n_estimators=20, max_train_rows=len(data.prices) // 3)
+    monkeypatch.setattr(M, "SAMPLE_CHUNK_ROWS", len(data.prices) // 5)
+    fits = {}
+    for lazy in (True, False):
+        monkeypatch.setattr(M, "LAZY_EXOG_ROWS", 0 if lazy else 10**12)
+        fits[lazy] = M.fit_price_model(data, "D", 14, params)
+    lazy, whole = fits[True], fits[False]
+    assert lazy.exog == whole.exog and any(c.startswith("demand") for c in lazy.exog)
+    assert lazy.features == whole.features
+    assert lazy.metrics == whole.metrics
+    pd.testing.assert_frame_equal(lazy.predict(), whole.predict())
+    what_if = {lazy.exog[0].split("_")[1]: 1.1}
+    pd.testing.assert_frame_equal(lazy.predict(overrides=what_if), whole.predict(overrides=what_if))

@@ -359,7 +359,7 @@ PREPARE_CHUNK_ROWS = 3_000_000  # rows of history put on the calendar and given 
 
 
 def prepare(
-    data: TrainingData, freq: str, max_history: int | None
+    data: TrainingData, freq: str, max_history: int | None, with_exog: bool = True
 ) -> tuple[pd.DataFrame, FreqSpec, list[str]]:
     """Regular calendar, history cap and exogenous columns; returns (frame, spec, exog names).
 
@@ -383,6 +383,8 @@ def prepare(
     last = max(p["ds"].max() for p in panels)
     frame = panels[0] if len(panels) == 1 else pd.concat(panels, ignore_index=True)
     exog: list[str] = []
+    if not with_exog:  # the caller computes them for runs of series (``SeriesExog``)
+        return frame, spec, exog
     matrix: np.ndarray | None = None
     at = 0
     for i, panel in enumerate(panels):
@@ -465,7 +467,9 @@ def fit_price_model(
     params = params or ModelParams()
     say = progress or (lambda f, m: None)
     say(0.05, "building features")
-    frame, spec, exog = prepare(data, freq, params.max_history)
+    lazy = len(data.prices) > LAZY_EXOG_ROWS
+    frame, spec, exog = prepare(data, freq, params.max_history, with_exog=not lazy)
+    last_known = frame["ds"].max()
     lengths = frame.groupby("unique_id").size()
     min_len = spec.history_needed + 3 * horizon + 10
     short = lengths[lengths < min_len]
@@ -479,6 +483,9 @@ def fit_price_model(
     # whole table); from here ``frame`` is what the models see: prices and drivers
     observed = frame.pop("observed")
     train = frame
+    source = SeriesExog(train, spec, data, last_known) if lazy else None
+    if source is not None:
+        exog = source.exog
     params = params.for_rows(len(train))
     say(0.15, f"backtesting on the last {n_windows} x {horizon} periods")
     ids = frame["unique_id"].unique()
@@ -491,6 +498,8 @@ def fit_price_model(
     else:
         mask = np.ones(len(train), dtype=bool)
         cv_train = train
+    if source is not None:
+        cv_train = source.attach(cv_train)
     cv_frame = train.loc[mask, ["unique_id", "ds", "y"]].assign(observed=observed.to_numpy()[mask])
     # the level model works on log prices: only where every price is positive
     positive = bool((train["y"] > 0).all())
@@ -563,7 +572,9 @@ def fit_price_model(
     metrics["policy_backtest"] = policy_table
     needs_level = any(v[1] > 0 for v in trust.values()) or trust_default[1] > 0
     fits: dict[str, Callable[[], MLForecast]] = {
-        "change": lambda: _fit_sampled(make_forecaster(spec, params), train, spec, params)
+        "change": lambda: _fit_sampled(
+            make_forecaster(spec, params), train, spec, params, exog=source
+        )
     }
     if positive and needs_level:
         fits["level"] = lambda: _fit_sampled(
@@ -727,11 +738,71 @@ def history_to_keep(fcst: MLForecast, spec: FreqSpec) -> int:
     return history_kept(fcst.ts.transforms, spec.history_needed + 1)
 
 
+LAZY_EXOG_ROWS = 1_200_000  # above this many price rows, drivers are computed per run of series
+
+
+class SeriesExog:
+    """The exogenous columns (drivers, demand) of runs of whole series of ``panel``, computed
+    when a run is turned into features: a large catalog's table is never held whole with them
+    (50,000 products x 730 days: 36.5M rows x 10 columns, 2.9 GB). Each run's columns are those
+    of the whole table: the drivers are per date, the demand per product, both up to ``last``."""
+
+    def __init__(self, panel: pd.DataFrame, spec: FreqSpec, data: TrainingData, last: Any):
+        self.panel, self.spec, self.data, self.last = panel, spec, data, last
+        ids = panel["unique_id"].to_numpy()
+        self.starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else ids[:0]
+        self.sales_order: np.ndarray | None = None
+        self.sales_bounds: np.ndarray | None = None
+        if data.sales is not None:
+            # the sales rows of each series, by position: a run's are one slice of this order
+            pos = pd.Index(ids[self.starts]).get_indexer(data.sales["unique_id"])
+            known = np.flatnonzero(pos >= 0)
+            self.sales_order = known[np.argsort(pos[known], kind="stable")]
+            self.sales_bounds = np.searchsorted(
+                pos[self.sales_order], np.arange(len(self.starts) + 1)
+            )
+        first = self._columns(panel.iloc[:1], self._sales_of(0, min(1, len(self.starts))))
+        self.exog = [c for c in first.columns if c not in ("unique_id", "ds")]
+
+    def _sales_of(self, s0: int, s1: int) -> pd.DataFrame | None:
+        if self.data.sales is None or self.sales_order is None or self.sales_bounds is None:
+            return None
+        rows = self.sales_order[self.sales_bounds[s0] : self.sales_bounds[s1]]
+        return self.data.sales.iloc[rows]
+
+    def _columns(self, keys: pd.DataFrame, sales: pd.DataFrame | None) -> pd.DataFrame:
+        d = self.data
+        return driver_features(keys, self.spec, d.drivers, d.categories, sales, self.last)
+
+    def _with(self, keys: pd.DataFrame, sales: pd.DataFrame | None) -> pd.DataFrame:
+        feats = self._columns(keys, sales)
+        out = keys[["unique_id", "ds", "y"]].copy()
+        for col in self.exog:  # driver_features keeps the row order of its keys
+            out[col] = feats[col].to_numpy() if col in feats else np.nan
+        return out
+
+    def rows(self, a: int, b: int) -> pd.DataFrame:
+        """Rows ``a:b`` of the panel (on series boundaries) with their exogenous columns."""
+        s0, s1 = (int(x) for x in np.searchsorted(self.starts, [a, b]))
+        return self._with(self.panel.iloc[a:b], self._sales_of(s0, s1))
+
+    def attach(self, keys: pd.DataFrame) -> pd.DataFrame:
+        """Any rows of the panel (whole series, as a backtest sample) with their columns."""
+        sales = self.data.sales
+        if sales is not None:
+            sales = sales[sales["unique_id"].isin(keys["unique_id"].unique())]
+        return self._with(keys, sales)
+
+
 SAMPLE_CHUNK_ROWS = 1_000_000  # rows of history turned into features at a time when sampling
 
 
 def _fit_sampled(
-    fcst: MLForecast, train: pd.DataFrame, spec: FreqSpec, params: ModelParams
+    fcst: MLForecast,
+    train: pd.DataFrame,
+    spec: FreqSpec,
+    params: ModelParams,
+    exog: SeriesExog | None = None,
 ) -> MLForecast:
     """Fit on a random sample of at most ``max_train_rows`` feature rows: rows of a global
     model are highly redundant, and a sample trains as well, faster.
@@ -744,10 +815,13 @@ def _fit_sampled(
     of 70 columns for the level model (10.1 GB peak) to keep 1.2M rows of it."""
     keep = history_to_keep(fcst, spec)
     if len(train) <= params.max_train_rows:
-        feats = cast(pd.DataFrame, fcst.preprocess(train, static_features=[], keep_last_n=keep))
+        whole = exog.attach(train) if exog is not None else train
+        feats = cast(pd.DataFrame, fcst.preprocess(whole, static_features=[], keep_last_n=keep))
         fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
         return fcst
     if not train["unique_id"].is_monotonic_increasing:
+        if exog is not None:
+            raise ValueError("series with exogenous columns computed per run must be sorted")
         train = train.sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)
     frac = params.max_train_rows / len(train)
     starts = np.flatnonzero(train["unique_id"].ne(train["unique_id"].shift()).to_numpy())
@@ -756,14 +830,17 @@ def _fit_sampled(
     parts = []
     for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         local = copy.deepcopy(fcst)
-        part = local.preprocess(
-            train.iloc[a:b], static_features=[], keep_last_n=keep, validate_data=False
-        )
+        chunk = exog.rows(a, b) if exog is not None else train.iloc[a:b]
+        part = local.preprocess(chunk, static_features=[], keep_last_n=keep, validate_data=False)
+        del chunk
         part = cast(pd.DataFrame, part).sample(frac=frac, random_state=params.seed + i)
         parts.append(part[[*local.ts.features_order_, "y"]])
     feats = pd.concat(parts, ignore_index=True)
     del parts
     _fit_state(fcst, train, keep)
+    if exog is not None:
+        # the state came from the prices alone; the features are the groups' (drivers first)
+        fcst.ts.features_order_ = list(local.ts.features_order_)
     y = feats.pop("y").to_numpy()  # the rest is the feature matrix itself, not another copy
     fcst.fit_models(
         feats[fcst.ts.features_order_] if list(feats.columns) != fcst.ts.features_order_ else feats,
