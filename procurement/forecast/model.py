@@ -431,10 +431,16 @@ def _series_groups(ids: pd.Series, max_rows: int, like: _Groups | None = None) -
     n_groups = (max(group_of.values()) + 1) if group_of else 1
     if n_groups <= 1:
         return _Groups([slice(None)], group_of)
-    of_row = group_of_code[codes]
-    order = np.argsort(of_row, kind="stable")
-    bounds = np.searchsorted(of_row[order], np.arange(n_groups + 1))
+    order, bounds = _rows_by_key(group_of_code[codes], n_groups)
     return _Groups([order[a:b] for a, b in itertools.pairwise(bounds)], group_of)
+
+
+def _rows_by_key(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions ordered by ``key`` (0..n_keys-1; -1: none) and where each key's rows
+    start in that order: the rows of keys ``a`` to ``b`` are ``order[bounds[a]:bounds[b]]``."""
+    known = np.flatnonzero(key >= 0)
+    order = known[np.argsort(key[known], kind="stable")]
+    return order, np.searchsorted(key[order], np.arange(n_keys + 1))
 
 
 def _backtest_windows(lengths: pd.Series, spec: FreqSpec, horizon: int, wanted: int) -> int:
@@ -766,11 +772,7 @@ class SeriesExog:
         if data.sales is not None:
             # the sales rows of each series, by position: a run's are one slice of this order
             pos = pd.Index(ids[self.starts]).get_indexer(data.sales["unique_id"])
-            known = np.flatnonzero(pos >= 0)
-            self.sales_order = known[np.argsort(pos[known], kind="stable")]
-            self.sales_bounds = np.searchsorted(
-                pos[self.sales_order], np.arange(len(self.starts) + 1)
-            )
+            self.sales_order, self.sales_bounds = _rows_by_key(pos, len(self.starts))
         first = self._columns(panel.iloc[:1], self._sales_of(0, min(1, len(self.starts))))
         self.exog = [c for c in first.columns if c not in ("unique_id", "ds")]
 
@@ -848,14 +850,10 @@ def _fit_sampled(
     feats = pd.concat(parts, ignore_index=True)
     del parts
     _fit_state(fcst, train, keep)
-    if exog is not None:
-        # the state came from the prices alone; the features are the groups' (drivers first)
-        fcst.ts.features_order_ = list(local.ts.features_order_)
+    # the state came from the prices alone; the features are the groups' (drivers first)
+    fcst.ts.features_order_ = list(local.ts.features_order_)
     y = feats.pop("y").to_numpy()  # the rest is the feature matrix itself, not another copy
-    fcst.fit_models(
-        feats[fcst.ts.features_order_] if list(feats.columns) != fcst.ts.features_order_ else feats,
-        y,
-    )
+    fcst.fit_models(feats, y)
     return fcst
 
 
