@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     lgbm_n_estimators: int = Field(200, ge=10)
     lgbm_learning_rate: float = Field(0.05, gt=0)
     lgbm_num_leaves: int = Field(31, ge=4)
-    train_max_days: int = Field(730, ge=60, description="history used for training, per product")
+    train_max_days: int = Field(
+        730, ge=60, description="days of daily history used for training, per product (weekly: all)"
+    )
     conformal_windows: int = Field(8, ge=2)
     random_seed: int = 42
     # Train on a Dask cluster (``tcp://host:8786``) instead of this machine; see README, "Past

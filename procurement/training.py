@@ -62,6 +62,13 @@ def load_training_data(
     prices = history.load_prices(session, tenant_id, since, committed=True).rename(
         columns={"sku": "unique_id", "date": "ds", "price": "y"}
     )
+    if since is not None and prices["ds"].nunique() > 1 and infer_freq(prices).startswith("W"):
+        # weekly series are trained whole (``forecast.model.prepare``): a few years of weeks
+        # are too few market turns to learn from, and whole histories are few rows
+        since = None
+        prices = history.load_prices(session, tenant_id, None, committed=True).rename(
+            columns={"sku": "unique_id", "date": "ds", "price": "y"}
+        )
     drivers = history.load_drivers(session, tenant_id, since, committed=True).rename(
         columns={"date": "ds"}
     )

@@ -245,3 +245,46 @@ def test_last_recent_scale_is_the_per_row_scale_at_each_series_end() -> None:
         want = recent_scale(frame, window).groupby("unique_id", sort=False)["scale"].last()
         got = last_recent_scale(frame, window)
         pd.testing.assert_series_equal(got, want, check_names=False)
+
+
+def test_weekly_changes_are_modelled_on_log_prices_and_new_prices_must_stay_positive() -> None:
+    from mlforecast.target_transforms import GlobalSklearnTransformer
+
+    from procurement.forecast.model import TrainingData, change_of_log, fit_price_model
+
+    rng = np.random.default_rng(11)
+    n = 260
+    dates = pd.date_range("2020-01-06", periods=n, freq="W-MON")
+    # moves proportional to the level: the price goes from 1 to about 4 over five years
+    level = np.exp(np.linspace(0, np.log(4), n) + np.cumsum(rng.normal(0, 0.01, n)))
+    prices = pd.DataFrame(
+        {
+            "unique_id": np.repeat(["A", "B"], n),
+            "ds": np.tile(dates, 2),
+            "y": np.r_[level, 2 * level],
+        }
+    )
+    spec = spec_for("W-MON")
+    assert change_of_log(spec, prices["y"])
+    assert not change_of_log(spec, prices["y"].where(prices.index != 3, 0.0))
+    assert not change_of_log(spec_for("D"), prices["y"])
+
+    model = fit_price_model(TrainingData(prices=prices), "W-MON", 4, ModelParams(n_estimators=20))
+    assert isinstance(model.fcst.ts.target_transforms[0], GlobalSklearnTransformer)
+    fc = model.predict()
+    last = prices.groupby("unique_id")["y"].last()
+    ratio = fc.groupby("sku")["y_pred"].last() / last
+    assert ratio.between(0.8, 1.25).all()  # back on the price scale, not log units
+    new = pd.DataFrame({"sku": ["A"], "date": [dates[-1] + pd.Timedelta(weeks=1)], "price": [-1.0]})
+    with pytest.raises(ValueError, match="must be positive"):
+        model.with_prices(new)
+
+
+def test_weekly_series_are_trained_whole_and_daily_ones_up_to_the_cap() -> None:
+    from procurement.forecast.model import TrainingData, prepare
+
+    for freq, n, kept in (("W-MON", 1000, 1000), ("D", 1000, 730)):
+        dates = pd.date_range("2000-01-03", periods=n, freq=freq)
+        data = TrainingData(prices=pd.DataFrame({"unique_id": "A", "ds": dates, "y": 5.0}))
+        frame, _, _ = prepare(data, freq, max_history=730)
+        assert len(frame) == kept

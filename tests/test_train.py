@@ -50,3 +50,28 @@ def test_train_without_data_is_a_clear_error(session, settings) -> None:
         get_or_create_tenant(session, "empty")
     with pytest.raises(ValueError, match="no price history"):
         train_global_lgbm_model(session, "empty", settings)
+
+
+def test_weekly_history_is_loaded_whole_and_daily_history_up_to_the_cap(session) -> None:
+    import pandas as pd
+
+    from procurement.db.catalog import get_or_create_tenant
+    from procurement.db.history import store_prices
+    from procurement.training import load_training_data
+
+    def prices(freq: str, n: int) -> pd.DataFrame:
+        dates = pd.date_range("2018-01-01", periods=n, freq=freq).date
+        return pd.DataFrame(
+            {"sku": np.repeat(["A", "B"], n), "date": np.tile(dates, 2), "price": 10.0}
+        )
+
+    with session.begin():
+        weekly = get_or_create_tenant(session, "weekly")
+        daily = get_or_create_tenant(session, "daily")
+        store_prices(session, weekly.id, prices("W-MON", 400))  # 7.7 years
+        store_prices(session, daily.id, prices("D", 2000))
+    got = load_training_data(session, weekly.id, max_days=730).prices
+    assert len(got) == 800
+    got = load_training_data(session, daily.id, max_days=730).prices
+    span = (got["ds"].max() - got["ds"].min()).days
+    assert 730 <= span <= 730 * 1.5 + 60 < 2000

@@ -35,6 +35,7 @@ from procurement.forecast.model import (
     ModelParams,
     PriceModel,
     TrainingData,
+    change_of_log,
     fit_price_model,
     history_to_keep,
     make_forecaster,
@@ -242,7 +243,7 @@ def fit_distributed(
     else:
         ddf = _in_memory(split_by_series(train, parts_n))
     say(0.5, f"training LightGBM on {n_workers} Dask workers, {len(train):,} rows")
-    change = make_forecaster(spec, params)
+    change = make_forecaster(spec, params, change_of_log(spec, train["y"]))
     fcst = _distributed(change, params, client, threads)
     fcst.fit(ddf, static_features=[], keep_last_n=history_to_keep(change, spec))
     level = None
