@@ -288,3 +288,13 @@ def test_weekly_series_are_trained_whole_and_daily_ones_up_to_the_cap() -> None:
         data = TrainingData(prices=pd.DataFrame({"unique_id": "A", "ds": dates, "y": 5.0}))
         frame, _, _ = prepare(data, freq, max_history=730)
         assert len(frame) == kept
+
+
+def test_weekly_models_are_judged_on_four_years_of_windows_daily_ones_on_the_setting() -> None:
+    from procurement.forecast.model import WEEKLY_BACKTEST_WEEKS, _backtest_windows
+
+    long_ = pd.Series([1500, 1400, 1600])
+    assert _backtest_windows(long_, spec_for("W-MON"), 4, 8) == WEEKLY_BACKTEST_WEEKS // 4 == 52
+    assert _backtest_windows(long_, spec_for("D"), 14, 8) == 8
+    short = pd.Series([200, 200])  # a short weekly history gets what it allows, at least 2
+    assert 2 <= _backtest_windows(short, spec_for("W-MON"), 4, 8) < 52

@@ -463,15 +463,20 @@ def _rows_by_key(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.searchsorted(key[order], np.arange(n_keys + 1))
 
 
+WEEKLY_BACKTEST_WEEKS = 208  # weekly prices are judged on at least four years of windows
+
+
 def _backtest_windows(lengths: pd.Series, spec: FreqSpec, horizon: int, wanted: int) -> int:
     """As many backtest windows as the typical series allows (at least 2, at most ``wanted``,
-    and for weekly prices at least two years of them: few periods, cheap, and a quarter or
-    a year of weekly windows of correlated series is too few market turns to judge a model on;
-    the backtest refits every ``STALE_WEEKS``), keeping the features' look-back plus a
-    season of training rows before them."""
+    and for weekly prices at least four years of them: few periods, cheap, and a year or two
+    of weekly windows of correlated series is too few market turns to judge a model on; the
+    backtest refits every ``STALE_WEEKS``), keeping the features' look-back plus a season of
+    training rows before them. Retail fuel with spot drivers, 4 x 24: with two years of windows
+    the trust gate turned the model off in the 2017-2018 folds (MASE/naive 0.900, advice
+    -0.01%); with four, 0.849 and +0.40% (31% of the oracle), the backtest 6 -> 11 minutes."""
     usable = int(lengths.median()) - spec.history_needed - max(spec.season, 2 * horizon)
     if spec.freq.startswith("W"):
-        wanted = max(wanted, -(-104 // horizon))
+        wanted = max(wanted, -(-WEEKLY_BACKTEST_WEEKS // horizon))
     return int(np.clip(usable // horizon, 2, wanted))
 
 
