@@ -59,16 +59,18 @@ def load_training_data(
     if max_days:
         # a month more than the model uses, for the rolling windows of the first rows
         since = last - dt.timedelta(days=int(max_days * 1.5) + 60)
-    prices = history.load_prices(session, tenant_id, since, committed=True).rename(
-        columns={"sku": "unique_id", "date": "ds", "price": "y"}
-    )
+
+    def prices_since(start: dt.date | None) -> pd.DataFrame:
+        return history.load_prices(session, tenant_id, start, committed=True).rename(
+            columns={"sku": "unique_id", "date": "ds", "price": "y"}
+        )
+
+    prices = prices_since(since)
     if since is not None and prices["ds"].nunique() > 1 and infer_freq(prices).startswith("W"):
         # weekly series are trained whole (``forecast.model.prepare``): a few years of weeks
         # are too few market turns to learn from, and whole histories are few rows
         since = None
-        prices = history.load_prices(session, tenant_id, None, committed=True).rename(
-            columns={"sku": "unique_id", "date": "ds", "price": "y"}
-        )
+        prices = prices_since(None)
     drivers = history.load_drivers(session, tenant_id, since, committed=True).rename(
         columns={"date": "ds"}
     )
