@@ -3,6 +3,8 @@ learned policy, the stock-out reason, and probabilities that never claim certain
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -220,3 +222,35 @@ def test_promotion_features_find_promotions_through_a_weekday_pattern() -> None:
     # the recursive forecast's update is the statistic at each series' end
     upd = since.update(GroupedArray(x, indptr))
     assert upd[0] == days - 1 - starts[-1] and upd[1] == 63
+
+
+def test_promotion_starts_shared_by_two_features_are_recomputed_for_other_series() -> None:
+    """PromoSince and PromoDue share one computation of the promotion starts per pass; another
+    table of the same shape (the next group of series) must get its own."""
+    from procurement.forecast.transforms import PromoDue, PromoSince
+
+    rng = np.random.default_rng(8)
+    days = 150
+    tables = []
+    for _ in range(2):
+        x = rng.normal(0, 0.01, 2 * days)
+        for s in rng.choice(2 * days - 3, 8, replace=False):
+            x[s] = -0.2
+        tables.append(x)
+    indptr = np.array([0, days, 2 * days], dtype=np.int32)
+    since, due = PromoSince(63), PromoDue(63)
+    for tfm in (since, due):
+        tfm._set_core_tfm(1)
+    for x in tables:  # in turn, as the groups of a sampled fit are
+        ga = GroupedArray(x, indptr)
+        got = since.transform(ga), due.transform(ga)
+        fresh = []
+        for cls in (PromoSince, PromoDue):  # a fresh thread has nothing cached
+            tfm = cls(63)
+            tfm._set_core_tfm(1)
+            with ThreadPoolExecutor(1) as pool:
+                ga_copy = GroupedArray(x.copy(), indptr.copy())
+                fresh.append(pool.submit(tfm.transform, ga_copy).result())
+        np.testing.assert_array_equal(got[0], fresh[0])
+        np.testing.assert_array_equal(got[1], fresh[1])
+    assert not np.array_equal(since.transform(GroupedArray(tables[0], indptr)), got[0])

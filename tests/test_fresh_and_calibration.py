@@ -298,3 +298,39 @@ def test_weekly_models_are_judged_on_four_years_of_windows_daily_ones_on_the_set
     assert _backtest_windows(long_, spec_for("D"), 14, 8) == 8
     short = pd.Series([200, 200])  # a short weekly history gets what it allows, at least 2
     assert 2 <= _backtest_windows(short, spec_for("W-MON"), 4, 8) < 52
+
+
+def test_backtest_demand_features_are_the_same_from_the_sample_of_series_as_from_all() -> None:
+    """The backtest's cutoffs build demand only from the sampled series' sales; other products'
+    sales (or the sample's own, filtered to the calendar) must not change a value."""
+    from procurement.forecast.model import TrainingData, _drivers_as_of_cutoffs, prepare
+
+    dates = pd.date_range("2026-01-01", periods=150, freq="D")
+    rng = np.random.default_rng(6)
+    prices = pd.DataFrame(
+        {
+            "unique_id": np.repeat(["A", "B"], 150),
+            "ds": np.tile(dates, 2),
+            "y": 10 + rng.random(300),
+        }
+    )
+    sales = pd.DataFrame(
+        {
+            "unique_id": np.repeat(["A", "B", "C"], 150),
+            "ds": np.tile(dates, 3),
+            "quantity": rng.integers(0, 20, 450).astype(float),
+        }
+    )
+    data = TrainingData(prices=prices, sales=sales)
+    frame, spec, exog = prepare(data, "D", None)
+    train = frame.drop(columns=["observed"])
+    sample = train[train["unique_id"] == "A"]
+    got = _drivers_as_of_cutoffs(sample, spec, data, exog, n_windows=3, horizon=7)
+    alone = TrainingData(prices=prices, sales=sales[sales["unique_id"] == "A"])
+    want = _drivers_as_of_cutoffs(sample, spec, alone, exog, n_windows=3, horizon=7)
+    pd.testing.assert_frame_equal(got, want)
+    assert got[[c for c in exog if c.startswith("demand")]].notna().any().all()
+    # and the windows' demand really is as of each cutoff: it differs from the actual rows'
+    assert not np.allclose(
+        got[exog[0]].tail(21).to_numpy(), sample[exog[0]].tail(21).to_numpy(), equal_nan=True
+    )

@@ -257,7 +257,8 @@ def _demand_ratio(
 ) -> pd.DataFrame:
     """Demand pressure per date and product: recent sales against their longer average."""
     # products x calendar matrix built by position (a pivot_table of millions of rows is slow)
-    hist = sales[sales["ds"] <= last_known]
+    # only the calendar's dates count; the filter first, since factorizing is per row
+    hist = sales[(sales["ds"] >= cal[0]) & (sales["ds"] <= last_known)]
     codes, products = pd.factorize(hist["unique_id"], sort=True)
     rowpos = cal.get_indexer(pd.DatetimeIndex(hist["ds"]))
     ok = rowpos >= 0

@@ -770,10 +770,15 @@ def _drivers_as_of_cutoffs(
     where = np.flatnonzero(inside.to_numpy())
     cuts = pd.DatetimeIndex(cutoff)
     values = {col: out[col].to_numpy(dtype=float, copy=True) for col in exog}
+    sales = data.sales
+    if sales is not None:
+        # the backtest's sample of series only: each cutoff's demand matrix was built over
+        # every product's sales (10,000 products: 8 x 7.3M rows, 22 s of the retrain)
+        sales = sales[sales["unique_id"].isin(rows["unique_id"].unique())]
     for c in cuts.unique():
         pos = where[cuts == c]
         keys = out.iloc[pos][["unique_id", "ds"]]
-        x = driver_features(keys, spec, data.drivers, data.categories, data.sales, c)
+        x = driver_features(keys, spec, data.drivers, data.categories, sales, c)
         for col in exog:
             values[col][pos] = x[col].to_numpy() if col in x else np.nan
     for col in exog:
@@ -877,8 +882,18 @@ def _fit_sampled(
         chunk = exog.rows(a, b) if exog is not None else train.iloc[a:b]
         part = local.preprocess(chunk, static_features=[], keep_last_n=keep, validate_data=False)
         del chunk
-        part = cast(pd.DataFrame, part).sample(frac=frac, random_state=params.seed + i)
-        parts.append(part[[*local.ts.features_order_, "y"]])
+        # the sample's rows by position, column by column: ``DataFrame.sample`` of the
+        # preprocessed table (one block per feature) took 1.4 s per group of 1M rows
+        rng = np.random.default_rng(params.seed + i)
+        n = len(part)
+        take = np.sort(rng.choice(n, size=round(frac * n), replace=False))
+        parts.append(
+            pd.DataFrame(
+                {c: np.asarray(part[c])[take] for c in [*local.ts.features_order_, "y"]},
+                copy=False,
+            )
+        )
+        del part
     feats = pd.concat(parts, ignore_index=True)
     del parts
     _fit_state(fcst, train, keep)
