@@ -52,31 +52,43 @@ def load_training_data(
     session: Session, tenant_id: int, max_days: int | None = None
 ) -> TrainingData:
     """A company's prices, drivers, sales and categories, as the model wants them."""
-    _, last, n = history.price_range(session, tenant_id)
-    if n == 0 or last is None:
+    # the first and last dates come from an index; a count of the rows was a scan (2 s at
+    # 10,000 products)
+    first, last = history.price_dates(session, tenant_id)
+    if first is None or last is None:
         raise ValueError("no price history yet: import prices or run `procurement seed`")
     since = None
     if max_days:
         # a month more than the model uses, for the rolling windows of the first rows
         since = last - dt.timedelta(days=int(max_days * 1.5) + 60)
+    # sales are as long as the prices at most: read them beside the prices when that is long
+    days = (last - max(first, since or first)).days + 1
+    sales_read = history.SalesRead(
+        session, tenant_id, since, days * catalog.count_products(session, tenant_id)
+    )
 
     def prices_since(start: dt.date | None) -> pd.DataFrame:
         return history.load_prices(session, tenant_id, start, committed=True).rename(
             columns={"sku": "unique_id", "date": "ds", "price": "y"}
         )
 
-    prices = prices_since(since)
-    if since is not None and prices["ds"].nunique() > 1 and infer_freq(prices).startswith("W"):
-        # weekly series are trained whole (``forecast.model.prepare``): a few years of weeks
-        # are too few market turns to learn from, and whole histories are few rows
-        since = None
-        prices = prices_since(None)
-    drivers = history.load_drivers(session, tenant_id, since, committed=True).rename(
-        columns={"date": "ds"}
-    )
-    sales = history.load_sales(session, tenant_id, since, committed=True).rename(
-        columns={"sku": "unique_id", "date": "ds"}
-    )
+    try:
+        prices = prices_since(since)
+        weekly = prices["ds"].nunique() > 1 and infer_freq(prices).startswith("W")
+        if since is not None and weekly:
+            # weekly series are trained whole (``forecast.model.prepare``): a few years of
+            # weeks are too few market turns to learn from, and whole histories are few rows
+            since = None
+            prices = prices_since(None)
+            sales_read.cancel()
+            sales_read = history.SalesRead(session, tenant_id, None, 0)
+        drivers = history.load_drivers(session, tenant_id, since, committed=True).rename(
+            columns={"date": "ds"}
+        )
+        sales = sales_read().rename(columns={"sku": "unique_id", "date": "ds"})
+    except BaseException:
+        sales_read.cancel()
+        raise
     products = catalog.load_products(session, tenant_id)
     return TrainingData(
         prices=prices,

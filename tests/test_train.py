@@ -75,3 +75,52 @@ def test_weekly_history_is_loaded_whole_and_daily_history_up_to_the_cap(session)
     got = load_training_data(session, daily.id, max_days=730).prices
     span = (got["ds"].max() - got["ds"].min()).days
     assert 730 <= span <= 730 * 1.5 + 60 < 2000
+
+
+def test_a_long_sales_history_read_in_a_second_process_is_the_one_read_here(
+    session, monkeypatch
+) -> None:
+    """On a SQLite file the loader reads the sales in a child process beside the prices; the
+    frame must equal the in-process read, also when the child fails (it reads here then), and
+    a weekly company's sales are read whole. On MariaDB the read stays in process."""
+    import pandas as pd
+
+    from procurement.db import bulkread, history
+    from procurement.db.catalog import get_or_create_tenant, get_tenant
+    from procurement.db.history import store_prices
+    from procurement.training import load_training_data
+
+    with session.begin():
+        demo.seed_synthetic(session, "demo", n_products=6, n_days=120)
+        weekly = get_or_create_tenant(session, "weekly")
+        dates = pd.date_range("2018-01-01", periods=300, freq="W-MON").date
+        rows = pd.DataFrame({"sku": "A", "date": dates, "price": 9.0, "quantity": 3.0})
+        store_prices(session, weekly.id, rows)
+    ten = get_tenant(session, "demo")
+    here = load_training_data(session, ten.id, max_days=730)
+    started: list[object] = []
+    real = bulkread.BackgroundRead.__init__
+
+    def spy(self, path, sql):  # type: ignore[no-untyped-def]
+        started.append(sql)
+        real(self, path, sql)
+
+    monkeypatch.setattr(bulkread.BackgroundRead, "__init__", spy)
+    fallbacks: list[str] = []
+    read_here = bulkread.read
+    monkeypatch.setattr(bulkread, "read", lambda p, q: fallbacks.append(q) or read_here(p, q))
+    monkeypatch.setattr(history, "BACKGROUND_READ_ROWS", 1)
+    there = load_training_data(session, ten.id, max_days=730)
+    on_sqlite = session.get_bind().dialect.name == "sqlite"
+    assert len(started) == (1 if on_sqlite else 0) and not fallbacks  # the child's rows
+    assert here.sales is not None and len(here.sales) > 500
+    pd.testing.assert_frame_equal(there.sales, here.sales)
+    pd.testing.assert_frame_equal(there.prices, here.prices)
+    # a weekly company: the capped read is dropped for the whole history
+    got = load_training_data(session, weekly.id, max_days=730)
+    assert got.sales is not None and len(got.sales) == 300
+    if on_sqlite:
+        monkeypatch.setattr(bulkread.sys, "executable", "/bin/false")  # the child fails
+        failed = load_training_data(session, ten.id, max_days=730)
+        pd.testing.assert_frame_equal(failed.sales, here.sales)
+        assert len(fallbacks) == 1

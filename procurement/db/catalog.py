@@ -120,6 +120,12 @@ def store_stock(session: Session, tenant_id: int, stock: pd.DataFrame) -> int:
     return len(stock)
 
 
+def count_products(session: Session, tenant_id: int) -> int:
+    return int(
+        session.scalar(select(func.count(Product.id)).where(Product.tenant_id == tenant_id)) or 0
+    )
+
+
 def load_products(session: Session, tenant_id: int) -> pd.DataFrame:
     """The catalog with supplier name and working days (Mon-Fri without a supplier), stock on
     hand and lead time, one row per sku."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,8 +11,6 @@ from typing import cast as type_cast
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 from sqlalchemy import (
     Date,
     DateTime,
@@ -30,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from procurement.db import bulkread
 from procurement.db.catalog import ensure_products
 from procurement.db.models import (
     Base,
@@ -561,6 +559,20 @@ def _read(session: Session, stmt, committed: bool = False) -> pd.DataFrame:
     return pd.read_sql(stmt, session.connection())
 
 
+def _grouped_sqlite(model, value: str, tenant_id: int, since: dt.date | None):
+    """SQLite's (product_id, count, "date,value" lines) per product of a tenant."""
+    # Scoped through the tenant's product ids so SQLite walks the (product_id, date) index in
+    # order; filtering on tenant_id instead makes it sort millions of rows for the GROUP BY.
+    own_products = select(Product.id).where(Product.tenant_id == tenant_id)
+    line = cast(model.date, String).concat(",").concat(cast(getattr(model, value), String))
+    stmt = select(model.product_id, func.count(), func.group_concat(line, "\n")).where(
+        model.product_id.in_(own_products)
+    )
+    if since is not None:
+        stmt = stmt.where(model.date >= since)
+    return stmt.group_by(model.product_id)
+
+
 def _read_grouped(
     session: Session,
     model,
@@ -579,32 +591,41 @@ def _read_grouped(
         if since is not None:
             stmt = stmt.where(model.date >= since)
         return _read(session, stmt, committed)
-    # Scoped through the tenant's product ids so SQLite walks the (product_id, date) index in
-    # order; filtering on tenant_id instead makes it sort millions of rows for the GROUP BY.
-    own_products = select(Product.id).where(Product.tenant_id == tenant_id)
-    # "date,value" lines per product: one C-speed CSV parse afterwards
-    line = cast(model.date, String).concat(",").concat(cast(getattr(model, value), String))
-    stmt = select(model.product_id, func.count(), func.group_concat(line, "\n")).where(
-        model.product_id.in_(own_products)
-    )
-    if since is not None:
-        stmt = stmt.where(model.date >= since)
-    rows = session.execute(stmt.group_by(model.product_id)).all()
-    if not rows:
-        return pd.DataFrame({"product_id": [], "date": [], value: []})
-    ids = np.repeat([r[0] for r in rows], [r[1] for r in rows])
-    # Arrow's CSV reader parses dates and numbers on every core: 0.8 s for 7.3M rows where
-    # pandas' C reader and to_datetime took 3.6 s
-    table = pa_csv.read_csv(
-        io.BytesIO("\n".join(r[2] for r in rows).encode()),
-        read_options=pa_csv.ReadOptions(column_names=["date", value]),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={"date": pa.date32(), value: pa.float64()}
-        ),
-    )
-    dates = table.column("date").to_numpy().astype("datetime64[ns]")
-    values = table.column(value).to_numpy()
+    rows = session.execute(_grouped_sqlite(model, value, tenant_id, since)).all()
+    ids, dates, values = bulkread.parse_grouped(rows)
     return pd.DataFrame({"product_id": ids, "date": dates, value: values})
+
+
+BACKGROUND_READ_ROWS = 1_000_000  # above about this many rows a second process pays for itself
+
+
+class SalesRead:
+    """``load_sales(committed=True)``, started when made and finished when called: on a SQLite
+    file with about ``BACKGROUND_READ_ROWS`` or more, in a child process (``bulkread``), so the
+    caller reads the prices meanwhile; otherwise when called."""
+
+    def __init__(
+        self, session: Session, tenant_id: int, since: dt.date | None, expected_rows: int
+    ) -> None:
+        self.session, self.tenant_id, self.since = session, tenant_id, since
+        path = bulkread.sqlite_file(session.get_bind().engine.url)
+        self.pending: bulkread.BackgroundRead | None = None
+        if path is not None and expected_rows >= BACKGROUND_READ_ROWS:
+            stmt = _grouped_sqlite(Sale, "quantity", tenant_id, since)
+            dialect = session.get_bind().dialect
+            sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+            self.pending = bulkread.BackgroundRead(path, sql)
+
+    def __call__(self) -> pd.DataFrame:
+        if self.pending is None:
+            return load_sales(self.session, self.tenant_id, self.since, committed=True)
+        ids, dates, values = self.pending.result()
+        df = pd.DataFrame({"product_id": ids, "date": dates, "quantity": values})
+        return _with_sku(self.session, self.tenant_id, df, "quantity")
+
+    def cancel(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
 
 
 def _sku_of(session: Session, tenant_id: int) -> dict[int, str]:
@@ -668,6 +689,16 @@ def load_drivers(
     df = _read(session, stmt, committed)
     df["date"] = pd.to_datetime(df["date"])
     return df.sort_values(["name", "date"], ignore_index=True)
+
+
+def price_dates(session: Session, tenant_id: int) -> tuple[dt.date | None, dt.date | None]:
+    """First and last price date, from the (tenant_id, date) index."""
+    row = session.execute(
+        select(func.min(PriceObservation.date), func.max(PriceObservation.date)).where(
+            PriceObservation.tenant_id == tenant_id
+        )
+    ).one()
+    return row[0], row[1]
 
 
 def price_range(session: Session, tenant_id: int) -> tuple[dt.date | None, dt.date | None, int]:
