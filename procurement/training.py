@@ -35,6 +35,8 @@ class TrainResult:
     version: str
     metadata: dict[str, Any]
     model: PriceModel
+    # every product's forecast from the model's own data, computed by the save's check
+    forecast: pd.DataFrame | None = None
 
 
 def params_from(settings: Settings) -> ModelParams:
@@ -174,7 +176,7 @@ def train_global_lgbm_model(
     session.flush()
     publish = saved.version if make_current and verdict is None else None
     _publish_after_commit(session, settings, tenant, publish)
-    return TrainResult(saved.version, saved.metadata, model)
+    return TrainResult(saved.version, saved.metadata, model, saved.checked_forecast)
 
 
 _PENDING = "procurement.publish_after_commit"

@@ -309,3 +309,50 @@ def test_lease_of_this_process_is_not_broken_by_recovery(db, seeded) -> None:
 def test_every_training_gets_its_own_holder() -> None:
     assert retrain.new_holder() != retrain.new_holder()
     assert retrain.new_holder().startswith(retrain.holder_id() + ".")
+
+
+def test_a_retrain_stores_the_forecast_its_check_computed_unless_newer_prices_came(
+    db, settings, seeded, monkeypatch
+) -> None:
+    """The save's check predicts every product; the job stores that forecast instead of
+    predicting again, but a price that arrived meanwhile is forecast from."""
+    import pandas as pd
+
+    from procurement.db import catalog, forecasts, history
+    from procurement.forecast.model import PriceModel
+
+    calls: list[object] = []
+    predict = PriceModel.predict
+
+    def counted(self, *a, **k):  # type: ignore[no-untyped-def]
+        calls.append(k.get("prices"))
+        return predict(self, *a, **k)
+
+    monkeypatch.setattr(PriceModel, "predict", counted)
+    run_id, _ = retrain.request(db, "demo", Principal("buyer@test", "buyer", None))
+    assert retrain.process_next(db, settings) == run_id
+    run = _run(db, run_id)
+    assert run.status == "done", run.message
+    assert len(calls) == 1  # the check's, nothing more
+    model = store.load_version(settings.model_dir, "demo", run.version).model
+    with open_session(db) as s:
+        ten = catalog.get_tenant(s, "demo")
+        got = forecasts.load_forecast(s, ten.id, run.version)
+    want = predict(model).sort_values(["sku", "date"], ignore_index=True)
+    assert got is not None and len(got) == 10 * 14
+    pd.testing.assert_series_equal(got["y_pred"], want["y_pred"], check_exact=False, rtol=1e-9)
+
+    # a price after the model's data: the refresh forecasts from it, whatever was checked
+    sku = model.products[0]
+    day = (model.last_date + pd.Timedelta(days=1)).date()
+    with open_session(db) as s, s.begin():
+        new = pd.DataFrame({"sku": [sku], "date": [day], "price": [model.last_price[sku] * 0.5]})
+        history.store_prices(s, ten.id, new)
+    calls.clear()
+    retrain.refresh_forecasts(db, settings, "demo", run.version, checked=want)
+    assert calls and calls[0] is not None  # predicted from the newer price
+    with open_session(db) as s:
+        moved = forecasts.load_forecast(s, ten.id, run.version)
+    assert moved is not None
+    first = moved[moved["sku"] == sku]["y_pred"].iloc[0]
+    assert first < want[want["sku"] == sku]["y_pred"].iloc[0]

@@ -28,6 +28,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 
 from procurement.forecast.model import PriceModel
 
@@ -47,6 +48,8 @@ class StoredModel:
     path: Path
     metadata: dict[str, Any]
     model: PriceModel
+    # the forecast of every product the save's check computed, from the model's own data
+    checked_forecast: pd.DataFrame | None = None
 
 
 def library_versions() -> dict[str, str]:
@@ -104,8 +107,8 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def check_model(model: PriceModel) -> None:
-    """Refuse a model that cannot forecast every product with finite numbers."""
+def check_model(model: PriceModel) -> pd.DataFrame:
+    """Refuse a model that cannot forecast every product with finite numbers; the forecast."""
     fc = model.predict()
     cols = ["y_pred", "lo_80", "hi_80", "lo_95", "hi_95"]
     if fc.empty or not np.isfinite(fc[cols].to_numpy()).all():
@@ -113,6 +116,7 @@ def check_model(model: PriceModel) -> None:
     missing = set(model.products) - set(fc["sku"])
     if missing:
         raise ModelStoreError(f"model gives no forecast for {len(missing)} products")
+    return fc
 
 
 def save_version(
@@ -139,7 +143,7 @@ def save_version(
         }
         _write_json_atomic(tmp / META_FILE, meta)
         loaded = _load_dir(tmp)
-        check_model(loaded.model)
+        checked = check_model(loaded.model)
         _fsync_path(tmp)
         final = root / version
         os.replace(tmp, final)
@@ -149,7 +153,7 @@ def save_version(
         raise
     if make_current:
         set_current(model_dir, tenant, version, verify=False)
-    return StoredModel(version, final, meta, loaded.model)
+    return StoredModel(version, final, meta, loaded.model, checked)
 
 
 def set_current(model_dir: Path, tenant: str, version: str, verify: bool = True) -> None:
