@@ -203,3 +203,43 @@ def test_drivers_computed_per_run_of_series_give_the_model_of_the_whole_table(mo
     pd.testing.assert_frame_equal(lazy.predict(), whole.predict())
     what_if = {lazy.exog[0].split("_")[1]: 1.1}
     pd.testing.assert_frame_equal(lazy.predict(overrides=what_if), whole.predict(overrides=what_if))
+
+
+def test_promotion_features_of_each_forecast_step_match_the_whole_history(monkeypatch) -> None:
+    """A recursive forecast's steps move each series' tail on by one period; the promotion
+    starts are then updated from the previous step's (only the new column computed). Every
+    step's PromoSince and PromoDue must equal the statistic over the whole history."""
+    from procurement.forecast import transforms as T
+
+    spec = spec_for("D")
+    fcst = M.make_level_forecaster(spec, M.ModelParams())
+    promo = [t for t in fcst.ts.transforms.values() if isinstance(t, T.PromoSince | T.PromoDue)]
+    assert len(promo) == 2
+    keep = M.history_to_keep(fcst, spec)
+    rng = np.random.default_rng(11)
+    days, steps, n = 3 * keep, 20, 60
+    series = []
+    for _ in range(n):
+        x = 0.2 * np.sin(2 * np.pi * np.arange(days) / 7) + rng.normal(0, 0.05, days)
+        cycle = int(rng.integers(14, 50))
+        for s in range(int(rng.integers(0, cycle)), days, cycle):
+            x[s : s + int(rng.integers(1, 5))] -= rng.uniform(0.3, 1.5)
+            if rng.random() < 0.5:  # a second cut a few days in: a promotion, not a new one
+                d = int(rng.integers(2, 10))
+                x[s + d : s + d + 2] -= rng.uniform(0.3, 1.5)
+        series.append(x)
+    incremental = []
+    step_flags = T._next_promo_flags
+    monkeypatch.setattr(T, "_next_promo_flags", lambda *a: incremental.append(1) or step_flags(*a))
+    for step in range(steps):
+        end = days - steps + step + 1
+        tails = np.concatenate([s[end - keep : end] for s in series])
+        ga = GroupedArray(tails, np.arange(0, n * keep + 1, keep, dtype=np.int32))
+        for tfm in promo:
+            whole = np.concatenate([s[:end] for s in series])
+            ptr = np.arange(0, n * end + 1, end, dtype=np.int32)
+            want = tfm._stat(whole, ptr)[ptr[1:] - tfm._lag_periods]
+            np.testing.assert_array_equal(tfm.update(ga), want, err_msg=f"{tfm} step {step}")
+    assert len(incremental) == steps - 1  # every step after the first, once for both
+    some = promo[0].update(ga)
+    assert (some < 63).any() and (some == 63).sum() < n  # promotions were found
