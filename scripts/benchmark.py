@@ -326,6 +326,10 @@ def main() -> None:
         name, *rest = args.phase
         result = PHASES[name](*rest)
         result["peak_mb"] = round(_peak_mb())
+        # a child process (the sales read beside the prices) has its own peak
+        result["child_peak_mb"] = round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        )
         print(json.dumps(result, default=str))
         return
 
@@ -338,6 +342,8 @@ def main() -> None:
             sec, mb, note = "-", "-", f"failed: {r['error']}"
         else:
             sec, mb = f"{r['seconds']:.2f}", f"{r.get('peak_mb', '-')}"
+            if r.get("child_peak_mb"):
+                note = f"{note}; child process peak {r['child_peak_mb']} MB".lstrip("; ")
         rows.append((f"{n:,}", step, sec, mb + (f" | {note}" if note else " |")))
         print(f"{n:>7,} {step:<44} {sec:>9} {mb:>8} {note}", flush=True)
 
