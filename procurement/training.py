@@ -76,8 +76,7 @@ def load_training_data(
 
     try:
         prices = prices_since(since)
-        weekly = prices["ds"].nunique() > 1 and infer_freq(prices).startswith("W")
-        if since is not None and weekly:
+        if since is not None and prices["ds"].nunique() > 1 and infer_freq(prices).startswith("W"):
             # weekly series are trained whole (``forecast.model.prepare``): a few years of
             # weeks are too few market turns to learn from, and whole histories are few rows
             since = None

@@ -432,15 +432,9 @@ def _next_promo_flags(
     forecast's steps each recomputed the whole tail: 2 s of predicting 10,000 products). The
     first columns' flags then differ from a recomputation, which sees less history there, but
     no statistic reads them: each transform's look-back (``update_samples``) leaves them out."""
-    lag7 = max(season, 1)
-    x = rows[:, -(56 + lag7 + 1) :]
-    level = np.asarray(x, dtype=np.float64) if on_level else np.cumsum(np.nan_to_num(x), 1)
-    level = np.nan_to_num(level)
-    last = np.ones(len(rows), dtype=bool)
-    for lag in {1, lag7}:
-        change = level[:, lag:] - level[:, :-lag]
-        typical = np.abs(change[:, -56:]).mean(axis=1)
-        last &= change[:, -1] < -k * np.maximum(typical, 1e-9)
+    # the last column's promotion flag from the columns its changes and typical move span
+    # (its start flag needs the previous step's flags, which this slice cannot see)
+    last = _promo_flag_rows(rows[:, -(56 + max(season, 1) + 1) :], k, on_level, season)[0][:, -1]
     quiet = max(season - 1, 1)
     first = last & ~promo[:, -quiet:].any(axis=1)
     return np.c_[promo[:, 1:], last], np.c_[start[:, 1:], first]
