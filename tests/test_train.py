@@ -124,3 +124,32 @@ def test_a_long_sales_history_read_in_a_second_process_is_the_one_read_here(
         failed = load_training_data(session, ten.id, max_days=730)
         pd.testing.assert_frame_equal(failed.sales, here.sales)
         assert len(fallbacks) == 1
+
+
+def test_a_child_that_dies_before_reading_its_query_falls_back_to_reading_here(
+    tmp_path, monkeypatch
+):
+    """A query larger than a pipe holds, sent to a child that exits at once, breaks the pipe;
+    the read must still come back, from this process."""
+    import sqlite3
+    import sys
+
+    from procurement.db import bulkread
+
+    path = str(tmp_path / "p.db")
+    con = sqlite3.connect(path)
+    con.execute("create table t (pid integer, d text, v real)")
+    con.executemany(
+        "insert into t values (?, ?, ?)", [(1, "2026-01-01", 2.5), (2, "2026-01-02", 4.0)]
+    )
+    con.commit()
+    con.close()
+    sql = (
+        "select pid, count(*), group_concat(d || ',' || v, char(10)) from t group by pid"
+        + " " * 300_000  # far more than a pipe's buffer
+    )
+    monkeypatch.setattr(bulkread.sys, "executable", "/bin/false")
+    ids, dates, values = bulkread.BackgroundRead(path, sql).result()
+    monkeypatch.setattr(bulkread.sys, "executable", sys.executable)
+    assert list(ids) == [1, 2] and list(values) == [2.5, 4.0]
+    assert [str(d)[:10] for d in dates] == ["2026-01-01", "2026-01-02"]

@@ -14,6 +14,7 @@ turns them into arrays, here and in the child, which sends them back as an Arrow
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -84,8 +85,10 @@ class BackgroundRead:
             env=env,
         )
         assert self.proc.stdin is not None
-        self.proc.stdin.write(sql.encode())
-        self.proc.stdin.close()
+        # a child that died before reading its query breaks the pipe: result() reads here
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.write(sql.encode())
+            self.proc.stdin.close()
         self._box: dict[str, Any] = {}
         # read as the child writes: a full pipe would stall it
         self._reader = threading.Thread(target=self._drain, name="bulkread", daemon=True)
@@ -124,9 +127,10 @@ class BackgroundRead:
         self._close()
 
     def _close(self) -> None:
-        for pipe in (self.proc.stdout, self.proc.stderr):
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if pipe is not None:
-                pipe.close()
+                with contextlib.suppress(BrokenPipeError):  # stdin's unsent query, the child gone
+                    pipe.close()
 
 
 def read(path: str, sql: str) -> Grouped:
