@@ -24,13 +24,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
 import pandas as pd
 
-from procurement.forecast.model import PriceModel
+if TYPE_CHECKING:  # the CLI imports this module for its errors: not LightGBM on every command
+    from procurement.forecast.model import PriceModel
 
 MODEL_FILE = "global_lgbm_model.pkl"
 META_FILE = "global_lgbm_metadata.json"
