@@ -2,7 +2,7 @@ import streamlit as st
 
 from procurement import buying
 from ui.charts import buy_calendar, saving_by
-from ui.money import company_currency, money
+from ui.money import HOW_SURE_HELP, company_currency, money, shown_percent
 from ui.page import advice_for, catalog_for, page_setup, plain
 
 ctx = page_setup("Overview")
@@ -47,7 +47,7 @@ with right:
 st.subheader("Every product, most money at stake first")
 table = recs.assign(
     link="/product?sku=" + recs["sku"],
-    confidence_pct=(recs["confidence"].clip(upper=0.99) * 100).round(1),
+    confidence_pct=shown_percent(recs["confidence"]),
     saving_total=recs["saving_total"].round(0),
 )[
     [
@@ -76,7 +76,11 @@ st.dataframe(
         "saving_pct": st.column_config.NumberColumn("Saving %", format="%.1f%%"),
         "saving_total": st.column_config.NumberColumn(f"Saving ({cur})", format="localized"),
         "confidence_pct": st.column_config.ProgressColumn(
-            "How sure", min_value=0.0, max_value=100.0, format="%.0f%%"
+            "How sure",
+            min_value=0,
+            max_value=100,
+            format="%d%%",
+            help=HOW_SURE_HELP,
         ),
     },
 )

@@ -2,7 +2,7 @@ import streamlit as st
 
 from procurement.buying import ADVICE_COLUMNS
 from procurement.export import to_csv_bytes
-from ui.money import company_currency
+from ui.money import HOW_SURE_HELP, PRICES_HELP, SAVING_HELP, company_currency, shown_percent
 from ui.page import advice_for, page_setup
 
 ctx = page_setup("Recommendations")
@@ -26,7 +26,7 @@ cols = ADVICE_COLUMNS
 view = view[cols].sort_values(["saving_total", "buy_date"], ascending=[False, True])
 shown = view.assign(
     link="/product?sku=" + view["sku"],
-    confidence=(view["confidence"].clip(upper=0.99) * 100).round(1),
+    confidence=shown_percent(view["confidence"]),
 )
 st.caption(f"{len(view):,} products, most money at stake first")
 st.dataframe(
@@ -55,14 +55,28 @@ st.dataframe(
         "category": "Category",
         "supplier": "Supplier",
         "buy_date": st.column_config.DateColumn("Buy on", format="ddd DD MMM"),
-        "first_price": st.column_config.NumberColumn(f"Price today ({cur})", format="%,.2f"),
-        "buy_price": st.column_config.NumberColumn(f"Price on buy day ({cur})", format="%,.2f"),
-        "saving": st.column_config.NumberColumn(f"Saving / unit ({cur})", format="%,.2f"),
-        "saving_pct": st.column_config.NumberColumn("Saving %", format="%.1f%%"),
+        "first_price": st.column_config.NumberColumn(
+            f"Forecast today ({cur})", format="%,.2f", help=PRICES_HELP
+        ),
+        "buy_price": st.column_config.NumberColumn(
+            f"Forecast on buy day ({cur})", format="%,.2f", help=PRICES_HELP
+        ),
+        "saving": st.column_config.NumberColumn(
+            f"Expected saving / unit ({cur})", format="%,.2f", help=SAVING_HELP
+        ),
+        "saving_pct": st.column_config.NumberColumn(
+            "Expected saving %", format="%.1f%%", help=SAVING_HELP
+        ),
         "quantity": st.column_config.NumberColumn("Quantity", format="%,d"),
-        "saving_total": st.column_config.NumberColumn(f"Saving total ({cur})", format="%,.0f"),
+        "saving_total": st.column_config.NumberColumn(
+            f"Expected saving total ({cur})", format="%,.0f", help=SAVING_HELP
+        ),
         "confidence": st.column_config.ProgressColumn(
-            "How sure", min_value=0.0, max_value=100.0, format="%.0f%%"
+            "How sure",
+            min_value=0,
+            max_value=100,
+            format="%d%%",
+            help=HOW_SURE_HELP,
         ),
         "reason": st.column_config.TextColumn("Advice", width="large"),
     },

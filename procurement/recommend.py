@@ -298,10 +298,17 @@ def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     ).reset_index()
 
 
+def shown_percent(p: float | np.ndarray | pd.Series) -> np.ndarray:
+    """The whole percent a probability is shown as wherever a buyer reads it (the advice's
+    sentence, the tables' "How sure", the assistant): rounded once, half up, and never above
+    99 (a backtest can't justify certainty). The tables had rounded to a tenth and then to a
+    whole percent in the browser, so "80% likely" sat beside "81%" in the same row."""
+    return np.minimum(np.floor(np.asarray(p, dtype=float) * 100 + 0.5), 99).astype(int)
+
+
 def _reason(wait: bool, date: pd.Timestamp, saving_pct: float, conf: float, trend: float) -> str:
     if wait:
-        # a backtest can't justify certainty; never print 100%
-        likely = "99%" if conf >= 0.99 else f"{conf:.0%}"
+        likely = f"{int(shown_percent(conf))}%"
         return f"Buy on {date:%a %d %b}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
     if trend > 0.5:
         return f"Buy now: price forecast to rise {trend:.1f}% over the horizon"

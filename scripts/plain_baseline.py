@@ -19,20 +19,22 @@ def plain(prices, h, folds, lags=42, thr=0.01):
     ]
     df["ds"] = pd.to_datetime(df["ds"])
     cal = np.sort(df["ds"].unique())
+    # business-day files (no weekends) are forecast in business days, as `backtest` does
+    freq = "B" if (pd.DatetimeIndex(cal).dayofweek < 5).all() else "D"
     cutoffs = [cal[-1 - (folds - i) * h] for i in range(folds)]
     res = []
     for c in cutoffs:
         tr = df[df.ds <= c]
         f = MLForecast(
             models={"m": lgb.LGBMRegressor(n_estimators=200, learning_rate=0.05, verbose=-1)},
-            freq="D",
+            freq=freq,
             lags=list(range(1, lags + 1)),
             date_features=["dayofweek"],
             target_transforms=[GlobalSklearnTransformer(FunctionTransformer(np.log, np.exp))],
         )
         f.fit(tr, static_features=[])
         p = f.predict(h)
-        act = df[(df.ds > c) & (df.ds <= c + pd.Timedelta(days=h))]
+        act = df[df.ds.isin(cal[(cal > c)][:h])]
         p = p.merge(act, on=["unique_id", "ds"])
         last = tr.groupby("unique_id")["y"].last()
         p["naive"] = p["unique_id"].map(last)

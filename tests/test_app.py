@@ -268,3 +268,32 @@ def test_unreachable_database_shows_an_error_and_recovers(app_env, monkeypatch) 
     login_as(at, "buyer")
     at.run()
     assert not at.error and at.title[0].value == "Overview"
+
+
+def test_how_sure_is_the_number_the_advice_says(app_env) -> None:
+    """Each waiting row's "How sure" is the percent its advice sentence states, on the
+    Recommendations page and the Overview (a buyer saw "80% likely" beside 81%: the tables
+    rounded to a tenth, the browser then to a whole percent)."""
+    import re
+
+    for page, col in (("pages/recommendations.py", "confidence"), ("pages/overview.py", None)):
+        at = _app(page)
+        assert not at.exception
+        frames = [d.value for d in at.dataframe if "reason" in d.value.columns]
+        assert frames, page
+        table = frames[0]
+        conf = table[col or "confidence_pct"]
+        waiting = table["reason"].str.extract(r"(\d+)% likely")[0].dropna().astype(int)
+        assert len(waiting) >= 5, page
+        assert (conf.loc[waiting.index].to_numpy() == waiting.to_numpy()).all(), page
+        assert conf.max() <= 99 and conf.dtype.kind == "i"
+        assert all(re.fullmatch(r"\d+", str(v)) for v in conf.head())
+
+
+def test_shown_percent_rounds_once_half_up_and_stops_at_99() -> None:
+    import numpy as np
+
+    from procurement.recommend import shown_percent
+
+    got = shown_percent(np.array([0.8046, 0.8050000001, 0.995, 1.0, 0.004, 0.7349999]))
+    assert got.tolist() == [80, 81, 99, 99, 0, 73]

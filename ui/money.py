@@ -4,6 +4,22 @@ from __future__ import annotations
 
 import pandas as pd
 
+from procurement.recommend import shown_percent
+
+HOW_SURE_HELP = (
+    "Waiting advice: how likely the buy day's price is below today's, from the model's backtest. "
+    "Buy now: how likely it is that no later day in the forecast is cheaper."
+)
+PRICES_HELP = (
+    "The model's forecast for the day (today's too: the newest stored price is from an "
+    "earlier day)."
+)
+SAVING_HELP = (
+    "The saving to expect from waiting, per unit, averaged over how the price may really turn "
+    "out, from the model's backtest. It can differ from the gap between the two forecast "
+    "prices: a dip may come a day early or late, or not as deep."
+)
+
 
 def company_currency(products: pd.DataFrame) -> str:
     """The currency most of the company's products are priced in (USD when none is stored)."""
@@ -18,4 +34,4 @@ def money(value: float, currency: str, decimals: int = 0) -> str:
 
 def percent(share: float) -> str:
     """A probability for a buyer: one decimal at most, and never 100% (no backtest supports it)."""
-    return f"{min(share, 0.99) * 100:.0f}%" if share >= 0.1 else f"{share * 100:.1f}%"
+    return f"{int(shown_percent(share))}%" if share >= 0.1 else f"{share * 100:.1f}%"

@@ -11,6 +11,7 @@ from typing import Any
 
 from procurement.assistant.offline import Intent
 from procurement.assistant.tools import Source, ToolResult
+from procurement.recommend import shown_percent
 
 
 def num(x: Any, lang: str, nd: int = 2) -> str:
@@ -230,7 +231,11 @@ def _history(d: dict[str, Any], lang: str, _: Intent) -> str:
 
 
 def _forecast(d: dict[str, Any], lang: str, _: Intent) -> str:
-    conf = pct(100 * d["confidence"], lang, 0) if d.get("confidence") is not None else "-"
+    conf = (
+        pct(int(shown_percent(d["confidence"])), lang, 0)
+        if d.get("confidence") is not None
+        else "-"
+    )
     if d["buy_now"]:
         if d.get("stock_runs_out_first"):
             why_pt = "o estoque acaba antes que esperar compense"
@@ -315,7 +320,7 @@ def _check(d: dict[str, Any], lang: str, _: Intent) -> str:
         f"{day(d['forecast_lowest_date'], lang)}.",
     )
     if not d["buy_now"]:
-        conf = pct(100 * d["confidence"], lang, 0)
+        conf = pct(int(shown_percent(d["confidence"])), lang, 0)
         text += _t(
             lang,
             f" Waiting until {day(d['buy_date'], lang)} should save {pct(d['saving_pct'], lang)} ({conf} likely).",
@@ -430,7 +435,7 @@ def _best(d: dict[str, Any], lang: str, _: Intent) -> str:
         )
 
     def line(r: dict[str, Any]) -> str:
-        conf = pct(100 * r["confidence"], lang, 0)
+        conf = pct(int(shown_percent(r["confidence"])), lang, 0)
         if r["buy_now"]:
             return _t(
                 lang,
