@@ -190,9 +190,12 @@ pages = [
     st.Page("pages/health.py", title="Model health", icon=":material/monitor_heart:"),
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
 ]
-if principal is not None and principal.can("admin"):
+if principal is None or principal.can("admin"):
     pages.append(st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
-# The same pages exist before login, so a link to /product?sku=... survives the login
+# The same pages exist before login, so a link to /product?sku=... survives the login, and so
+# does /admin (a reload of the Admin page starts signed out until the cookie is read; without
+# the page then, Streamlit said "Page not found" and moved the administrator to the Overview).
+# Before login no page runs (login_page stops), and the Admin page checks the role itself.
 page = st.navigation(pages, position="sidebar" if principal else "hidden")
 if principal is None:
     st.session_state.pop("principal", None)

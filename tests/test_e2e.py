@@ -203,3 +203,32 @@ def test_model_page_follows_a_retrain_by_the_real_sidecar(app_url, app_env) -> N
         sidecar.terminate()
         sidecar.wait(timeout=20)
         engine.dispose()
+
+
+def test_admin_page_survives_a_reload(app_url) -> None:
+    """A reload starts signed out until the login cookie is read; the Admin page must still be
+    the page shown afterwards (it said "Page not found" and moved to the Overview)."""
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS, _wait_idle
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{app_url}/", wait_until="domcontentloaded")
+        page.wait_for_selector("[data-testid='stForm']", timeout=60_000)
+        _wait_idle(page, 60_000)
+        page.wait_for_timeout(1500)  # the first run re-renders the form once
+        page.get_by_label("Username").fill("admin")
+        page.locator("input[aria-label=Password]").fill(PASSWORD)
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
+        page.get_by_role("link", name="Admin", exact=True).click()
+        page.wait_for_selector("text=Users", timeout=60_000)
+        for _ in range(2):
+            page.reload(wait_until="domcontentloaded")
+            page.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
+            page.wait_for_selector("h1:has-text('Admin')", timeout=60_000)
+            _wait_idle(page, 60_000)
+            assert page.url.rstrip("/").endswith("/admin"), page.url
+            assert not page.locator("text=Page not found").count()
+        browser.close()
