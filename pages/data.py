@@ -1,3 +1,5 @@
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -100,6 +102,9 @@ else:
         f"CSV or Excel with prices (one row per product and date; at most "
         f"{settings.max_upload_mb:g} MB)",
         type=["csv", "txt", "xlsx"],
+        # the widget's own "Limit ... per file" says the same as the label (Streamlit's default
+        # is its global server.maxUploadSize, 200 MB); the check below stays the one enforced
+        max_upload_size=max(1, math.ceil(settings.max_upload_mb)),
     )
     if up is not None:
         if up.size > settings.max_upload_mb * 1e6:
@@ -285,22 +290,25 @@ for src in sources:
 st.subheader("Ingestion runs")
 with open_session(engine()) as s:
     log = actions.import_log(ctx.principal, session=s, tenant=ctx.tenant)
+runs = log[
+    [
+        "id",
+        "when",
+        "by",
+        "source",
+        "status",
+        "added",
+        "updated",
+        "unchanged",
+        "rejected",
+        "errors",
+        "undone_by",
+    ]
+]
+# an empty cell, not "None" (no error, not undone, no user for a scheduled fetch)
+text = runs.select_dtypes(include="object").columns
 st.dataframe(
-    log[
-        [
-            "id",
-            "when",
-            "by",
-            "source",
-            "status",
-            "added",
-            "updated",
-            "unchanged",
-            "rejected",
-            "errors",
-            "undone_by",
-        ]
-    ],
+    runs.assign(**{c: runs[c].fillna("") for c in text}),
     hide_index=True,
     width="stretch",
 )

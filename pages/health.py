@@ -79,16 +79,54 @@ st.caption(
 )
 
 
-def _over_time(col: str, title: str, threshold: float) -> alt.Chart:
+# the checks' times as stored and as the caption above says them (UTC): Streamlit hands a chart
+# naive times as wall-clock times, so a time scale shows them unchanged in any browser
+WHEN = "%d %b %H:%M"
+
+
+def _when(t: pd.Timestamp) -> alt.DateTime:
+    return alt.DateTime(
+        year=t.year,
+        month=t.month,
+        date=t.day,
+        hours=t.hour,
+        minutes=t.minute,
+        seconds=t.second,
+        milliseconds=t.microsecond // 1000,
+    )
+
+
+def _time_axis(times: pd.Series) -> alt.X:
+    """A date axis for the checks' times. With one check (a fresh install), or all within a few
+    hours, Vega-Lite spread the axis over the milliseconds around them and labelled it ".226":
+    the domain is then hours wide around them and each check has its own tick."""
+    times = pd.to_datetime(times)
+    first, last = times.min(), times.max()
+    axis = alt.Axis(format=WHEN, labelOverlap=True, tickCount=6)
+    scale = alt.Scale(padding=14)  # the first and last points drawn whole
+    if last - first < pd.Timedelta(hours=6):
+        mid, half = first + (last - first) / 2, pd.Timedelta(hours=6)
+        axis = alt.Axis(
+            format=WHEN, labelOverlap=True, values=[_when(t) for t in sorted(set(times))]
+        )
+        scale = alt.Scale(domain=[_when(mid - half), _when(mid + half)])
+    return alt.X("computed_at:T", title="Checked (UTC)", axis=axis, scale=scale)
+
+
+def _over_time(col: str, title: str, threshold: float) -> alt.LayerChart:
     data = hist[["computed_at", "version", col]].dropna()
     line = (
         alt.Chart(data)
         .mark_line(point=True)
         .encode(
-            x=alt.X("computed_at:T", title=None),
+            x=_time_axis(data["computed_at"]),
             y=alt.Y(f"{col}:Q", title=title),
             color=alt.Color("version:N", legend=None),
-            tooltip=["computed_at:T", "version:N", alt.Tooltip(f"{col}:Q", format=".3f")],
+            tooltip=[
+                alt.Tooltip("computed_at:T", title="Checked (UTC)", format=WHEN),
+                "version:N",
+                alt.Tooltip(f"{col}:Q", format=".3f"),
+            ],
         )
     )
     rule = (

@@ -379,8 +379,10 @@ class OrderView:
     needs_admin: bool  # above the buyer's approval limit
 
 
-def _limit(actor_role: str, settings: Settings) -> float | None:
-    return settings.approval_limits.get(actor_role)
+def approval_limit(actor_role: str, settings: Settings | None = None) -> float | None:
+    """The largest order total a role may approve (in the order's currency); None: no limit
+    (a role not listed, as the administrators)."""
+    return (settings or get_settings()).approval_limits.get(actor_role)
 
 
 def get_order(
@@ -395,7 +397,7 @@ def get_order(
     ten = authorized_tenant(session, tenant, actor, "view")
     order = q.get_order(session, ten.id, order_id)
     total = q.order_total(order)
-    buyer_limit = _limit("buyer", settings)
+    buyer_limit = approval_limit("buyer", settings)
     return OrderView(
         order.id,
         q.supplier_name(session, order),
@@ -475,7 +477,7 @@ def approve(
     if not order.lines:
         raise OrderStateError(f"order {order_id} has no lines")
     total = q.order_total(order)
-    limit = _limit(actor.role, settings)
+    limit = approval_limit(actor.role, settings)
     if limit is not None and total > limit:
         raise ApprovalLimitExceeded(
             f"order {order_id} totals {total:,.2f} {order.currency}, above the {actor.role}'s "

@@ -297,3 +297,72 @@ def test_shown_percent_rounds_once_half_up_and_stops_at_99() -> None:
 
     got = shown_percent(np.array([0.8046, 0.8050000001, 0.995, 1.0, 0.004, 0.7349999]))
     assert got.tolist() == [80, 81, 99, 99, 0, 73]
+
+
+def test_health_page_drift_charts_read_as_dates_with_a_single_check(app_env) -> None:
+    """A fresh install has one drift check: the drift chart's time axis read ".226" (the
+    milliseconds around the one point) and the point had no date. The axis must be a date axis
+    (like "04 Dec 10:15", the stored UTC time as the page's caption) with room around the
+    point, and a tick at the check itself."""
+    import json
+
+    from procurement import monitoring
+
+    def when(d: dict) -> pd.Timestamp:  # a Vega-Lite DateTime, local: the stored UTC time
+        assert "utc" not in d  # Streamlit shows naive times as wall-clock times
+        return pd.Timestamp(
+            d["year"], d["month"], d["date"], d["hours"], d["minutes"], d["seconds"]
+        ) + pd.Timedelta(milliseconds=d["milliseconds"])
+
+    eng = make_engine(app_env["DATABASE_URL"])
+    quiet = get_settings().model_copy(
+        update={"drift_psi_threshold": 1e9, "concept_drift_threshold": 1e9}
+    )  # the shared app database must not get a drift retrain queued
+    with open_session(eng) as s:
+        other = auth.Principal("other-buyer", "buyer", catalog.get_tenant(s, "other").id)
+        hist, _ = actions.drift_history(other, session=s, tenant="other")
+    if hist.empty:  # the "other" company's first check (the tests of "demo" make many)
+        assert monitoring.check_drift(eng, quiet, "other") is not None
+        with open_session(eng) as s:
+            hist, _ = actions.drift_history(other, session=s, tenant="other")
+    eng.dispose()
+    assert len(hist) == 1
+    checked = pd.Timestamp(hist["computed_at"].iloc[0])
+    at = _app("pages/health.py", user="other-buyer")
+    assert not at.error
+    charts = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    over_time = [c for c in charts if "computed_at" in json.dumps(c)]
+    assert over_time  # at least the data drift chart
+    for spec in over_time:
+        x = next(p["encoding"]["x"] for p in spec["layer"] if "x" in p.get("encoding", {}))
+        assert x["field"] == "computed_at" and x["type"] == "temporal"
+        axis = x["axis"]
+        assert checked.strftime(axis["format"]) == checked.strftime("%d %b %H:%M")
+
+        # the one point has its own tick, in the middle of a domain hours wide
+        assert [when(v) for v in axis["values"]] == [checked.floor("ms")]
+        lo, hi = (when(d) for d in x["scale"]["domain"])
+        assert lo < checked < hi and hi - lo >= pd.Timedelta(hours=1)
+        tip = next(
+            t
+            for p in spec["layer"]
+            for t in p.get("encoding", {}).get("tooltip", [])
+            if t["field"] == "computed_at"
+        )
+        assert tip["format"] == axis["format"]
+
+
+def test_data_page_upload_limit_agrees_and_ingestion_runs_have_no_none(app_env) -> None:
+    """The Data page said "at most 50 MB" above an uploader saying "200MB per file", and the
+    Ingestion runs table showed "None" in its empty cells."""
+    at = _app("pages/data.py")
+    limit = get_settings().max_upload_mb
+    up = at.file_uploader[0]
+    assert f"at most {limit:g} MB" in up.label
+    assert up.proto.max_upload_size_mb == limit  # the widget's "Limit 50MB per file"
+    runs = next(d.value for d in at.dataframe if "undone_by" in d.value.columns)
+    assert len(runs)
+    for col in ("by", "errors", "undone_by"):
+        assert runs[col].notna().all(), col
+    assert (runs["errors"] == "").any()  # the seeds' runs had no error: an empty cell
+    assert not runs.astype(str).isin(["None", "nan", "NaN", "<NA>", "NaT"]).any().any()

@@ -58,3 +58,117 @@ def test_orders_page_buyer_proposes_and_approves_and_viewer_only_reads(app_env) 
         "You can read orders" in c.value for c in viewer.caption
     )
     assert len(viewer.dataframe[0].value) >= 1
+
+
+def _labels(at: AppTest) -> dict[str, str]:
+    """Every table's column headers on the page: column name -> header shown."""
+    import json
+
+    out: dict[str, str] = {}
+    for df in at.dataframe:
+        for name, config in json.loads(df.proto.columns or "{}").items():
+            out.setdefault(name, config.get("label", name))
+    return out
+
+
+def _proposed(user: str) -> AppTest:
+    at = _page(user)
+    _button(at, "Propose orders now").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_orders_page_buyer_gets_no_approve_button_above_the_limit_but_a_note(app_env) -> None:
+    from procurement.orders import draft_order
+
+    limit = get_settings().approval_limits["buyer"]
+    at = _proposed("buyer")
+    table = at.dataframe[0].value
+    above = table[(table["status"] == "draft") & (table["total"] > limit)]
+    assert len(above) >= 1
+    at.selectbox(key="order_id").set_value(int(above["id"].iloc[0])).run()
+    labels = [b.label for b in at.button]
+    assert "Approve" not in labels and "Reject" in labels
+    assert any(
+        "Above your approval limit of USD 10,000: an administrator approves it" in i.value
+        for i in at.info
+    ), [i.value for i in at.info]
+    assert not at.error
+
+    # a small draft of one unit, within the limit: counted, listed first, and approvable
+    sku = at.dataframe[1].value["sku"].iloc[0]
+    with open_session(make_engine(get_settings().database_url)) as s, s.begin():
+        buyer = at.session_state["principal"]
+        small = draft_order(buyer, session=s, tenant="demo", sku=sku, quantity=1).id
+    at.run()
+    table = at.dataframe[0].value
+    drafts = table[table["status"] == "draft"]
+    within = drafts[drafts["total"] <= limit]
+    assert small in set(within["id"]) and len(above) <= len(drafts) - len(within)
+    assert (
+        f"Drafts: {len(within)} within your approval limit of USD 10,000 (listed first), "
+        f"{len(drafts) - len(within)} need an administrator." in [c.value for c in at.caption]
+    )
+    assert list(table["id"][: len(within)]) == list(within["id"])
+    assert list(drafts["approver"]) == ["you"] * len(within) + ["an administrator"] * (
+        len(drafts) - len(within)
+    )
+    at.selectbox(key="order_id").set_value(small).run()
+    assert not [i for i in at.info if "Above your approval limit" in i.value]
+    _button(at, "Approve").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert at.success[0].value == f"Order {small} approved."
+
+
+def test_orders_page_admin_can_approve_an_order_above_the_buyers_limit(app_env) -> None:
+    limit = get_settings().approval_limits["buyer"]
+    at = _proposed("admin")
+    table = at.dataframe[0].value
+    drafts = table[table["status"] == "draft"]
+    above = drafts[drafts["total"] > limit]
+    assert len(above) >= 1 and "approver" not in table.columns
+    assert (
+        f"Drafts: {len(above)} of {len(drafts)} above the buyers' approval limit of USD 10,000: "
+        "an administrator approves them." in [c.value for c in at.caption]
+    )
+    order = int(above["id"].iloc[0])
+    at.selectbox(key="order_id").set_value(order).run()
+    assert any("approval limit" in w.value for w in at.warning)
+    assert not [i for i in at.info if "Above your approval limit" in i.value]
+    _button(at, "Approve").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert at.success[0].value == f"Order {order} approved."
+
+
+def test_orders_page_headers_in_words_and_money_in_the_company_currency(app_env) -> None:
+    import re
+
+    at = _proposed("buyer")
+    labels = _labels(at)
+    for name, header in {
+        "supplier": "Supplier",
+        "status": "Status",
+        "created_by": "Created by",
+        "total": "Total (USD)",
+        "sku": "SKU",
+        "name": "Product",
+        "unit_price": "Unit price (USD)",
+        "amount": "Amount (USD)",
+    }.items():
+        assert labels.get(name) == header, (name, labels)
+    formats = [
+        json_format
+        for df in at.dataframe
+        for json_format in [df.proto.columns]
+        if '"total"' in json_format
+    ]
+    assert '"format": "%,.2f"' in formats[0]
+    total = next(c.value for c in at.caption if " orders, total " in c.value)
+    assert re.fullmatch(r"\d+ orders, total USD \d{1,3}(,\d{3})+\.\d\d", total), total
+    assert re.fullmatch(
+        r"USD \d{1,3}(,\d{3})*\.\d\d", {m.label: m.value for m in at.metric}["Total"]
+    )
+    viewer = _page("viewer")  # the read-only lines table and the history say it in words too
+    assert {"sku", "status", "by", "at"} <= {
+        k for k, v in _labels(viewer).items() if v != k and v[0].isupper()
+    }
