@@ -46,7 +46,7 @@ from procurement.data.importers import (
 from procurement.db import catalog, history
 from procurement.db import orders as q
 from procurement.db.models import PurchaseOrder, PurchaseOrderEvent, PurchaseOrderLine
-from procurement.recommend import Policy, recommend
+from procurement.recommend import Policy, recommend, shown_percent
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def propose_lines(
         elif not bool(rec["buy_now"]):
             parts.append(
                 f"price forecast lowest {_day(order_date)}, {rec['saving_pct']:.1f}% below today, "
-                f"{min(float(rec['confidence']), 0.99):.0%} likely"
+                f"{int(shown_percent(float(rec['confidence'])))}% likely"
             )
         elif not bool(free.loc[sku, "buy_now"]):
             f = free.loc[sku]

@@ -174,11 +174,15 @@ def recommend(
     reasons = []
     for i in range(len(out)):
         if out["stockout"].iloc[i]:
+            # ``max_wait`` is the stock's cover less the lead time: the last day an order still
+            # arrives in time, not the day the stock runs out (the sentence had said "runs out
+            # before" today while the stock lasted days more)
             cover = limit[i] if limit is not None else 0.0
             end = pd.Timestamp(stock_end[i]) + pd.Timedelta(days=float(cover))
+            when = "today" if cover < 1 else f"by {end:%a %d %b}"
             reasons.append(
-                f"Buy now: stock runs out before {end:%a %d %b}; waiting would save "
-                f"{missed[i]:.1f}%"
+                f"Buy now: order {when} to have it before the stock runs out; waiting would "
+                f"save {missed[i]:.1f}%"
             )
         else:
             reasons.append(

@@ -140,7 +140,11 @@ def test_stock_out_is_the_reason_when_waiting_would_pay_but_stock_runs_out() -> 
     )
     rec = recommend(fc, Policy(0.7, 0.5), max_wait=pd.Series({"A": 1.0})).iloc[0]
     assert rec["buy_now"] and rec["stockout"]
-    assert rec["reason"] == "Buy now: stock runs out before Wed 02 Dec; waiting would save 10.0%"
+    assert rec["reason"] == (
+        "Buy now: order by Wed 02 Dec to have it before the stock runs out; waiting would save 10.0%"
+    )
+    now = recommend(fc, Policy(0.7, 0.5), max_wait=pd.Series({"A": 0.0})).iloc[0]
+    assert now["reason"].startswith("Buy now: order today to have it before the stock runs out")
     free = recommend(fc, Policy(0.7, 0.5)).iloc[0]
     assert not free["buy_now"] and free["buy_date"] == dates[3]
 
