@@ -135,7 +135,7 @@ TABLE: list[tuple[str, str | None, dict[str, Any], list[str]]] = [
     ("quando devo comprar cobre?", "best_buys", {"category": "copper"}, ["Melhor dia para comprar cada produto de cobre"]),
     ("when to buy the coper items?", "best_buys", {"category": "copper"}, ["copper"]),
     # is this a good price?
-    ("is 12,50 a good price for SKU-00003?", "price_check", {"sku": S3, "price": 12.5}, ["12.50 for SKU-00003", "cheaper on"]),
+    ("is 12,50 a good price for SKU-00003?", "price_check", {"sku": S3, "price": 12.5}, ["12.50 for SKU-00003", "far below anything paid", "more likely a mistake"]),
     ("R$ 230,00 é um bom preço para o SKU-00003?", "price_check", {"sku": S3, "price": 230.0}, ["230,00 para SKU-00003", "Fonte:"]),
     ("is 1,234.50 too expensive for SKU-00003?", "price_check", {"sku": S3, "price": 1234.5}, ["1,234.50 for", "a high price"]),
     ("o SKU-00003 está caro?", "price_check", {"sku": S3}, ["para SKU-00003"]),

@@ -324,6 +324,9 @@ def forecast(
     return ToolResult("forecast", data, [src])
 
 
+IMPLAUSIBLY_LOW = 0.5  # of the lowest price of the last 180 days
+
+
 def price_check(
     ctx: ToolContext, sku: str, price: float | None = None, company: str | None = None
 ) -> ToolResult:
@@ -343,7 +346,11 @@ def price_check(
     share_below = float((p < asked).mean())
     rec = adv.rec
     waits = not bool(rec["buy_now"])
-    if waits and asked > float(rec["buy_price"]):
+    if asked < IMPLAUSIBLY_LOW * float(p.min()):
+        # a quote at a fraction of every price paid is more likely a typo, another unit or
+        # another product than a bargain: "a good price" would be the wrong answer
+        verdict = "implausible"
+    elif waits and asked > float(rec["buy_price"]):
         verdict = "wait"
     elif share_below <= 0.35:
         verdict = "good"
@@ -600,7 +607,8 @@ TOOLS: dict[str, Tool] = {
         Tool(
             "price_check",
             "Is a price good for a product? Compares `price` (default: the latest price) with "
-            "the last 180 days and with the forecast.",
+            "the last 180 days and with the forecast; verdict 'implausible' when it is under "
+            "half the lowest price paid (more likely a typo, another unit or product).",
             _obj({"sku": _SKU, "price": {"type": "number", "exclusiveMinimum": 0}}, ["sku"]),
             price_check,
         ),

@@ -297,6 +297,19 @@ def _why(reason: str) -> str:
 
 
 def _check(d: dict[str, Any], lang: str, _: Intent) -> str:
+    if d["verdict"] == "implausible":
+        return _t(
+            lang,
+            f"{num(d['price'], lang)} for {d['sku']} {d['name']} is far below anything paid from "
+            f"{d['history_from']} to {d['history_to']} (lowest {num(d['min_180d'], lang)}, median "
+            f"{num(d['median_180d'], lang)}): check the product, the unit and the number before "
+            "buying; a quote that low is more likely a mistake than a bargain.",
+            f"{num(d['price'], lang)} para {d['sku']} {d['name']} está muito abaixo de tudo o que "
+            f"se pagou de {d['history_from']} a {d['history_to']} (mínimo "
+            f"{num(d['min_180d'], lang)}, mediana {num(d['median_180d'], lang)}): confira o "
+            "produto, a unidade e o número antes de comprar; um preço tão baixo é mais "
+            "provavelmente um erro do que uma pechincha.",
+        )
     share = pct(100 * d["share_of_days_cheaper"], lang, 0)
     verdict = {
         "good": _t(lang, "a good price", "um bom preço"),
