@@ -18,9 +18,18 @@ c2.metric(
     money(s["total_saving"], cur),
     help="Following all advice, for the quantity each product needs over the forecast horizon.",
 )
-c3.metric("Rising: buy now", f"{s['rising']:,}")
+c3.metric(
+    "Rising: buy now",
+    f"{s['rising']:,}",
+    help="Products to buy now because their price is forecast to rise over the horizon.",
+)
 last = ctx.freshness["last"]
-c4.metric("Latest price", f"{last:%d %b %Y}" if last else "-")
+# a date, not a price: the day of the newest price the advice is based on
+c4.metric(
+    "Prices up to",
+    f"{last:%d %b %Y}" if last else "-",
+    help="The day of the newest price in the data; the forecasts and advice start from it.",
+)
 
 unforecast = sorted(set(products["sku"]) - set(recs["sku"]))
 if unforecast:
@@ -52,35 +61,42 @@ table = recs.assign(
 )[
     [
         "link",
-        "name",
-        "category",
-        "supplier",
         "buy_date",
-        "saving_pct",
         "saving_total",
         "confidence_pct",
         "reason",
+        "name",
+        "saving_pct",
+        "category",
+        "supplier",
     ]
 ].sort_values("saving_total", ascending=False)
+# What to do, how much it saves and how sure, in the width of the page beside the sidebar at
+# 1280 px (about 818 px): the product's name, category, supplier and saving in percent (also in
+# the advice) follow, a scroll away. The columns had run off the right edge with the advice.
 st.dataframe(
     table,
     hide_index=True,
     width="stretch",
+    column_order=list(table.columns),
     column_config={
-        "link": st.column_config.LinkColumn("SKU", display_text=r"sku=(.*)"),
-        "name": "Product",
-        "category": "Category",
-        "supplier": "Supplier",
-        "reason": st.column_config.TextColumn("Advice", width="large"),
-        "buy_date": st.column_config.DateColumn("Buy on", format="ddd DD MMM"),
-        "saving_pct": st.column_config.NumberColumn("Saving %", format="%.1f%%"),
-        "saving_total": st.column_config.NumberColumn(f"Saving ({cur})", format="localized"),
+        "link": st.column_config.LinkColumn("SKU", display_text=r"sku=(.*)", width=90),
+        "buy_date": st.column_config.DateColumn("Buy on", format="ddd DD MMM", width=95),
+        "saving_total": st.column_config.NumberColumn(
+            f"Saving ({cur})", format="localized", width=100
+        ),
         "confidence_pct": st.column_config.ProgressColumn(
             "How sure",
             min_value=0,
             max_value=100,
             format="%d%%",
             help=HOW_SURE_HELP,
+            width=110,
         ),
+        "reason": st.column_config.TextColumn("Advice", width=420),
+        "name": "Product",
+        "saving_pct": st.column_config.NumberColumn("Saving %", format="%.1f%%"),
+        "category": "Category",
+        "supplier": "Supplier",
     },
 )

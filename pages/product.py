@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import streamlit as st
 
 from procurement import actions, buying
@@ -112,7 +113,17 @@ def what_if() -> None:
             st.success(f"**{rec['reason']}**", icon=":material/event:")
         c1, c2, c3 = st.columns(3)
         cur = row["currency"] or "USD"
-        c1.metric("Price today", money(rec["first_price"], cur, 2))
+        newest = (
+            f"the newest stored price is {money(hist['price'].iloc[-1], cur, 2)} on "
+            f"{pd.Timestamp(hist['date'].iloc[-1]):%a %d %b}"
+            if len(hist)
+            else "no price is stored yet"
+        )
+        c1.metric(
+            "Forecast today",
+            money(rec["first_price"], cur, 2),
+            help=f"The model's price for today, where waiting is measured from; {newest}.",
+        )
         c2.metric(
             f"Forecast on {rec['buy_date']:%a %d %b}" if not rec["buy_now"] else "Buy today",
             money(rec["buy_price"], cur, 2),
@@ -127,7 +138,7 @@ def what_if() -> None:
             ),
         )
         c3.metric(
-            f"Saving for {qty:,.0f} {row['unit'] or 'units'}",
+            f"Expected saving for {qty:,.0f} {row['unit'] or 'units'}",
             money(rec["saving_total"], cur),
             help=f"How sure: {percent(rec['confidence'])} that the buy day is cheaper than today.",
         )

@@ -16,7 +16,7 @@ import pandas as pd
 
 from procurement import workdays
 from procurement.forecast.model import PriceModel
-from procurement.recommend import Policy, recommend
+from procurement.recommend import Policy, recommend, says_rising
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def summary(recs: pd.DataFrame) -> dict[str, float]:
     return {
         "products": len(recs),
         "cheaper_later": int(wait.sum()),
-        "rising": int((recs["buy_now"] & (recs["trend_pct"] > 0.5)).sum()),
+        "rising": int(says_rising(recs).sum()),
         "total_saving": float(recs.loc[wait, "saving_total"].sum()),
         "spend": float((recs["first_price"] * recs["quantity"]).sum()),
     }

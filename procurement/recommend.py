@@ -302,6 +302,16 @@ def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     ).reset_index()
 
 
+RISING_PCT = 0.5  # a forecast rise over the horizon above this is called rising
+
+
+def says_rising(recs: pd.DataFrame) -> pd.Series:
+    """The products whose advice says their price is rising: buy now because of the forecast
+    (not because the stock runs out), the forecast rising more than ``RISING_PCT``."""
+    stockout = recs["stockout"].astype(bool) if "stockout" in recs else False
+    return recs["buy_now"] & ~stockout & (recs["trend_pct"] > RISING_PCT)
+
+
 def shown_percent(p: float | np.ndarray | pd.Series) -> np.ndarray:
     """The whole percent a probability is shown as wherever a buyer reads it (the advice's
     sentence, the tables' "How sure", the assistant): rounded once, half up, and never above
@@ -314,6 +324,6 @@ def _reason(wait: bool, date: pd.Timestamp, saving_pct: float, conf: float, tren
     if wait:
         likely = f"{int(shown_percent(conf))}%"
         return f"Buy on {date:%a %d %b}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
-    if trend > 0.5:
+    if trend > RISING_PCT:
         return f"Buy now: price forecast to rise {trend:.1f}% over the horizon"
     return "Buy now: no reliable saving from waiting"

@@ -117,7 +117,7 @@ def test_product_page_forecast_delta_is_the_gap_between_the_numbers_it_shows(app
     def number(text: str) -> float:
         return float(re.sub(r"[^0-9.\-]", "", text.replace("\u2212", "-")))
 
-    today = next(m for m in at.metric if m.label == "Price today")
+    today = next(m for m in at.metric if m.label == "Forecast today")
     shown = next(m for m in at.metric if m.label.startswith("Forecast on"))
     gap = (number(shown.value) / number(today.value) - 1) * 100
     assert shown.delta.endswith("% vs today")
@@ -366,3 +366,143 @@ def test_data_page_upload_limit_agrees_and_ingestion_runs_have_no_none(app_env) 
         assert runs[col].notna().all(), col
     assert (runs["errors"] == "").any()  # the seeds' runs had no error: an empty cell
     assert not runs.astype(str).isin(["None", "nan", "NaN", "<NA>", "NaT"]).any().any()
+
+
+def test_overview_date_tile_says_it_is_the_date_of_the_newest_price(app_env) -> None:
+    """A new buyer read "Latest price: 04 Dec 2026" as a price and found a date: the tile that
+    shows a date says it is the date the prices go up to."""
+    import re
+
+    at = _app()
+    tiles = {m.label: m.value for m in at.metric}
+    assert "Latest price" not in tiles
+    dated = [label for label, value in tiles.items() if re.fullmatch(r"\d\d \w{3} \d{4}", value)]
+    assert dated == ["Prices up to"], tiles
+
+
+# Vega's "greens" scheme (vega-scale), the colour scale the Buy days calendar had
+_VEGA_GREENS = "d3eecdc0e6baabdda594d3917bc77d60ba6c46ab5e329a512089430e7735036429"
+_NAMED = {"white": "#ffffff", "black": "#000000"}
+
+
+def _wcag_contrast(a: str, b: str) -> float:
+    def lum(c: str) -> float:
+        h = _NAMED.get(c, c).lstrip("#")
+        rgb = [int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        lin = [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _drawn_colour(enc: dict, row: pd.Series, frame: pd.DataFrame) -> str:
+    """The colour Vega draws for ``row`` by a colour encoding: a value, a ``datum.x > n``
+    condition, a field read as a colour (scale null) or the greens scheme over the data."""
+    import re
+
+    if "condition" in enc:
+        m = re.fullmatch(r"\(?datum\.(\w+) > ([\d.]+)\)?", enc["condition"]["test"])
+        assert m, enc
+        return enc["condition"]["value"] if row[m[1]] > float(m[2]) else enc["value"]
+    if "value" in enc:
+        return enc["value"]
+    field = enc["field"]
+    if "scale" in enc and enc["scale"] is None:
+        return str(row[field])
+    assert enc["scale"]["scheme"] == "greens", enc
+    lo, hi = frame[field].min(), frame[field].max()
+    t = (row[field] - lo) / (hi - lo) if hi > lo else 0.5
+    stops = [[int(s[i : i + 2], 16) for i in (0, 2, 4)] for s in re.findall(r"\w{6}", _VEGA_GREENS)]
+    pos = t * (len(stops) - 1)
+    i = min(int(pos), len(stops) - 2)
+    f = pos - i
+    return "#" + "".join(
+        f"{round(a + f * (b - a)):02x}" for a, b in zip(stops[i], stops[i + 1], strict=True)
+    )
+
+
+def _calendar_contrasts(spec: dict, frame: pd.DataFrame) -> dict[str, float]:
+    """Contrast of each day number of the Buy days chart against its cell."""
+    cell = next(p for p in spec["layer"] if p["mark"]["type"] == "rect")["encoding"]["color"]
+    text = next(p for p in spec["layer"] if p["mark"]["type"] == "text")["encoding"]["color"]
+    return {
+        f"{pd.Timestamp(row['day']):%d %b} ({row['products']} products)": _wcag_contrast(
+            _drawn_colour(cell, row, frame), _drawn_colour(text, row, frame)
+        )
+        for _, row in frame.iterrows()
+    }
+
+
+def test_buy_calendar_day_numbers_read_on_every_cell(app_env) -> None:
+    """Day numbers were white on any cell of more than five products: with most products to buy
+    today, days of 7 to 10 products were white on pale green. Every day number must read at
+    WCAG's 4.5:1 against its cell, in the reported case and on the Overview itself."""
+    import json
+
+    from ui.charts import buy_calendar
+
+    today = pd.Timestamp("2026-12-05")
+    counts = {0: 150, 2: 7, 3: 8, 4: 9, 5: 10, 6: 11, 9: 3, 10: 2, 11: 1, 12: 4, 13: 6}
+    days = [today + pd.Timedelta(days=d) for d, n in counts.items() for _ in range(n)]
+    recs = pd.DataFrame(
+        {"sku": [f"S{i}" for i in range(len(days))], "buy_date": days, "saving_total": 1.0}
+    )
+    spec = buy_calendar(recs, "USD")
+    (frame,) = spec["datasets"].values()
+    bad = {k: round(v, 2) for k, v in _calendar_contrasts(spec, frame).items() if v < 4.5}
+    assert not bad, bad
+
+    at = _app()
+    chart = next(c for c in at.get("vega_lite_chart") if "Buy days" in c.proto.spec)
+    (ds,) = chart.proto.datasets
+    frame = pa.ipc.open_stream(ds.data.data).read_pandas()
+    shown = _calendar_contrasts(json.loads(chart.proto.spec), frame)
+    assert len(shown) == len(frame) > 1
+    assert min(shown.values()) >= 4.5, shown
+
+
+def test_overview_rising_tile_counts_the_products_whose_advice_says_rising(app_env, monkeypatch):
+    """The "Rising: buy now" tile counted every product bought now with a rising forecast,
+    also those bought now because their stock runs out, whose advice says that instead: 13
+    beside 12 rows saying "rising". It counts exactly the rows whose advice says rising."""
+    from ui import page
+
+    real = actions.advice
+
+    def with_rising_stockout(actor: auth.Principal, **kw: object) -> pd.DataFrame:
+        recs = real(actor, **kw).copy()
+        # a product bought now because its stock runs out, whose price would also rise
+        row = recs.index[recs["stockout"].astype(bool)][0]
+        recs.loc[row, "trend_pct"] = 3.0
+        return recs
+
+    page._advice.clear()
+    monkeypatch.setattr(actions, "advice", with_rising_stockout)
+    try:
+        at = _app()
+    finally:
+        page._advice.clear()  # no other test may read this advice from the cache
+    table = at.dataframe[0].value
+    says_rising = int(table["reason"].str.contains("price forecast to rise").sum())
+    assert says_rising >= 1
+    tile = next(m for m in at.metric if m.label.startswith("Rising"))
+    assert int(tile.value.replace(",", "")) == says_rising
+
+
+def test_overview_table_shows_what_to_do_within_the_page_at_1280_px(app_env) -> None:
+    """At 1280 px (sidebar open, a main area about 818 px wide) the products table ran off the
+    right edge: the advice was out of sight. The link, buy day, saving, how sure and the advice
+    come first and together fit that width; the other columns are still there, after them."""
+    import json
+
+    at = _app()
+    df = at.dataframe[0]
+    first = ["link", "buy_date", "saving_total", "confidence_pct", "reason"]
+    order = list(df.proto.column_order)
+    assert order[:5] == first, order
+    config = json.loads(df.proto.columns)
+    widths = [config[c].get("width") for c in first]
+    assert all(isinstance(w, int) for w in widths), widths
+    assert sum(widths) <= 818 and config["reason"]["width"] >= 400  # the advice's sentence
+    assert {"name", "category", "supplier", "saving_pct"} <= set(order)

@@ -178,9 +178,68 @@ def _saving_by(column: str, title: str, currency: str) -> VegaLiteSpec:
     )
 
 
+# Vega's "greens" scheme, as the calendar's colour scale had it: few products pale, many dark
+GREENS = (
+    "#d3eecd",
+    "#c0e6ba",
+    "#abdda5",
+    "#94d391",
+    "#7bc77d",
+    "#60ba6c",
+    "#46ab5e",
+    "#329a51",
+    "#208943",
+    "#0e7735",
+    "#036429",
+)
+INKS = ("#000000", "#ffffff")  # of the two, a day number takes the one that reads on its cell
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    h = hex_colour.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def luminance(hex_colour: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb``: 0 black, 1 white."""
+
+    def linear(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in _rgb(hex_colour))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 to 21 (4.5 is the least for normal text)."""
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def _shade(t: float) -> str:
+    """The colour a share ``t`` (0-1) of the way along ``GREENS``."""
+    pos = min(max(t, 0.0), 1.0) * (len(GREENS) - 1)
+    i = min(int(pos), len(GREENS) - 2)
+    f = pos - i
+    lo, hi = _rgb(GREENS[i]), _rgb(GREENS[i + 1])
+    return "#" + "".join(f"{round(a + f * (b - a)):02x}" for a, b in zip(lo, hi, strict=True))
+
+
+def _ink(fill: str) -> str:
+    """The one of ``INKS`` that contrasts more with ``fill``."""
+    return max(INKS, key=lambda ink: contrast(ink, fill))
+
+
 def buy_calendar(recs: pd.DataFrame, currency: str) -> VegaLiteSpec:
     """The buy days of the forecast horizon, week by week: how many products to buy each day and
-    the saving at stake (today's column holds the products to buy now)."""
+    the saving at stake (today's column holds the products to buy now).
+
+    Each cell's colour and its day number's colour are worked out here, not by a Vega colour
+    scale: a day number was white on any cell of more than five products, which on a horizon
+    where today holds most products left days of 7 to 10 white on pale green (issue: unreadable
+    07, 09, 10). The day number is black or white, whichever contrasts more with its cell, so
+    it reads at 4.5:1 or better on every shade."""
     days = recs.assign(day=pd.to_datetime(recs["buy_date"]).dt.normalize())
     data = (
         days.groupby("day")
@@ -189,6 +248,12 @@ def buy_calendar(recs: pd.DataFrame, currency: str) -> VegaLiteSpec:
     )
     data["weekday"] = data["day"].dt.strftime("%a")
     data["week"] = data["day"].dt.to_period("W-SUN").dt.start_time.dt.strftime("week of %d %b")
+    # as Vega's scale did: the fewest products of a day the palest, the most the darkest, the
+    # middle shade when every day has as many
+    lo, hi = data["products"].min(), data["products"].max()
+    share = (data["products"] - lo) / (hi - lo) if hi > lo else pd.Series(0.5, index=data.index)
+    data["fill"] = [_shade(float(t)) for t in share]
+    data["ink"] = [_ink(f) for f in data["fill"]]
     return _with_data(_buy_calendar(currency), data=data)
 
 
@@ -204,9 +269,8 @@ def _buy_calendar(currency: str) -> VegaLiteSpec:
         y=alt.Y("week:O", title=None, sort=alt.SortField("day")),
     )
     cells = base.mark_rect(cornerRadius=4).encode(
-        color=alt.Color(
-            "products:Q", title="Products", scale=alt.Scale(scheme="greens"), legend=None
-        ),
+        # the colours as computed by buy_calendar (scale=None: the field's value is the colour)
+        color=alt.Color("fill:N", scale=None, legend=None),
         tooltip=[
             alt.Tooltip("day:T", format="%a %d %b", title="Buy on"),
             alt.Tooltip("products:Q", title="Products"),
@@ -215,6 +279,6 @@ def _buy_calendar(currency: str) -> VegaLiteSpec:
     )
     labels = base.mark_text(fontSize=12).encode(
         text=alt.Text("day:T", format="%d"),
-        color=alt.condition(alt.datum.products > 5, alt.value("white"), alt.value("#334155")),
+        color=alt.Color("ink:N", scale=None, legend=None),
     )
     return _template((cells + labels).properties(height=alt.Step(40)))
