@@ -2,8 +2,8 @@ import streamlit as st
 
 from procurement import buying
 from ui.charts import buy_calendar, saving_by
-from ui.money import HOW_SURE_HELP, company_currency, money, shown_percent
-from ui.page import advice_for, catalog_for, page_setup, plain
+from ui.money import company_currency, money, shown_percent
+from ui.page import advice_for, catalog_for, how_sure_column, page_setup, plain
 
 ctx = page_setup("Overview")
 recs = advice_for(ctx)
@@ -85,14 +85,7 @@ st.dataframe(
         "saving_total": st.column_config.NumberColumn(
             f"Saving ({cur})", format="localized", width=100
         ),
-        "confidence_pct": st.column_config.ProgressColumn(
-            "How sure",
-            min_value=0,
-            max_value=100,
-            format="%d%%",
-            help=HOW_SURE_HELP,
-            width=110,
-        ),
+        "confidence_pct": how_sure_column(width=110),
         "reason": st.column_config.TextColumn("Advice", width=420),
         "name": "Product",
         "saving_pct": st.column_config.NumberColumn("Saving %", format="%.1f%%"),

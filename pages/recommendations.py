@@ -2,8 +2,8 @@ import streamlit as st
 
 from procurement.buying import ADVICE_COLUMNS
 from procurement.export import to_csv_bytes
-from ui.money import HOW_SURE_HELP, PRICES_HELP, SAVING_HELP, company_currency, shown_percent
-from ui.page import advice_for, page_setup
+from ui.money import PRICES_HELP, SAVING_HELP, company_currency, shown_percent
+from ui.page import advice_for, how_sure_column, page_setup
 
 ctx = page_setup("Recommendations")
 recs = advice_for(ctx)
@@ -71,13 +71,7 @@ st.dataframe(
         "saving_total": st.column_config.NumberColumn(
             f"Expected saving total ({cur})", format="%,.0f", help=SAVING_HELP
         ),
-        "confidence": st.column_config.ProgressColumn(
-            "How sure",
-            min_value=0,
-            max_value=100,
-            format="%d%%",
-            help=HOW_SURE_HELP,
-        ),
+        "confidence": how_sure_column(),
         "reason": st.column_config.TextColumn("Advice", width="large"),
     },
 )

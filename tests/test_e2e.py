@@ -134,12 +134,28 @@ def _wait_queue_idle(engine, seconds: float, timeout: float) -> None:
         time.sleep(0.3)
 
 
+def _signed_in(browser, url: str, user: str):  # type: ignore[no-untyped-def]
+    """A new 1280x900 page of ``browser``, signed in as ``user`` through the login form."""
+    from screenshot import _wait_idle
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{url}/", wait_until="domcontentloaded")
+    page.wait_for_selector("[data-testid='stForm']", timeout=60_000)
+    _wait_idle(page, 60_000)
+    page.wait_for_timeout(1500)  # the first run re-renders the form once
+    page.get_by_label("Username").fill(user)
+    page.locator("input[aria-label=Password]").fill(PASSWORD)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
+    return page
+
+
 def test_model_page_follows_a_retrain_by_the_real_sidecar(app_url, app_env) -> None:
     """Retrain pressed in the browser is trained by `python -m procurement.scheduler`, and the
     open Model page shows the new version (message, caption, sidebar, Versions table) by
     itself: nothing is clicked after Retrain."""
     from playwright.sync_api import sync_playwright
-    from screenshot import CHROMIUM_ARGS, _wait_idle
+    from screenshot import CHROMIUM_ARGS
 
     from procurement import retrain
     from procurement.db import make_engine
@@ -167,15 +183,7 @@ def test_model_page_follows_a_retrain_by_the_real_sidecar(app_url, app_env) -> N
         _wait_queue_idle(engine, seconds=3.0, timeout=180)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{app_url}/", wait_until="domcontentloaded")
-            page.wait_for_selector("[data-testid='stForm']", timeout=60_000)
-            _wait_idle(page, 60_000)
-            page.wait_for_timeout(1500)  # the first run re-renders the form once
-            page.get_by_label("Username").fill("buyer")
-            page.locator("input[aria-label=Password]").fill(PASSWORD)
-            page.get_by_role("button", name="Login").click()
-            page.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
+            page = _signed_in(browser, app_url, "buyer")
             page.get_by_role("link", name="Model", exact=True).click()
             # the version in use when the page shows it: a drift retrain of the sidecar may
             # publish while the page renders (seen on a loaded machine), and the page follows it
@@ -213,15 +221,7 @@ def test_admin_page_survives_a_reload(app_url) -> None:
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(f"{app_url}/", wait_until="domcontentloaded")
-        page.wait_for_selector("[data-testid='stForm']", timeout=60_000)
-        _wait_idle(page, 60_000)
-        page.wait_for_timeout(1500)  # the first run re-renders the form once
-        page.get_by_label("Username").fill("admin")
-        page.locator("input[aria-label=Password]").fill(PASSWORD)
-        page.get_by_role("button", name="Login").click()
-        page.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
+        page = _signed_in(browser, app_url, "admin")
         page.get_by_role("link", name="Admin", exact=True).click()
         page.wait_for_selector("text=Users", timeout=60_000)
         for _ in range(2):

@@ -19,6 +19,7 @@ from procurement.config import get_settings
 from procurement.db import get_engine, migrate, open_session
 from procurement.forecast import store
 from procurement.forecast.model import PriceModel
+from ui.money import HOW_SURE_HELP
 
 log = logging.getLogger("procurement.app")
 
@@ -224,3 +225,11 @@ def catalog_for(ctx: Context) -> pd.DataFrame:
     """The catalog with stock, lead time and daily demand (``actions.catalog``), shared by the
     company's users for a minute."""
     return _catalog(ctx.principal, ctx.tenant)
+
+
+def how_sure_column(width: int | None = None) -> Any:
+    """The "How sure" column of the advice tables: whole percents (``shown_percent``), with
+    what the number means."""
+    return st.column_config.ProgressColumn(
+        "How sure", min_value=0, max_value=100, format="%d%%", help=HOW_SURE_HELP, width=width
+    )
