@@ -138,9 +138,12 @@ def what_if() -> None:
             ),
         )
         c3.metric(
-            f"Expected saving for {qty:,.0f} {row['unit'] or 'units'}",
+            "Expected saving",
             money(rec["saving_total"], cur),
-            help=f"How sure: {percent(rec['confidence'])} that the buy day is cheaper than today.",
+            help=(
+                f"For {qty:,.0f} {row['unit'] or 'units'} (the quantity on the left). How sure: "
+                f"{percent(rec['confidence'])} that the buy day is cheaper than today."
+            ),
         )
         st.vega_lite_chart(
             spec=price_forecast(hist, advice.forecast, rec["buy_date"]), width="stretch"
