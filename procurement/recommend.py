@@ -308,8 +308,7 @@ RISING_PCT = 0.5  # a forecast rise over the horizon above this is called rising
 def says_rising(recs: pd.DataFrame) -> pd.Series:
     """The products whose advice says their price is rising: buy now because of the forecast
     (not because the stock runs out), the forecast rising more than ``RISING_PCT``."""
-    stockout = recs["stockout"].astype(bool) if "stockout" in recs else False
-    return recs["buy_now"] & ~stockout & (recs["trend_pct"] > RISING_PCT)
+    return recs["buy_now"] & ~recs["stockout"].astype(bool) & (recs["trend_pct"] > RISING_PCT)
 
 
 def shown_percent(p: float | np.ndarray | pd.Series) -> np.ndarray:

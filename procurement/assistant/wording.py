@@ -32,6 +32,11 @@ def pct(x: Any, lang: str, nd: int = 1) -> str:
     return f"{num(x, lang, nd)}%"
 
 
+def likely(p: float, lang: str) -> str:
+    """A stated probability as every page shows it (``shown_percent``), in ``lang``."""
+    return pct(int(shown_percent(p)), lang, 0)
+
+
 def day(d: Any, lang: str) -> str:
     if d is None:
         return "-"
@@ -231,11 +236,7 @@ def _history(d: dict[str, Any], lang: str, _: Intent) -> str:
 
 
 def _forecast(d: dict[str, Any], lang: str, _: Intent) -> str:
-    conf = (
-        pct(int(shown_percent(d["confidence"])), lang, 0)
-        if d.get("confidence") is not None
-        else "-"
-    )
+    conf = likely(d["confidence"], lang) if d.get("confidence") is not None else "-"
     if d["buy_now"]:
         if d.get("stock_runs_out_first"):
             why_pt = "o estoque acaba antes que esperar compense"
@@ -333,7 +334,7 @@ def _check(d: dict[str, Any], lang: str, _: Intent) -> str:
         f"{day(d['forecast_lowest_date'], lang)}.",
     )
     if not d["buy_now"]:
-        conf = pct(int(shown_percent(d["confidence"])), lang, 0)
+        conf = likely(d["confidence"], lang)
         text += _t(
             lang,
             f" Waiting until {day(d['buy_date'], lang)} should save {pct(d['saving_pct'], lang)} ({conf} likely).",
@@ -448,7 +449,7 @@ def _best(d: dict[str, Any], lang: str, _: Intent) -> str:
         )
 
     def line(r: dict[str, Any]) -> str:
-        conf = pct(int(shown_percent(r["confidence"])), lang, 0)
+        conf = likely(r["confidence"], lang)
         if r["buy_now"]:
             return _t(
                 lang,
