@@ -139,6 +139,13 @@ with left:
         if trusted is not None
         else ""
     )
+    calendars = m.get("promotion_calendars")
+    if calendars:
+        followed += (
+            f"{calendars} products also follow their promotion calendar (when the next "
+            "promotion is due, from the gaps between their past ones), where it forecast "
+            "better in the backtest. "
+        )
     if pol.get("min_confidence", 0) >= 1:
         advice = "Advice learned from the backtest: never wait (no threshold saved money)."
     elif pol:

@@ -161,5 +161,7 @@ def what_if() -> None:
 what_if()
 if default.rec["buy_now"] is not None:
     st.caption(f"Without what-if changes: {default.rec['reason']}.")
+if default.promotions:
+    st.caption(default.promotions)
 if default.record:
     st.caption(default.record)

@@ -531,6 +531,7 @@ class ProductAdvice:
     rec: pd.Series
     decision: buying.Decision
     record: str | None  # the product's own record in the model's backtest
+    promotions: str | None  # its promotion calendar, where the forecast follows one
     version: str
     data_end: dt.date
 
@@ -576,6 +577,7 @@ def product_advice(
         rec,
         decision,
         buying.backtest_record(model, sku),
+        buying.promotion_pattern(model, sku, today=dt.date.today()),
         stored.version,
         model.last_date.date(),
     )

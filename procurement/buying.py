@@ -16,7 +16,7 @@ import pandas as pd
 
 from procurement import workdays
 from procurement.forecast.model import PriceModel
-from procurement.recommend import Policy, recommend, says_rising
+from procurement.recommend import Policy, recommend, says_rising, shown_percent
 
 
 @dataclass(frozen=True)
@@ -257,3 +257,25 @@ def backtest_record(model: PriceModel, sku: str) -> str | None:
     if paid:
         text += f", saving {r['median_saving_pct']:.1f}% (median) when it did"
     return text + "."
+
+
+def promotion_pattern(model: PriceModel, sku: str, today: dt.date | None = None) -> str | None:
+    """The product's promotion calendar in one sentence (None without one)."""
+    info = (model.promotion_info or {}).get(sku)
+    if info is None or model.promotions_from is None:
+        return None
+    unit = "business days" if model.spec.freq == "B" else "days"
+    due = pd.date_range(
+        model.promotions_from, periods=int(info["due_step"]) + 1, freq=model.spec.freq
+    )[-1].date()
+    length = int(info["length"])
+    text = (
+        f"Promotions: about every {info['cycle']:.0f} {unit}, usually {info['depth']:.0%} off "
+        f"for {length} {unit if length > 1 else unit[:-1]}; "
+    )
+    if today is not None and due < today:
+        return text + f"the next was due around {due:%a %d %b}."
+    return (
+        text + f"the next is due around {due:%a %d %b} (the forecast counts on it there with "
+        f"{int(shown_percent(info['due_chance']))}% chance)."
+    )

@@ -506,3 +506,31 @@ def test_overview_table_shows_what_to_do_within_the_page_at_1280_px(app_env) -> 
     assert all(isinstance(w, int) for w in widths), widths
     assert sum(widths) <= 818 and config["reason"]["width"] >= 400  # the advice's sentence
     assert {"name", "category", "supplier", "saving_pct"} <= set(order)
+
+
+def test_product_page_tells_the_promotion_calendar_its_forecast_follows(app_env) -> None:
+    from procurement.forecast.store import load_version
+
+    settings = get_settings()
+    model = load_version(settings.model_dir, settings.default_tenant).model
+    assert model.promotion_info, "the demo company has shelf goods on regular promotions"
+    sku = next(iter(model.promotion_info))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    login_as(at, "buyer")
+    at.query_params["sku"] = sku
+    at.run()
+    at.switch_page("pages/product.py").run()
+    assert not at.exception
+    said = [c.value for c in at.caption if c.value.startswith("Promotions: about every")]
+    assert len(said) == 1
+    info = model.promotion_info[sku]
+    assert f"about every {info['cycle']:.0f} days" in said[0]
+    # a product without a calendar gets no such line
+    plain_sku = next(s for s in model.products if s not in model.promotion_info)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    login_as(at, "buyer")
+    at.query_params["sku"] = plain_sku
+    at.run()
+    at.switch_page("pages/product.py").run()
+    assert at.selectbox(key="product").value == plain_sku
+    assert not [c for c in at.caption if c.value.startswith("Promotions:")]

@@ -32,6 +32,7 @@ from procurement.forecast.calibration import (
     choose_blend,
 )
 from procurement.forecast.features import FreqSpec, driver_features, regularize, spec_for
+from procurement.forecast.promotions import calendar_paths, choose_calendars, mix
 from procurement.forecast.transforms import (
     AboveLow,
     BelowHigh,
@@ -192,6 +193,13 @@ class PriceModel:
     level_exog: bool = False  # the level model sees the drivers too (models saved before: no)
     # per product, from the backtest under ``policy``: windows, waits, paid_off, median_saving_pct
     record: pd.DataFrame | None = None
+    # expected prices from each product's promotion calendar, for the periods after
+    # ``promotions_from``, where the backtest chose to mix it into the forecast
+    promotions: dict[str, np.ndarray] | None = None
+    promotions_from: pd.Timestamp | None = None
+    # per product with a calendar: cycle, length (periods), depth (share off), and the period
+    # after ``promotions_from`` the next promotion is most likely to run, with that chance
+    promotion_info: dict[str, dict[str, float]] | None = None
 
     def __post_init__(self) -> None:
         # mlforecast swaps internal state while it predicts a subset of products, so one loaded
@@ -211,11 +219,15 @@ class PriceModel:
     def shrink(self) -> float:
         """Share of products whose forecast follows a model rather than the last price."""
         if not self.trust:
-            return float(sum(self.trust_default) > 0)
-        return float(np.mean([sum(v) > 0 for v in self.trust.values()]))
+            return float(sum(self.trust_default) > 0 or bool(self.promotions))
+        return float(np.mean([self.follows_model(k) for k in self.trust]))
 
     def trust_of(self, sku: str) -> tuple[float, float]:
         return self.trust.get(sku, self.trust_default)
+
+    def follows_model(self, sku: str) -> bool:
+        """False where the forecast is the last price (no model beat it on this product)."""
+        return sum(self.trust_of(sku)) > 0 or sku in (self.promotions or {})
 
     @property
     def products(self) -> list[str]:
@@ -356,8 +368,29 @@ class PriceModel:
         if self.calibration is None:
             raise RuntimeError("model has no calibration; retrain it")
         trusted = pd.Series(weights.sum(axis=1) > 0, index=fc.index)
+        if self.promotions:
+            promo = self._calendar_prices(fc)
+            fc["y_pred"] = mix(fc["y_pred"].to_numpy(float), promo)
+            trusted |= np.isfinite(promo)
         out = fc.drop(columns=[c for c in ("change", "level", "naive") if c in fc])
         return self.calibration.apply(out, pools=trusted)
+
+    def _calendar_prices(self, fc: pd.DataFrame) -> np.ndarray:
+        """Per forecast row, the product's calendar price for its date (NaN: none)."""
+        out = np.full(len(fc), np.nan)
+        assert self.promotions is not None and self.promotions_from is not None
+        dates = pd.DatetimeIndex(fc["date"])
+        step = pd.date_range(self.promotions_from, dates.max(), freq=self.spec.freq).get_indexer(
+            dates
+        )
+        for sku, rows in fc.groupby("sku", sort=False).indices.items():
+            path = self.promotions.get(sku)
+            if path is None:
+                continue
+            k = step[rows]
+            ok = (k >= 1) & (k <= len(path))
+            out[rows[ok]] = path[k[ok] - 1]
+        return out
 
     def feature_importance(self) -> pd.DataFrame:
         model: Any = self.fcst.models_["lgbm"]
@@ -581,6 +614,32 @@ def fit_price_model(
     if positive:
         cv["lgbm"] += w[:, 1] * (cv["level"].fillna(cv["naive"]) - cv["naive"])
     cv["pool"] = w.sum(axis=1) > 0
+    calendars: dict[str, bool] = {}
+    calendar_default = False
+    if positive and spec.freq in ("D", "B"):
+        say(0.4, "promotion calendars")
+        cuts = sorted(cv["cutoff"].unique())
+        promo_cv = calendar_paths(cv_frame, horizon, spec.season, cuts)
+        if len(promo_cv):
+            step = (
+                cv.sort_values(["unique_id", "cutoff", "ds"])
+                .groupby(["unique_id", "cutoff"], sort=False)["ds"]
+                .cumcount()
+                + 1
+            )
+            cv = cv.assign(step=step).merge(
+                promo_cv[["unique_id", "cutoff", "step", "promo"]],
+                on=["unique_id", "cutoff", "step"],
+                how="left",
+            )
+            calendars, calendar_default, held_cal = choose_calendars(cv)
+            cv = cv.merge(held_cal, on=["unique_id", "cutoff"], how="left")
+            use = cv["use"].astype("boolean").fillna(calendar_default).to_numpy(bool)
+            promo = np.where(use, cv["promo"].to_numpy(float), np.nan)
+            cv["lgbm"] = mix(cv["lgbm"].to_numpy(float), promo)
+            cv["pool"] = cv["pool"] | np.isfinite(promo)
+            cv = cv.drop(columns=["step", "promo", "use"])
+    say(0.45, "calibrating intervals and advice")
     calib = Calibration.from_backtest(cv, cv_frame, horizon, spec.vol_window, all_frame=frame)
     replayed = calib.replay(cv, cv_frame)
     seen = replayed["y"].notna()
@@ -636,6 +695,26 @@ def fit_price_model(
     if data.sales is not None and len(data.sales):
         sales_tail = data.sales[data.sales["ds"] >= tail_start].copy()
     last_price = frame.groupby("unique_id", sort=True)["y"].last()
+    promotions: dict[str, np.ndarray] | None = None
+    promotion_info: dict[str, dict[str, float]] | None = None
+    if any(calendars.values()) or calendar_default:
+        say(0.95, "promotion calendars of every product")
+        ahead = calendar_paths(frame, 2 * horizon, spec.season)
+        ahead = ahead[ahead["cutoff"] == last_date]
+        takes = ahead["unique_id"].map(calendars).astype("boolean").fillna(calendar_default)
+        ahead = ahead[takes.to_numpy(bool)]
+        promotions, promotion_info = {}, {}
+        for u, g in ahead.groupby("unique_id", sort=False):
+            promotions[str(u)] = g["promo"].to_numpy(float)
+            chance = g["chance"].to_numpy(float)
+            promotion_info[str(u)] = {
+                "cycle": float(g["cycle"].iloc[0]),
+                "length": int(g["length"].iloc[0]),
+                "depth": float(g["depth"].iloc[0]),
+                "due_step": int(chance.argmax()) + 1,
+                "due_chance": float(chance.max()),
+            }
+        metrics["promotion_calendars"] = len(promotions)
     # products outside the backtest sample take their group's trust, else the company's
     full_trust = {
         uid: tuple(trust.get(uid, trust.get(f"group:{groups.get(uid, '')}", trust_default)))
@@ -659,6 +738,9 @@ def fit_price_model(
         policy=policy,
         level_fcst=level_fcst,
         record=record,
+        promotions=promotions,
+        promotions_from=last_date,
+        promotion_info=promotion_info,
     )
 
 

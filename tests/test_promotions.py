@@ -1,0 +1,159 @@
+"""Promotion calendars: found from the product's own history, never from the future."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from procurement.forecast.promotions import (
+    WEIGHT,
+    calendar_of,
+    calendar_paths,
+    choose_calendars,
+    find_promotions,
+)
+
+
+def shelf(days: int = 400, cycle: int = 30, length: int = 3, depth: float = 0.15, seed: int = 0):
+    """Log prices of a shelf good: small noise, promotions every ``cycle`` +-1 days, and one
+    AR shock that decays over weeks (not a promotion). Returns (log prices, promotion starts)."""
+    rng = np.random.default_rng(seed)
+    x = np.log(50.0) + 0.003 * rng.standard_normal(days)
+    shock = np.zeros(days)
+    shock[115] = -0.12
+    for t in range(116, days):
+        shock[t] = 0.93 * shock[t - 1]
+    x += shock
+    starts, d = [], 7
+    while d < days:
+        x[d : d + length] -= depth
+        starts.append(d)
+        d += cycle + int(rng.integers(-1, 2))
+    return x, np.array(starts)
+
+
+def test_promotions_are_found_and_a_slow_shock_is_not_one() -> None:
+    x, starts = shelf()
+    found = find_promotions(x)
+    np.testing.assert_array_equal(found.starts, starts[starts < len(x) - 3])
+    assert (found.lengths == 3).all()
+    assert found.depths == pytest.approx(np.full(len(found.depths), 0.15), abs=0.02)
+    assert 115 not in found.starts
+
+
+def test_calendar_puts_the_next_promotion_where_it_comes() -> None:
+    x, starts = shelf(seed=3)
+    nxt = starts[-2]  # cut the history five days before a promotion
+    cal = calendar_of(x[: nxt - 5], horizon=14, season=7)
+    assert cal is not None
+    assert cal.cycle == pytest.approx(30, abs=1)
+    assert cal.length == 3
+    # steps 1..14 after the last known day: the promotion starts on step 5
+    assert abs(int(np.argmax(cal.chance)) + 1 - 5) <= 2
+    assert cal.chance[:2].max() < 0.05 and cal.chance.max() > 0.5
+    prices = cal.prices()
+    assert cal.chance[prices.argmin()] == pytest.approx(cal.chance.max())
+    assert prices.min() < 0.95 * prices[0]
+    # during a promotion: it ends after its usual length, so the price is about to go back up
+    during = calendar_of(x[: nxt + 1], horizon=14, season=7)
+    assert during is not None and during.ongoing
+    assert during.chance[0] == 1.0 and during.chance[3:].max() < 0.05
+
+
+def test_no_calendar_without_regular_promotions() -> None:
+    rng = np.random.default_rng(1)
+    walk = np.log(80) + np.cumsum(0.01 * rng.standard_normal(400))
+    assert calendar_of(walk, 14, 7) is None
+    x, _ = shelf()
+    # promotions at irregular gaps (10 to 80 days) give no calendar
+    irregular = np.log(50.0) + 0.003 * rng.standard_normal(600)
+    d = 5
+    for gap in rng.permutation([10, 80, 25, 60, 15, 70, 35, 12, 50]):
+        irregular[d : d + 3] -= 0.15
+        d += int(gap)
+    assert calendar_of(irregular, 14, 7) is None
+    assert calendar_of(x, 14, 7) is not None
+
+
+def test_calendar_paths_as_of_a_cutoff_see_nothing_after_it() -> None:
+    x, starts = shelf(seed=5)
+    ds = pd.date_range("2025-01-01", periods=len(x), freq="D")
+    frame = pd.DataFrame({"unique_id": "A", "ds": ds, "y": np.exp(x)})
+    cutoffs = [ds[starts[-3] - 4], ds[starts[-3] + 1], ds[-20]]
+    full = calendar_paths(frame, 14, 7, cutoffs)
+    for cut in cutoffs:
+        alone = calendar_paths(frame[frame["ds"] <= cut], 14, 7)
+        np.testing.assert_allclose(
+            full.loc[full["cutoff"] == cut, "promo"].to_numpy(), alone["promo"].to_numpy()
+        )
+        assert (alone["cutoff"] == cut).all() and alone["step"].tolist() == list(range(1, 15))
+    # a cutoff the series has no price on gives no rows
+    assert calendar_paths(frame, 14, 7, [ds[-1] + pd.Timedelta(days=3)]).empty
+
+
+def test_calendars_are_chosen_where_they_forecast_better_and_held_out_per_window() -> None:
+    rows = []
+    for uid, helps in (("good", True), ("bad", False)):
+        for w, cut in enumerate(pd.date_range("2026-01-01", periods=4, freq="14D")):
+            y = np.full(14, 100.0)
+            # the mix halves the error where the calendar is right and doubles it where not
+            lgbm = y + 2.0
+            promo = y - 2.0 + (0.0 if helps else 12.0)
+            if helps and w == 0:
+                promo = y + 6.0  # one worse window does not outvote three better ones
+            rows.append(
+                pd.DataFrame(
+                    {"unique_id": uid, "cutoff": cut, "y": y, "lgbm": lgbm, "promo": promo}
+                )
+            )
+    cv = pd.concat(rows, ignore_index=True)
+    decisions, company, held = choose_calendars(cv)
+    assert decisions == {"good": True, "bad": False}
+    assert WEIGHT == 0.5
+    good = held[held["unique_id"] == "good"].set_index("cutoff")["use"]
+    assert good.all()  # each window's choice is made on the others, and they agree
+    assert not held.loc[held["unique_id"] == "bad", "use"].any()
+    assert company is False  # the bad product's losses outweigh the good one's gains
+    # without any calendar, nothing is chosen
+    none = choose_calendars(cv.assign(promo=np.nan))
+    assert none[0] == {} and none[1] is False
+
+
+def test_model_mixes_the_calendar_into_the_forecast(fitted_model) -> None:
+    model = fitted_model
+    assert model.promotions, "the demo catalog has shelf goods with regular promotions"
+    sku = next(iter(model.promotions))
+    assert model.follows_model(sku)
+    without = dataclasses.replace(model, promotions=None).predict()
+    with_cal = model.predict()
+    a = without[without["sku"] == sku]["y_pred"].to_numpy()
+    b = with_cal[with_cal["sku"] == sku]["y_pred"].to_numpy()
+    path = model.promotions[sku][: len(a)]
+    np.testing.assert_allclose(b, (1 - WEIGHT) * a + WEIGHT * path)
+    # products without a calendar are untouched
+    other = [s for s in model.products if s not in model.promotions]
+    assert other
+    np.testing.assert_allclose(
+        without[without["sku"].isin(other)]["y_pred"],
+        with_cal[with_cal["sku"].isin(other)]["y_pred"],
+    )
+
+
+def test_promotion_sentence_names_the_due_day_from_the_calendar(fitted_model) -> None:
+    import datetime as dt
+
+    from procurement.buying import promotion_pattern
+
+    model = fitted_model
+    sku, info = next(iter(model.promotion_info.items()))
+    due = (model.promotions_from + pd.Timedelta(days=info["due_step"])).date()
+    text = promotion_pattern(model, sku)
+    assert text is not None and f"due around {due:%a %d %b}" in text
+    assert f"{info['depth']:.0%} off" in text and "100%" not in text
+    # seen after that day, it says the promotion was due
+    assert "was due around" in promotion_pattern(model, sku, today=due + dt.timedelta(days=1))
+    assert (
+        promotion_pattern(model, next(s for s in model.products if s not in model.promotions))
+        is None
+    )
