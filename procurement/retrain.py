@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -151,14 +152,16 @@ def _train(
 ) -> None:
     from procurement.training import train_global_lgbm_model
 
-    last = [0.0]
+    last: list[Any] = [0.0, None]
 
     def say(frac: float, msg: str) -> None:
         if progress:
             progress(frac, msg)
-        if time.monotonic() - last[0] < 0.5 and frac < 1:
+        # a new step is always written (a long one must not show the step before it); repeats
+        # of the same step at most twice a second
+        if msg == last[1] and time.monotonic() - last[0] < 0.5 and frac < 1:
             return
-        last[0] = time.monotonic()
+        last[0], last[1] = time.monotonic(), msg
         with open_session(engine) as s2, s2.begin():
             r = runs.get_run(s2, run_id)
             if r is not None:
