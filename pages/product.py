@@ -156,12 +156,12 @@ def what_if() -> None:
                 f"{advice.data_end:%d %b %Y}."
             )
         )
+        if default.promotions:  # what the forecast's dip is made of, beside the chart
+            st.caption(default.promotions)
 
 
 what_if()
 if default.rec["buy_now"] is not None:
     st.caption(f"Without what-if changes: {default.rec['reason']}.")
-if default.promotions:
-    st.caption(default.promotions)
 if default.record:
     st.caption(default.record)

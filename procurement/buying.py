@@ -273,6 +273,11 @@ def promotion_pattern(model: PriceModel, sku: str, today: dt.date | None = None)
         f"Promotions: about every {info['cycle']:.0f} {unit}, usually {info['depth']:.0%} off "
         f"for {length} {unit if length > 1 else unit[:-1]}; "
     )
+    if info.get("running"):
+        began = pd.date_range(
+            end=model.promotions_from, periods=int(info.get("since", 0)) + 1, freq=model.spec.freq
+        )[0]
+        return text + f"one began on {began:%a %d %b} and was still on when the data ends."
     if today is not None and due < today:
         return text + f"the next was due around {due:%a %d %b}."
     return (

@@ -157,3 +157,16 @@ def test_promotion_sentence_names_the_due_day_from_the_calendar(fitted_model) ->
         promotion_pattern(model, next(s for s in model.products if s not in model.promotions))
         is None
     )
+
+
+def test_promotion_sentence_during_a_promotion_says_when_it_began(fitted_model) -> None:
+    from procurement.buying import promotion_pattern
+
+    sku, info = next(iter(fitted_model.promotion_info.items()))
+    running = dataclasses.replace(
+        fitted_model, promotion_info={sku: {**info, "running": True, "since": 2}}
+    )
+    began = (fitted_model.promotions_from - pd.Timedelta(days=2)).date()
+    text = promotion_pattern(running, sku)
+    assert text is not None and f"one began on {began:%a %d %b}" in text
+    assert "due around" not in text

@@ -197,8 +197,9 @@ class PriceModel:
     # ``promotions_from``, where the backtest chose to mix it into the forecast
     promotions: dict[str, np.ndarray] | None = None
     promotions_from: pd.Timestamp | None = None
-    # per product with a calendar: cycle, length (periods), depth (share off), and the period
-    # after ``promotions_from`` the next promotion is most likely to run, with that chance
+    # per product with a calendar: cycle, length (periods), depth (share off), the period after
+    # ``promotions_from`` the next promotion is most likely to run, with that chance, and
+    # whether one is running then
     promotion_info: dict[str, dict[str, float]] | None = None
 
     def __post_init__(self) -> None:
@@ -713,6 +714,8 @@ def fit_price_model(
                 "depth": float(g["depth"].iloc[0]),
                 "due_step": int(chance.argmax()) + 1,
                 "due_chance": float(chance.max()),
+                "running": bool(g["running"].iloc[0]),
+                "since": int(g["since"].iloc[0]),
             }
         metrics["promotion_calendars"] = len(promotions)
     # products outside the backtest sample take their group's trust, else the company's

@@ -222,8 +222,8 @@ def calendar_paths(
     regular periods) as of each cutoff (default: each series' last date), for the
     ``horizon`` periods after it: unique_id, cutoff, step (1..horizon), promo (expected price),
     chance (of a promotion that period), and the pattern: cycle, length (periods), depth (share
-    off). Series without a regular calendar at a cutoff have no rows for it."""
-    cols = ("promo", "chance", "cycle", "length", "depth")
+    off), running (one is on at the cutoff), since (periods from the last start to the cutoff). Series without a regular calendar at a cutoff have no rows for it."""
+    cols = ("promo", "chance", "cycle", "length", "depth", "running", "since")
     parts: dict[str, list[np.ndarray]] = {c: [] for c in ("unique_id", "cutoff", "step", *cols)}
     ids = frame["unique_id"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
@@ -251,6 +251,8 @@ def calendar_paths(
             parts["cycle"].append(np.full(n, cal.cycle))
             parts["length"].append(np.full(n, cal.length))
             parts["depth"].append(np.full(n, 1 - np.exp(-cal.depth)))
+            parts["running"].append(np.full(n, cal.ongoing))
+            parts["since"].append(np.full(n, cal.since))
     if not parts["step"]:
         return pd.DataFrame(
             {"unique_id": [], "cutoff": pd.to_datetime([]), **{c: [] for c in ("step", *cols)}}
