@@ -869,3 +869,22 @@ def test_cli_ask_json_prints_answer_and_tool_calls(app_env, names) -> None:
     finally:
         _forget("buyer")
         _forget("viewer")
+
+
+def test_forecast_answer_tells_the_promotion_calendar_the_forecast_follows(ses: Session) -> None:
+    from procurement.forecast.store import load_version
+
+    settings = get_settings()
+    model = load_version(settings.model_dir, "demo").model
+    assert model.promotion_info
+    sku = next(iter(model.promotion_info))
+    ctx = ToolContext(principal(ses, "buyer"), ses, "demo")
+    res = dispatch(ctx, "forecast", {"sku": sku})
+    assert res.error is None
+    assert res.data["promotions"].startswith("Promotions: about every")
+    reply = assistant.answer(
+        principal(ses, "buyer"), f"when should I buy {sku}?", session=ses, tenant="demo"
+    )
+    assert "Promotions: about every" in reply.answer, reply.answer
+    plain = next(s for s in model.products if s not in model.promotion_info)
+    assert dispatch(ctx, "forecast", {"sku": plain}).data["promotions"] is None

@@ -296,6 +296,7 @@ def forecast(
         "stock_runs_out_first": bool(rec.get("stockout", False)),
         "trend_pct": _f(rec.get("trend_pct"), 2),
         "backtest_record": adv.record,
+        "promotions": adv.promotions,
         "model_version": adv.version,
         "data_end": adv.data_end,
     }

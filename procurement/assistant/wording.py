@@ -286,6 +286,8 @@ def _forecast(d: dict[str, Any], lang: str, _: Intent) -> str:
                 "pedido está fora dela.",
             )
         )
+    if d.get("promotions"):
+        parts.append(d["promotions"])
     if d.get("backtest_record"):
         parts.append(d["backtest_record"])
     return " ".join(parts)
