@@ -264,19 +264,16 @@ def promotion_pattern(model: PriceModel, sku: str, today: dt.date | None = None)
     info = (model.promotion_info or {}).get(sku)
     if info is None or model.promotions_from is None:
         return None
-    unit = "business days" if model.spec.freq == "B" else "days"
     due = pd.date_range(
         model.promotions_from, periods=int(info["due_step"]) + 1, freq=model.spec.freq
     )[-1].date()
     length = int(info["length"])
     text = (
-        f"Promotions: about every {info['cycle']:.0f} {unit}, usually {info['depth']:.0%} off "
-        f"for {length} {unit if length > 1 else unit[:-1]}; "
+        f"Promotions: about every {info['cycle']:.0f} days, usually {info['depth']:.0%} off "
+        f"for {length} {'days' if length > 1 else 'day'}; "
     )
     if info.get("running"):
-        began = pd.date_range(
-            end=model.promotions_from, periods=int(info.get("since", 0)) + 1, freq=model.spec.freq
-        )[0]
+        began = model.promotions_from - pd.Timedelta(days=int(info.get("since", 0)))
         return text + f"one began on {began:%a %d %b} and was still on when the data ends."
     if today is not None and due < today:
         return text + f"the next was due around {due:%a %d %b}."

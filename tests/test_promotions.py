@@ -170,3 +170,28 @@ def test_promotion_sentence_during_a_promotion_says_when_it_began(fitted_model) 
     text = promotion_pattern(running, sku)
     assert text is not None and f"one began on {began:%a %d %b}" in text
     assert "due around" not in text
+
+
+def test_business_day_prices_count_their_cycle_in_days() -> None:
+    rng = np.random.default_rng(4)
+    days = pd.date_range("2025-01-01", periods=500, freq="D")
+    x = np.log(40.0) + 0.003 * rng.standard_normal(len(days))
+    start = 3
+    while start < len(days):
+        x[start : start + 4] -= 0.15  # four calendar days, every 28
+        start += 28
+    bdays = days.dayofweek < 5
+    frame = pd.DataFrame({"unique_id": "B", "ds": days[bdays], "y": np.exp(x[bdays])})
+    # cut the history a week before a promotion; it starts on day 3 + 28k
+    cut = days[3 + 28 * 15 - 7]
+    while cut.dayofweek >= 5:
+        cut -= pd.Timedelta(days=1)
+    hist = frame[frame["ds"] <= cut]
+    paths = calendar_paths(hist, 10, 5, freq="B")
+    assert len(paths) == 10
+    assert paths["cycle"].iloc[0] == pytest.approx(28, abs=0.5)  # 20 business days apart
+    due = pd.Timestamp(days[3 + 28 * 15])
+    ahead = pd.bdate_range(cut + pd.Timedelta(days=1), periods=10)
+    peak = ahead[int(paths["chance"].to_numpy().argmax())]
+    # the most likely business day is inside the promotion (it covers due .. due + 3 days)
+    assert due <= peak <= due + pd.Timedelta(days=3)

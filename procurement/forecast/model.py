@@ -197,7 +197,7 @@ class PriceModel:
     # ``promotions_from``, where the backtest chose to mix it into the forecast
     promotions: dict[str, np.ndarray] | None = None
     promotions_from: pd.Timestamp | None = None
-    # per product with a calendar: cycle, length (periods), depth (share off), the period after
+    # per product with a calendar: cycle, length (days), depth (share off), the period after
     # ``promotions_from`` the next promotion is most likely to run, with that chance, and
     # whether one is running then
     promotion_info: dict[str, dict[str, float]] | None = None
@@ -620,7 +620,7 @@ def fit_price_model(
     if positive and spec.freq in ("D", "B"):
         say(0.4, "promotion calendars")
         cuts = sorted(cv["cutoff"].unique())
-        promo_cv = calendar_paths(cv_frame, horizon, spec.season, cuts)
+        promo_cv = calendar_paths(cv_frame, horizon, spec.season, cuts, spec.freq)
         if len(promo_cv):
             step = (
                 cv.sort_values(["unique_id", "cutoff", "ds"])
@@ -700,7 +700,7 @@ def fit_price_model(
     promotion_info: dict[str, dict[str, float]] | None = None
     if any(calendars.values()) or calendar_default:
         say(0.95, "promotion calendars of every product")
-        ahead = calendar_paths(frame, 2 * horizon, spec.season)
+        ahead = calendar_paths(frame, 2 * horizon, spec.season, freq=spec.freq)
         ahead = ahead[ahead["cutoff"] == last_date]
         takes = ahead["unique_id"].map(calendars).astype("boolean").fillna(calendar_default)
         ahead = ahead[takes.to_numpy(bool)]

@@ -109,11 +109,11 @@ def _median(a: np.ndarray) -> float:
 class Calendar:
     """A product's promotion pattern as of its last period, and what it implies ahead."""
 
-    cycle: float  # median periods between promotion starts
+    cycle: float  # median days between promotion starts
     spread: float  # robust standard deviation of those gaps
-    length: int  # usual periods a promotion lasts
+    length: int  # usual days a promotion lasts
     depth: float  # usual log depth
-    since: int  # periods from the last start to the last period
+    since: int  # days from the last start to the last period
     ongoing: bool
     regular: np.ndarray  # (season,) log regular price by position in the season, from t+1 on
     chance: np.ndarray  # (h,) probability that a promotion runs in each period t+1..t+h
@@ -125,37 +125,51 @@ class Calendar:
         return reg * (1 - self.chance * (1 - np.exp(-self.depth)))
 
 
-def calendar_of(log_price: np.ndarray, horizon: int, season: int) -> Calendar | None:
+def calendar_of(
+    log_price: np.ndarray,
+    horizon: int,
+    season: int,
+    days: np.ndarray | None = None,
+    ahead: np.ndarray | None = None,
+) -> Calendar | None:
     """The calendar of a series of log prices as of its last period, or None when it has no
-    regular promotions."""
+    regular promotions.
+
+    ``days``: the day number of each period, and ``ahead``: the days from the last period to
+    each of the ``horizon`` periods ahead (default: one period a day). Cycles are counted in
+    days: a supplier's promotion every 30 days is 20 to 22 business days apart, depending on
+    the weekends it spans."""
     x = np.asarray(log_price, dtype=float)
     if len(x) < 4 * season + 2 or not np.isfinite(x).all():
         return None
     promo = find_promotions(x, MIN_PROMOTIONS)
     if len(promo.starts) < MIN_PROMOTIONS:
         return None
-    gaps = np.diff(promo.starts)[-RECENT:]
+    n = len(x)
+    days = np.arange(n) if days is None else np.asarray(days, dtype=np.int64)
+    ahead = np.arange(1, horizon + 1) if ahead is None else np.asarray(ahead, dtype=np.int64)
+    start_days = days[promo.starts]
+    gaps = np.diff(start_days)[-RECENT:]
     cycle = _median(gaps)
     spread = max(1.0, 1.4826 * _median(np.abs(gaps - cycle)))
     if spread > MAX_SPREAD * cycle:
         return None
-    length = max(1, round(_median(promo.lengths[-RECENT:])))
+    ends = promo.starts + promo.lengths
+    end_days = np.where(ends < n, days[np.minimum(ends, n - 1)], days[-1] + 1)
+    length = max(1, round(_median((end_days - start_days)[-RECENT:])))
     depth = _median(promo.depths[-RECENT:])
-    last = int(promo.starts[-1])
-    t = len(x) - 1
-    since = t - last
+    since = int(days[-1] - start_days[-1])
     if promo.ongoing:
         # the running one ends after its usual length; the next starts a cycle after it began
         remaining = max(0, length - (since + 1))
-        cycle_from = since
     else:
         remaining = 0
         # a promotion long overdue was probably missed (too shallow to see): count on from it
         while since > cycle + 3 * spread:
             since -= round(cycle)
-        cycle_from = since
-    chance = _chance(cycle, spread, length, cycle_from, horizon, after_ongoing=promo.ongoing)
-    chance[:remaining] = 1.0
+    by_day = _chance(cycle, spread, length, since, int(ahead[-1]), after_ongoing=promo.ongoing)
+    by_day[:remaining] = 1.0
+    chance = by_day[ahead - 1]
     regular = _regular_price(x, promo.flags, season)
     return Calendar(cycle, spread, length, depth, since, promo.ongoing, regular, chance)
 
@@ -216,13 +230,18 @@ def _regular_price(x: np.ndarray, flags: np.ndarray, season: int) -> np.ndarray:
 
 
 def calendar_paths(
-    frame: pd.DataFrame, horizon: int, season: int, cutoffs: Sequence[pd.Timestamp] | None = None
+    frame: pd.DataFrame,
+    horizon: int,
+    season: int,
+    cutoffs: Sequence[pd.Timestamp] | None = None,
+    freq: str = "D",
 ) -> pd.DataFrame:
     """Expected prices from the calendars of the series in ``frame`` (unique_id, ds, y; sorted,
     regular periods) as of each cutoff (default: each series' last date), for the
     ``horizon`` periods after it: unique_id, cutoff, step (1..horizon), promo (expected price),
     chance (of a promotion that period), and the pattern: cycle, length (periods), depth (share
-    off), running (one is on at the cutoff), since (periods from the last start to the cutoff). Series without a regular calendar at a cutoff have no rows for it."""
+    off), running (one is on at the cutoff), since (days from the last start to the cutoff);
+    cycles and lengths in days. Series without a regular calendar at a cutoff have no rows for it."""
     cols = ("promo", "chance", "cycle", "length", "depth", "running", "since")
     parts: dict[str, list[np.ndarray]] = {c: [] for c in ("unique_id", "cutoff", "step", *cols)}
     ids = frame["unique_id"].to_numpy()
@@ -230,7 +249,15 @@ def calendar_paths(
     ds = frame["ds"].to_numpy("datetime64[ns]")
     cuts = None if cutoffs is None else pd.DatetimeIndex(cutoffs).to_numpy("datetime64[ns]")
     y = frame["y"].to_numpy(float)
+    day = ds.astype("datetime64[D]")
+    day_no = day.astype(np.int64)
     steps = np.arange(1, horizon + 1)
+
+    def ahead_of(last: np.datetime64) -> np.ndarray:
+        if freq == "B":
+            return (np.busday_offset(last, steps, roll="forward") - last).astype(np.int64)
+        return steps
+
     for a, b in pairwise(bounds):
         if not (y[a:b] > 0).all():
             continue
@@ -239,7 +266,8 @@ def calendar_paths(
         for j, end in enumerate(ends):
             if end < 1 or (cuts is not None and ds[a + end - 1] != cuts[j]):
                 continue
-            cal = calendar_of(x[:end], horizon, season)
+            last = day[a + end - 1]
+            cal = calendar_of(x[:end], horizon, season, day_no[a : a + end], ahead_of(last))
             if cal is None:
                 continue
             n = horizon
