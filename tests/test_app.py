@@ -48,6 +48,16 @@ def login_as(at: AppTest, username: str) -> None:
     at.session_state["principal"] = auth.Principal(username, role, tid)
 
 
+def _product_page(sku: str, user: str = "buyer") -> AppTest:
+    """The Product page of ``sku`` opened by deep link, as ``user``."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    login_as(at, user)
+    at.query_params["sku"] = sku
+    at.run()
+    at.switch_page("pages/product.py").run()
+    return at
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_errors(app_env, page: str) -> None:
     at = _app(page)
@@ -86,11 +96,7 @@ def _forecast_path(at: AppTest) -> list[float]:
 
 def test_product_page_what_if_on_the_products_own_driver_moves_its_forecast(app_env) -> None:
     sku, category = _most_index_driven_sku()
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
-    login_as(at, "buyer")
-    at.query_params["sku"] = sku
-    at.run()
-    at.switch_page("pages/product.py").run()
+    at = _product_page(sku)
     assert at.selectbox(key="product").value == sku
     before = _forecast_path(at)
     slider = next(s for s in at.slider if s.label.startswith(f"{category.title()} commodity index"))
@@ -108,11 +114,7 @@ def test_product_page_forecast_delta_is_the_gap_between_the_numbers_it_shows(app
     recs = _app("pages/recommendations.py").dataframe[0].value
     wait = recs[recs["buy_date"] > recs["buy_date"].min()]
     assert len(wait)
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
-    login_as(at, "buyer")
-    at.query_params["sku"] = str(wait.iloc[0]["sku"])
-    at.run()
-    at.switch_page("pages/product.py").run()
+    at = _product_page(str(wait.iloc[0]["sku"]))
 
     def number(text: str) -> float:
         return float(re.sub(r"[^0-9.\-]", "", text.replace("\u2212", "-")))
@@ -515,11 +517,7 @@ def test_product_page_tells_the_promotion_calendar_its_forecast_follows(app_env)
     model = load_version(settings.model_dir, settings.default_tenant).model
     assert model.promotion_info, "the demo company has shelf goods on regular promotions"
     sku = next(iter(model.promotion_info))
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
-    login_as(at, "buyer")
-    at.query_params["sku"] = sku
-    at.run()
-    at.switch_page("pages/product.py").run()
+    at = _product_page(sku)
     assert not at.exception
     said = [c.value for c in at.caption if c.value.startswith("Promotions: about every")]
     assert len(said) == 1
@@ -527,10 +525,6 @@ def test_product_page_tells_the_promotion_calendar_its_forecast_follows(app_env)
     assert f"about every {info['cycle']:.0f} days" in said[0]
     # a product without a calendar gets no such line
     plain_sku = next(s for s in model.products if s not in model.promotion_info)
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
-    login_as(at, "buyer")
-    at.query_params["sku"] = plain_sku
-    at.run()
-    at.switch_page("pages/product.py").run()
+    at = _product_page(plain_sku)
     assert at.selectbox(key="product").value == plain_sku
     assert not [c for c in at.caption if c.value.startswith("Promotions:")]
