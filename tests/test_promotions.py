@@ -195,3 +195,14 @@ def test_business_day_prices_count_their_cycle_in_days() -> None:
     peak = ahead[int(paths["chance"].to_numpy().argmax())]
     # the most likely business day is inside the promotion (it covers due .. due + 3 days)
     assert due <= peak <= due + pd.Timedelta(days=3)
+
+
+def test_calendar_paths_do_not_depend_on_row_order() -> None:
+    x, _ = shelf(seed=6)
+    ds = pd.date_range("2025-01-01", periods=len(x), freq="D")
+    one = pd.DataFrame({"unique_id": "A", "ds": ds, "y": np.exp(x)})
+    two = one.assign(unique_id="B", y=one["y"] * 2)
+    ordered = calendar_paths(pd.concat([one, two], ignore_index=True), 14, 7)
+    shuffled = calendar_paths(pd.concat([one, two]).sample(frac=1, random_state=0), 14, 7)
+    assert len(ordered) == 28
+    pd.testing.assert_frame_equal(ordered, shuffled)

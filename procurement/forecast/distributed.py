@@ -35,6 +35,7 @@ from procurement.forecast.model import (
     ModelParams,
     PriceModel,
     TrainingData,
+    calendars_ahead,
     change_of_log,
     fit_price_model,
     history_to_keep,
@@ -264,8 +265,21 @@ def fit_distributed(
     sales_tail = base.sales_tail
     if data.sales is not None and len(data.sales) and sales_tail is not None:
         sales_tail = data.sales[data.sales["ds"] >= sales_tail["ds"].min()].copy()
+    # every product its own calendar, where the sample's backtest says calendars pay
+    promotions, promotion_info = base.promotions, base.promotion_info
+    choice = base.metrics.get("promotion_choice")
+    if choice is not None and (base.promotions or choice["default"]):
+        decided = {
+            **dict.fromkeys(choice["declined"], False),
+            **dict.fromkeys(base.promotions or {}, True),
+        }
+        promotions, promotion_info = calendars_ahead(
+            frame, spec, horizon, decided, bool(choice["default"])
+        )
     full = dataclasses.replace(
         base,
+        promotions=promotions or None,
+        promotion_info=promotion_info or None,
         last_price={str(k): float(v) for k, v in last_price.items()},
         categories=categories,
         sales_tail=sales_tail,

@@ -696,28 +696,19 @@ def fit_price_model(
     if data.sales is not None and len(data.sales):
         sales_tail = data.sales[data.sales["ds"] >= tail_start].copy()
     last_price = frame.groupby("unique_id", sort=True)["y"].last()
-    promotions: dict[str, np.ndarray] | None = None
-    promotion_info: dict[str, dict[str, float]] | None = None
+    promotions, promotion_info = None, None
     if any(calendars.values()) or calendar_default:
         say(0.95, "promotion calendars of every product")
-        ahead = calendar_paths(frame, 2 * horizon, spec.season, freq=spec.freq)
-        ahead = ahead[ahead["cutoff"] == last_date]
-        takes = ahead["unique_id"].map(calendars).astype("boolean").fillna(calendar_default)
-        ahead = ahead[takes.to_numpy(bool)]
-        promotions, promotion_info = {}, {}
-        for u, g in ahead.groupby("unique_id", sort=False):
-            promotions[str(u)] = g["promo"].to_numpy(float)
-            chance = g["chance"].to_numpy(float)
-            promotion_info[str(u)] = {
-                "cycle": float(g["cycle"].iloc[0]),
-                "length": int(g["length"].iloc[0]),
-                "depth": float(g["depth"].iloc[0]),
-                "due_step": int(chance.argmax()) + 1,
-                "due_chance": float(chance.max()),
-                "running": bool(g["running"].iloc[0]),
-                "since": int(g["since"].iloc[0]),
-            }
+        promotions, promotion_info = calendars_ahead(
+            frame, spec, horizon, calendars, calendar_default
+        )
         metrics["promotion_calendars"] = len(promotions)
+    # which products take their calendar, as judged on the backtest (the Dask path reads it to
+    # give every product of the catalog its own, beyond the backtest's sample)
+    metrics["promotion_choice"] = {
+        "default": calendar_default,
+        "declined": sorted(k for k, v in calendars.items() if not v),
+    }
     # products outside the backtest sample take their group's trust, else the company's
     full_trust = {
         uid: tuple(trust.get(uid, trust.get(f"group:{groups.get(uid, '')}", trust_default)))
@@ -745,6 +736,46 @@ def fit_price_model(
         promotions_from=last_date,
         promotion_info=promotion_info,
     )
+
+
+def calendars_ahead(
+    frame: pd.DataFrame,
+    spec: FreqSpec,
+    horizon: int,
+    choice: Mapping[str, bool],
+    default: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
+    """Each product's calendar prices for twice the horizon after its last date, and what the
+    pages say about it, where the product takes its calendar (``choice``, else ``default``).
+    Only products whose history reaches the last date of ``frame`` (sorted by product, date)."""
+    ahead = calendar_paths(frame, 2 * horizon, spec.season, freq=spec.freq)
+    ahead = ahead[ahead["cutoff"] == frame["ds"].max()]
+    takes = ahead["unique_id"].map(choice).astype("boolean").fillna(default)
+    ahead = ahead[takes.to_numpy(bool)]
+    # whole products of 2 x horizon rows each, in step order: arrays of products x steps
+    steps = 2 * horizon
+    uid = ahead["unique_id"].to_numpy()[::steps]
+
+    def grid(col: str) -> np.ndarray:
+        return ahead[col].to_numpy().reshape(len(uid), steps)
+
+    promo, chance = grid("promo").astype(float), grid("chance").astype(float)
+    first = {c: grid(c)[:, 0] for c in ("cycle", "length", "depth", "running", "since")}
+    due = chance.argmax(axis=1)
+    promotions = {str(u): promo[i] for i, u in enumerate(uid)}
+    info: dict[str, dict[str, float]] = {
+        str(u): {
+            "cycle": float(first["cycle"][i]),
+            "length": int(first["length"][i]),
+            "depth": float(first["depth"][i]),
+            "due_step": int(due[i]) + 1,
+            "due_chance": float(chance[i, due[i]]),
+            "running": bool(first["running"][i]),
+            "since": int(first["since"][i]),
+        }
+        for i, u in enumerate(uid)
+    }
+    return promotions, info
 
 
 def price_only(frame: pd.DataFrame) -> pd.DataFrame:

@@ -236,8 +236,8 @@ def calendar_paths(
     cutoffs: Sequence[pd.Timestamp] | None = None,
     freq: str = "D",
 ) -> pd.DataFrame:
-    """Expected prices from the calendars of the series in ``frame`` (unique_id, ds, y; sorted,
-    regular periods) as of each cutoff (default: each series' last date), for the
+    """Expected prices from the calendars of the series in ``frame`` (unique_id, ds, y; regular
+    periods; sorted by product and date, else sorted here) as of each cutoff (default: each series' last date), for the
     ``horizon`` periods after it: unique_id, cutoff, step (1..horizon), promo (expected price),
     chance (of a promotion that period), and the pattern: cycle, length (periods), depth (share
     off), running (one is on at the cutoff), since (days from the last start to the cutoff);
@@ -245,8 +245,13 @@ def calendar_paths(
     cols = ("promo", "chance", "cycle", "length", "depth", "running", "since")
     parts: dict[str, list[np.ndarray]] = {c: [] for c in ("unique_id", "cutoff", "step", *cols)}
     ids = frame["unique_id"].to_numpy()
-    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
     ds = frame["ds"].to_numpy("datetime64[ns]")
+    same = ids[1:] == ids[:-1]
+    if (ds[1:][same] <= ds[:-1][same]).any() or (~same).sum() + 1 != len(pd.unique(ids)):
+        frame = frame.sort_values(["unique_id", "ds"])
+        ids = frame["unique_id"].to_numpy()
+        ds = frame["ds"].to_numpy("datetime64[ns]")
+    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
     cuts = None if cutoffs is None else pd.DatetimeIndex(cutoffs).to_numpy("datetime64[ns]")
     y = frame["y"].to_numpy(float)
     day = ds.astype("datetime64[D]")
