@@ -384,13 +384,11 @@ class PriceModel:
         step = pd.date_range(self.promotions_from, dates.max(), freq=self.spec.freq).get_indexer(
             dates
         )
-        for sku, rows in fc.groupby("sku", sort=False).indices.items():
-            path = self.promotions.get(sku)
-            if path is None:
-                continue
-            k = step[rows]
-            ok = (k >= 1) & (k <= len(path))
-            out[rows[ok]] = path[k[ok] - 1]
+        names = list(self.promotions)
+        paths = np.vstack([self.promotions[n] for n in names])  # every path 2 x horizon long
+        which = pd.Index(names).get_indexer(fc["sku"])
+        ok = (which >= 0) & (step >= 1) & (step <= paths.shape[1])
+        out[ok] = paths[which[ok], step[ok] - 1]
         return out
 
     def feature_importance(self) -> pd.DataFrame:
