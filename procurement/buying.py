@@ -277,6 +277,8 @@ def promotion_pattern(model: PriceModel, sku: str, today: dt.date | None = None)
         return text + f"one began on {began:%a %d %b} and was still on when the data ends."
     if today is not None and due < today:
         return text + f"the next was due around {due:%a %d %b}."
+    if int(info["due_step"]) > model.horizon:
+        return text + f"the next is due around {due:%a %d %b}, after the forecast's horizon."
     return (
         text + f"the next is due around {due:%a %d %b} (the forecast counts on it there with "
         f"{int(shown_percent(info['due_chance']))}% chance)."

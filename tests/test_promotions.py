@@ -157,6 +157,12 @@ def test_promotion_sentence_names_the_due_day_from_the_calendar(fitted_model) ->
         promotion_pattern(model, next(s for s in model.products if s not in model.promotions))
         is None
     )
+    # due beyond the forecast's days: it says so instead of a chance the forecast does not show
+    later = dataclasses.replace(
+        model, promotion_info={sku: {**info, "due_step": model.horizon + 3, "due_chance": 0.9}}
+    )
+    text = promotion_pattern(later, sku)
+    assert text is not None and "after the forecast's horizon" in text and "90%" not in text
 
 
 def test_promotion_sentence_during_a_promotion_says_when_it_began(fitted_model) -> None:

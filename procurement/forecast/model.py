@@ -759,7 +759,9 @@ def calendars_ahead(
 
     promo, chance = grid("promo").astype(float), grid("chance").astype(float)
     first = {c: grid(c)[:, 0] for c in ("cycle", "length", "depth", "running", "since")}
-    due = chance.argmax(axis=1)
+    # the first day a promotion is about as likely as it gets: a four-day promotion's chance
+    # plateaus, and its peak may sit on the third day, after the advised buy day
+    due = (chance >= 0.9 * chance.max(axis=1, keepdims=True)).argmax(axis=1)
     promotions = {str(u): promo[i] for i, u in enumerate(uid)}
     info: dict[str, dict[str, float]] = {
         str(u): {
