@@ -577,10 +577,19 @@ def product_advice(
         rec,
         decision,
         buying.backtest_record(model, sku),
-        buying.promotion_pattern(model, sku, today=dt.date.today()),
+        buying.promotion_pattern(
+            model, sku, today=dt.date.today(), newer=_newer_of(session, ten.id, model, sku)
+        ),
         stored.version,
         model.last_date.date(),
     )
+
+
+def _newer_of(session: Session, tenant_id: int, model: PriceModel, sku: str) -> pd.DataFrame:
+    """One product's prices after the model's data (``date, price``)."""
+    days = max(1, (dt.date.today() - model.last_date.date()).days + 1)
+    recent = history.product_prices(session, tenant_id, sku, days)
+    return recent[pd.to_datetime(recent["date"]) > model.last_date]
 
 
 def driver_effects(

@@ -259,9 +259,17 @@ def backtest_record(model: PriceModel, sku: str) -> str | None:
     return text + "."
 
 
-def promotion_pattern(model: PriceModel, sku: str, today: dt.date | None = None) -> str | None:
-    """The product's promotion calendar in one sentence (None without one)."""
+def promotion_pattern(
+    model: PriceModel,
+    sku: str,
+    today: dt.date | None = None,
+    newer: pd.DataFrame | None = None,
+) -> str | None:
+    """The product's promotion calendar in one sentence (None without one). ``newer``: the
+    product's prices (``date, price``), of which those after the model's data count."""
     info = (model.promotion_info or {}).get(sku)
+    if info is not None and newer is not None and len(newer):
+        info = model.promotion_now(sku, newer)
     if info is None or model.promotions_from is None:
         return None
     due = pd.date_range(
@@ -272,8 +280,18 @@ def promotion_pattern(model: PriceModel, sku: str, today: dt.date | None = None)
         f"Promotions: about every {info['cycle']:.0f} days, usually {info['depth']:.0%} off "
         f"for {length} {'days' if length > 1 else 'day'}; "
     )
+    end = model.last_date
+    if info.get("seen_after_fit") and newer is not None and len(newer):
+        end = pd.Timestamp(pd.to_datetime(newer["date"]).max())
+    began = end - pd.Timedelta(days=int(info.get("since", 0)))
+    if info.get("seen_after_fit"):
+        # a fall in prices newer than the model: the forecast follows the model until a retrain
+        state = "is still on" if info.get("running") else "has ended"
+        return text + (
+            f"one began on {began:%a %d %b}, after the model was trained, and {state}; the "
+            "calendar moves on at the next retrain."
+        )
     if info.get("running"):
-        began = model.promotions_from - pd.Timedelta(days=int(info.get("since", 0)))
         return text + f"one began on {began:%a %d %b} and was still on when the data ends."
     if today is not None and due < today:
         return text + f"the next was due around {due:%a %d %b}."

@@ -212,3 +212,46 @@ def test_calendar_paths_do_not_depend_on_row_order() -> None:
     shuffled = calendar_paths(pd.concat([one, two]).sample(frac=1, random_state=0), 14, 7)
     assert len(ordered) == 28
     pd.testing.assert_frame_equal(ordered, shuffled)
+
+
+def test_a_promotion_in_prices_newer_than_the_model_hands_the_forecast_to_the_model(
+    fitted_model,
+) -> None:
+    from procurement.buying import promotion_pattern
+
+    model = fitted_model
+    skus = list(model.promotions)
+    cut, keep = skus[0], skus[1:]
+    depth = model.promotion_info[cut]["depth"]
+    day = model.last_date + pd.Timedelta(days=1)
+    rows = pd.DataFrame(
+        {
+            "sku": skus,
+            "date": day,
+            # the first product falls by its usual promotion, the others stay where they were
+            "price": [model.last_price[s] * ((1 - depth) if s == cut else 1.0) for s in skus],
+        }
+    )
+    fresh = model.with_prices(rows)
+    assert cut not in (fresh.promotions or {})
+    assert all(s in fresh.promotions for s in keep)
+    assert fresh.promotion_info[cut]["running"] and fresh.promotion_info[cut]["since"] == 0
+    assert model.promotions is not None and cut in model.promotions  # the shared model is untouched
+    # that product's forecast is the model's alone; the others still mix in their calendar
+    plain = dataclasses.replace(model, promotions=None).with_prices(rows).predict()
+    mixed = fresh.predict()
+    np.testing.assert_allclose(
+        mixed.loc[mixed["sku"] == cut, "y_pred"], plain.loc[plain["sku"] == cut, "y_pred"]
+    )
+    other = keep[0]
+    assert not np.allclose(
+        mixed.loc[mixed["sku"] == other, "y_pred"], plain.loc[plain["sku"] == other, "y_pred"]
+    )
+    # the Product page's sentence says so, from the product's own newer prices
+    newer = rows[rows["sku"] == cut][["date", "price"]]
+    text = promotion_pattern(model, cut, newer=newer)
+    assert text is not None and f"one began on {day:%a %d %b}, after the model was trained" in text
+    assert "is still on" in text
+    # a price that did not fall leaves the sentence as the model has it
+    same = rows[rows["sku"] == other][["date", "price"]]
+    assert promotion_pattern(model, other, newer=same) == promotion_pattern(model, other)
