@@ -255,3 +255,25 @@ def test_a_promotion_in_prices_newer_than_the_model_hands_the_forecast_to_the_mo
     # a price that did not fall leaves the sentence as the model has it
     same = rows[rows["sku"] == other][["date", "price"]]
     assert promotion_pattern(model, other, newer=same) == promotion_pattern(model, other)
+
+
+def test_a_product_priced_below_zero_does_not_take_the_others_calendars(small_data) -> None:
+    from conftest import training_data
+
+    from procurement.forecast.model import ModelParams, fit_price_model
+
+    data = training_data(small_data)
+    odd = data.prices["unique_id"].iloc[0]
+    prices = data.prices.copy()
+    # one product whose price went below zero once (as WTI did in April 2020)
+    hit = prices.index[prices["unique_id"] == odd][100]
+    prices.loc[hit, "y"] = -1.0
+    model = fit_price_model(
+        dataclasses.replace(data, prices=prices),
+        "D",
+        14,
+        ModelParams(n_estimators=40, max_history=240),
+    )
+    assert model.level_fcst is None  # the level model needs positive prices everywhere
+    assert model.promotions, "the other products keep their calendars"
+    assert odd not in model.promotions

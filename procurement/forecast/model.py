@@ -653,7 +653,7 @@ def fit_price_model(
     cv["pool"] = w.sum(axis=1) > 0
     calendars: dict[str, bool] = {}
     calendar_default = False
-    if positive and spec.freq in ("D", "B"):
+    if spec.freq in ("D", "B"):  # series with a price at or below zero have no calendar
         say(0.4, "promotion calendars")
         cuts = sorted(cv["cutoff"].unique())
         promo_cv = calendar_paths(cv_frame, horizon, spec.season, cuts, spec.freq)
