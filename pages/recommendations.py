@@ -41,6 +41,7 @@ st.dataframe(
         "saving_total",
         "confidence",
         "reason",
+        "promotion_due",
         "saving_pct",
         "first_price",
         "buy_price",
@@ -73,6 +74,15 @@ st.dataframe(
         ),
         "confidence": how_sure_column(),
         "reason": st.column_config.TextColumn("Advice", width="large"),
+        "promotion_due": st.column_config.DateColumn(
+            "Promotion due",
+            format="ddd DD MMM",
+            help=(
+                "When the product's next promotion is due, from the gaps between its past ones: "
+                "only products whose forecast follows a promotion calendar, when it falls within "
+                "the forecast's days."
+            ),
+        ),
     },
 )
 csv = view.assign(

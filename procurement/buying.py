@@ -67,7 +67,22 @@ def advice_table(
     recs = recs.merge(products, on="sku", how="left")
     recs["quantity"] = recs["sku"].map(qty).fillna(0.0)
     recs["daily_demand"] = recs["sku"].map(dem).fillna(0.0)
+    recs["promotion_due"] = recs["sku"].map(promotion_due(model))
     return recs
+
+
+def promotion_due(model: PriceModel) -> pd.Series:
+    """Per product whose forecast follows a promotion calendar: the day its next promotion is
+    due, where that is within the forecast's days and none is running (datetime64)."""
+    rows = {
+        sku: info
+        for sku, info in (model.promotion_info or {}).items()
+        if not info.get("running") and int(info["due_step"]) <= model.horizon
+    }
+    if not rows or model.promotions_from is None:
+        return pd.Series(dtype="datetime64[ns]")
+    days = pd.date_range(model.promotions_from, periods=model.horizon + 1, freq=model.spec.freq)
+    return pd.Series({sku: days[int(info["due_step"])] for sku, info in rows.items()})
 
 
 # The advice a buyer reads, in this order: the Recommendations page and `procurement recommend`
@@ -85,6 +100,7 @@ ADVICE_COLUMNS = [
     "saving_total",
     "confidence",
     "reason",
+    "promotion_due",
 ]
 
 WORKING_DAYS = workdays.MON_FRI  # the days a supplier takes orders unless it says otherwise

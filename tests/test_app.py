@@ -528,3 +528,18 @@ def test_product_page_tells_the_promotion_calendar_its_forecast_follows(app_env)
     at = _product_page(plain_sku)
     assert at.selectbox(key="product").value == plain_sku
     assert not [c for c in at.caption if c.value.startswith("Promotions:")]
+
+
+def test_recommendations_show_when_a_promotion_is_due(app_env) -> None:
+    from procurement.forecast.store import load_version
+
+    settings = get_settings()
+    model = load_version(settings.model_dir, settings.default_tenant).model
+    recs = _app("pages/recommendations.py").dataframe[0].value
+    due = recs.set_index("sku")["promotion_due"].dropna()
+    assert len(due), "the demo has products whose next promotion falls within the forecast"
+    for sku, day in due.items():
+        info = model.promotion_info[sku]
+        assert pd.Timestamp(day) == model.promotions_from + pd.Timedelta(days=info["due_step"])
+    plain_skus = [s for s in recs["sku"] if s not in (model.promotion_info or {})]
+    assert recs.set_index("sku").loc[plain_skus, "promotion_due"].isna().all()

@@ -277,3 +277,24 @@ def test_a_product_priced_below_zero_does_not_take_the_others_calendars(small_da
     assert model.level_fcst is None  # the level model needs positive prices everywhere
     assert model.promotions, "the other products keep their calendars"
     assert odd not in model.promotions
+
+
+def test_promotion_due_dates_for_the_advice_table(fitted_model) -> None:
+    from procurement.buying import promotion_due
+
+    model = fitted_model
+    due = promotion_due(model)
+    expect = {
+        sku: model.promotions_from + pd.Timedelta(days=int(info["due_step"]))
+        for sku, info in model.promotion_info.items()
+        if not info["running"] and info["due_step"] <= model.horizon
+    }
+    assert due.to_dict() == expect
+    # running promotions and those due after the forecast's days have none
+    later = dataclasses.replace(
+        model,
+        promotion_info={
+            k: {**v, "due_step": model.horizon + 1} for k, v in model.promotion_info.items()
+        },
+    )
+    assert promotion_due(later).empty
