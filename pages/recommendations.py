@@ -1,3 +1,4 @@
+import pandas as pd
 import streamlit as st
 
 from procurement.buying import ADVICE_COLUMNS
@@ -27,6 +28,8 @@ view = view[cols].sort_values(["saving_total", "buy_date"], ascending=[False, Tr
 shown = view.assign(
     link="/product?sku=" + view["sku"],
     confidence=shown_percent(view["confidence"]),
+    # a blank, not "None", where no promotion is due
+    promotion_due=pd.to_datetime(view["promotion_due"]).dt.strftime("%a %d %b").fillna(""),
 )
 st.caption(f"{len(view):,} products, most money at stake first")
 st.dataframe(
@@ -74,9 +77,8 @@ st.dataframe(
         ),
         "confidence": how_sure_column(),
         "reason": st.column_config.TextColumn("Advice", width="large"),
-        "promotion_due": st.column_config.DateColumn(
+        "promotion_due": st.column_config.TextColumn(
             "Promotion due",
-            format="ddd DD MMM",
             help=(
                 "When the product's next promotion is due, from the gaps between its past ones: "
                 "only products whose forecast follows a promotion calendar, when it falls within "
