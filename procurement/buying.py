@@ -81,8 +81,16 @@ def promotion_due(model: PriceModel) -> pd.Series:
     }
     if not rows or model.promotions_from is None:
         return pd.Series(dtype="datetime64[ns]")
-    days = pd.date_range(model.promotions_from, periods=model.horizon + 1, freq=model.spec.freq)
-    return pd.Series({sku: days[int(info["due_step"])] for sku, info in rows.items()})
+    return pd.Series({sku: _due_day(model, info) for sku, info in rows.items()})
+
+
+def _due_day(model: PriceModel, info: Mapping[str, float]) -> pd.Timestamp:
+    """The day of a calendar's ``due_step``: that many periods after its model's data."""
+    assert model.promotions_from is not None
+    steps = pd.date_range(
+        model.promotions_from, periods=int(info["due_step"]) + 1, freq=model.spec.freq
+    )
+    return steps[-1]
 
 
 # The advice a buyer reads, in this order: the Recommendations page and `procurement recommend`
@@ -288,9 +296,7 @@ def promotion_pattern(
         info = model.promotion_now(sku, newer)
     if info is None or model.promotions_from is None:
         return None
-    due = pd.date_range(
-        model.promotions_from, periods=int(info["due_step"]) + 1, freq=model.spec.freq
-    )[-1].date()
+    due = _due_day(model, info).date()
     length = int(info["length"])
     text = (
         f"Promotions: about every {info['cycle']:.0f} days, usually {info['depth']:.0%} off "

@@ -338,39 +338,42 @@ class PriceModel:
     def promotion_now(self, sku: str, prices: pd.DataFrame) -> dict[str, float] | None:
         """The product's promotion pattern given its prices (``date, price``) after the model's
         last date, as ``with_prices`` would see it, without copying the model."""
-        if not self.promotion_info or sku not in self.promotion_info:
+        pattern = (self.promotion_info or {}).get(sku)
+        if pattern is None:
             return None
         new = prices.assign(date=pd.to_datetime(prices["date"]))
         new = new[new["date"] > self.last_date].sort_values("date")
-        if new.empty:
-            return self.promotion_info[sku]
-        grid = pd.DataFrame(
-            {sku: new["price"].to_numpy(float)}, index=pd.DatetimeIndex(new["date"])
-        )
-        return self._calendars_after(grid).get("promotion_info", {}).get(sku)
+        series = pd.Series(new["price"].to_numpy(float), index=pd.DatetimeIndex(new["date"]))
+        return self._after_fall(sku, series) or pattern
 
     def _calendars_after(self, grid: pd.DataFrame) -> dict[str, Any]:
-        """The calendars given newer prices (``grid``: dates x products): a product whose price
-        fell by half its usual promotion's depth or more has started one (or had a shock) that
-        its calendar, made at the retrain, did not expect; its forecast follows the model, which
-        sees the fall, and its pattern says a promotion began that day, until the next retrain."""
+        """The calendars given newer prices (``grid``: dates x products): a product that fell
+        (``_after_fall``) leaves its calendar until the next retrain."""
         if not self.promotions or not self.promotion_info:
             return {}
         promotions, info = dict(self.promotions), dict(self.promotion_info)
-        for sku in list(promotions):
-            pattern = info.get(sku)
-            before = self.last_price.get(sku)
-            if pattern is None or not before or sku not in grid.columns:
-                continue
-            ratio = grid[sku].to_numpy(float) / before
-            fell = np.flatnonzero(ratio < np.sqrt(1 - pattern["depth"]))
-            if len(fell):
-                began = grid.index[fell[0]]
+        for sku in self.promotions:
+            if sku in grid.columns and (fallen := self._after_fall(sku, grid[sku])) is not None:
                 del promotions[sku]
-                since = (grid.index[-1] - began).days
-                still = bool(ratio[-1] < np.sqrt(1 - pattern["depth"]))
-                info[sku] = {**pattern, "running": still, "since": since, "seen_after_fit": True}
+                info[sku] = fallen
         return {"promotions": promotions or None, "promotion_info": info}
+
+    def _after_fall(self, sku: str, prices: pd.Series) -> dict[str, float] | None:
+        """The pattern of a product with a calendar, given its prices after the model's data (by
+        date), when they fell by half its usual promotion's depth or more (None when not): it
+        has started one (or had a shock) that its calendar, made at the retrain, did not
+        expect; its forecast follows the model, which sees the fall, and its pattern says a
+        promotion began that day, until the next retrain."""
+        pattern = (self.promotion_info or {}).get(sku)
+        before = self.last_price.get(sku)
+        if pattern is None or not before or prices.empty:
+            return None
+        low = prices.to_numpy(float) / before < np.sqrt(1 - pattern["depth"])
+        fell = np.flatnonzero(low)
+        if not len(fell):
+            return None
+        since = (prices.index[-1] - prices.index[fell[0]]).days
+        return {**pattern, "running": bool(low[-1]), "since": since, "seen_after_fit": True}
 
     def predict(
         self,

@@ -237,11 +237,12 @@ def calendar_paths(
     freq: str = "D",
 ) -> pd.DataFrame:
     """Expected prices from the calendars of the series in ``frame`` (unique_id, ds, y; regular
-    periods; sorted by product and date, else sorted here) as of each cutoff (default: each series' last date), for the
-    ``horizon`` periods after it: unique_id, cutoff, step (1..horizon), promo (expected price),
-    chance (of a promotion that period), and the pattern: cycle, length (periods), depth (share
-    off), running (one is on at the cutoff), since (days from the last start to the cutoff);
-    cycles and lengths in days. Series without a regular calendar at a cutoff have no rows for it."""
+    periods; sorted by product and date, else sorted here) as of each cutoff (default: each
+    series' last date), for the ``horizon`` periods after it: unique_id, cutoff, step
+    (1..horizon), promo (expected price), chance (of a promotion that period), and the pattern:
+    cycle and length (days), depth (share off), running (one is on at the cutoff), since (days
+    from the last start to the cutoff). Series without a regular calendar at a cutoff have no
+    rows for it."""
     cols = ("promo", "chance", "cycle", "length", "depth", "running", "since")
     parts: dict[str, list[np.ndarray]] = {c: [] for c in ("unique_id", "cutoff", "step", *cols)}
     ids = frame["unique_id"].to_numpy()
@@ -275,17 +276,16 @@ def calendar_paths(
             cal = calendar_of(x[:end], horizon, season, day_no[a : a + end], ahead_of(last))
             if cal is None:
                 continue
-            n = horizon
-            parts["unique_id"].append(np.full(n, ids[a], dtype=object))
-            parts["cutoff"].append(np.full(n, ds[a + end - 1]))
+            parts["unique_id"].append(np.full(horizon, ids[a], dtype=object))
+            parts["cutoff"].append(np.full(horizon, ds[a + end - 1]))
             parts["step"].append(steps)
             parts["promo"].append(cal.prices())
             parts["chance"].append(cal.chance)
-            parts["cycle"].append(np.full(n, cal.cycle))
-            parts["length"].append(np.full(n, cal.length))
-            parts["depth"].append(np.full(n, 1 - np.exp(-cal.depth)))
-            parts["running"].append(np.full(n, cal.ongoing))
-            parts["since"].append(np.full(n, cal.since))
+            parts["cycle"].append(np.full(horizon, cal.cycle))
+            parts["length"].append(np.full(horizon, cal.length))
+            parts["depth"].append(np.full(horizon, 1 - np.exp(-cal.depth)))
+            parts["running"].append(np.full(horizon, cal.ongoing))
+            parts["since"].append(np.full(horizon, cal.since))
     if not parts["step"]:
         return pd.DataFrame(
             {"unique_id": [], "cutoff": pd.to_datetime([]), **{c: [] for c in ("step", *cols)}}
