@@ -28,7 +28,7 @@ MIN_POLICY_T = 1.0  # the saving per backtest window must be positive with some 
 
 @dataclass(frozen=True)
 class Policy:
-    min_confidence: float = 0.7  # probability that the chosen day is cheaper than the first day
+    min_confidence: float = 0.7  # chance that the chosen day is no dearer than the first day
     min_saving_pct: float = 0.5  # smaller expected savings are not worth waiting for
     # How sure the advice is once a day has been chosen: an isotonic map from the forecast's
     # probability on the chosen day to how often that day really was cheaper in the backtest
@@ -75,6 +75,9 @@ class _Grid:
     saving: np.ndarray  # expected saving per unit against the first date
     wait_days: np.ndarray
     first_price: np.ndarray
+    # chance of paying no more than on the first day (``p`` where the forecast has no
+    # ``p_not_dearer``): the gate of waiting, which on sticky prices is far above ``p``
+    p_ok: np.ndarray
 
     @classmethod
     def of(cls, fc: pd.DataFrame) -> _Grid:
@@ -93,9 +96,10 @@ class _Grid:
         first = fc.groupby("sku", sort=False)["date"].transform("first")
         wait = (pd.to_datetime(fc["date"]) - pd.to_datetime(first)).dt.days.to_numpy(float)
         y = arr("y_pred")
-        return cls(
-            pd.Index(skus), rows, y, arr("p_cheaper"), arr("expected_saving"), arr(wait), y[:, 0]
-        )
+        p = arr("p_cheaper")
+        p_ok = arr("p_not_dearer") if "p_not_dearer" in fc else p
+        p_ok = np.where(np.isnan(p_ok), p, np.maximum(p_ok, p))
+        return cls(pd.Index(skus), rows, y, p, arr("expected_saving"), arr(wait), y[:, 0], p_ok)
 
     def choose(self, policy: Policy, max_wait: np.ndarray | None = None) -> np.ndarray:
         """Step of the buy day per product (0: buy now)."""
@@ -104,7 +108,11 @@ class _Grid:
             * self.saving
             / np.where(np.abs(self.first_price) > 0, np.abs(self.first_price), np.nan)[:, None]
         )
-        ok = (self.p >= policy.min_confidence) & (pct >= policy.min_saving_pct) & (self.saving > 0)
+        ok = (
+            (self.p_ok >= policy.min_confidence)
+            & (pct >= policy.min_saving_pct)
+            & (self.saving > 0)
+        )
         ok[:, 0] = False
         if max_wait is not None:
             ok &= self.wait_days <= max_wait[:, None]
@@ -121,6 +129,7 @@ def recommend(
 ) -> pd.DataFrame:
     """One row per sku: ``buy_date``, ``buy_now``, ``first_price``, ``buy_price``,
     ``saving`` (per unit), ``saving_pct``, ``saving_total`` (x quantity), ``confidence``,
+    ``not_dearer`` (chance the buy day is no dearer than the first, where waiting),
     ``stockout`` (waiting would pay but stock runs out first), ``reason``.
 
     ``forecast`` has sku, date, y_pred and, from the model's calibration, p_cheaper and
@@ -163,6 +172,7 @@ def recommend(
     out["confidence"] = np.where(
         wait, policy.confidence(grid.p[idx, best]), np.clip(1.0 - max_p, 0.0, 0.99)
     )
+    out["not_dearer"] = np.where(wait, grid.p_ok[idx, best], np.nan)
     out["trend_pct"] = 100 * (last_pred - first_price) / denom
     out["last_day"] = wait & (best == (~np.isnan(grid.y_pred)).sum(axis=1) - 1)
     # waiting would pay, but the stock runs out first
@@ -192,6 +202,7 @@ def recommend(
                     float(out["saving_pct"].iloc[i]),
                     float(out["confidence"].iloc[i]),
                     float(out["trend_pct"].iloc[i]),
+                    float(out["not_dearer"].iloc[i]),
                 )
             )
     out["reason"] = reasons
@@ -319,10 +330,24 @@ def shown_percent(p: float | np.ndarray | pd.Series) -> np.ndarray:
     return np.minimum(np.floor(np.asarray(p, dtype=float) * 100 + 0.5), 99).astype(int)
 
 
-def _reason(wait: bool, date: pd.Timestamp, saving_pct: float, conf: float, trend: float) -> str:
+STICKY_GAP = 0.1  # "no dearer" said beside "cheaper" when it is this much more likely
+
+
+def _reason(
+    wait: bool,
+    date: pd.Timestamp,
+    saving_pct: float,
+    conf: float,
+    trend: float,
+    not_dearer: float = np.nan,
+) -> str:
     if wait:
         likely = f"{int(shown_percent(conf))}%"
-        return f"Buy on {date:%a %d %b}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
+        text = f"Buy on {date:%a %d %b}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
+        if not_dearer - conf >= STICKY_GAP:
+            # a price that mostly stays put: waiting rarely costs more even when it saves nothing
+            text += f" ({int(shown_percent(not_dearer))}% likely no dearer)"
+        return text
     if trend > RISING_PCT:
         return f"Buy now: price forecast to rise {trend:.1f}% over the horizon"
     return "Buy now: no reliable saving from waiting"

@@ -18,12 +18,15 @@ COLUMNS = [
     "hi_95",
     "p_cheaper",
     "expected_saving",
+    "p_not_dearer",
 ]
 
 
 def store_forecast(session: Session, tenant_id: int, version: str, fc: pd.DataFrame) -> int:
     """Replace the company's stored forecasts with ``fc`` (one transaction: readers see old or new)."""
     session.execute(delete(PriceForecast).where(PriceForecast.tenant_id == tenant_id))
+    if "p_not_dearer" not in fc:
+        fc = fc.assign(p_not_dearer=fc["p_cheaper"])
     rows = fc[COLUMNS].assign(tenant_id=tenant_id, version=version)
     rows["date"] = pd.to_datetime(rows["date"]).dt.date
     records = rows.to_dict("records")
@@ -48,4 +51,5 @@ def load_forecast(
         return None
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["date"] = pd.to_datetime(df["date"])
+    df["p_not_dearer"] = pd.to_numeric(df["p_not_dearer"]).fillna(df["p_cheaper"])
     return df.sort_values(["sku", "date"], ignore_index=True)

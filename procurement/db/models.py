@@ -180,6 +180,7 @@ class PriceForecast(Base):
     hi_95: Mapped[float] = mapped_column(Double)
     p_cheaper: Mapped[float] = mapped_column(Double)
     expected_saving: Mapped[float] = mapped_column(Double)
+    p_not_dearer: Mapped[float | None] = mapped_column(Double, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
 
 
