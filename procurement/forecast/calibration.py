@@ -550,14 +550,16 @@ class Calibration:
         if "unchanged" in fc:
             return fc["unchanged"].fillna(0.0).to_numpy(float)
         known = getattr(self, "unchanged", None)
-        out = np.zeros(len(fc))
         if not known:
-            return out
-        for sku, rows in fc.groupby("sku", sort=False).indices.items():
+            return np.zeros(len(fc))
+        codes, skus = pd.factorize(fc["sku"])
+        width = max(len(v) for v in known.values())
+        table = np.zeros((len(skus), width))
+        for i, sku in enumerate(skus):
             shares = known.get(str(sku))
             if shares:
-                out[rows] = np.asarray(shares)[np.minimum(h[rows], len(shares) - 1)]
-        return out
+                table[i, : len(shares)] = shares
+        return table[codes, np.minimum(h, width - 1)]
 
     def replay(
         self, cv: pd.DataFrame, frame: pd.DataFrame, rs: pd.DataFrame | None = None
