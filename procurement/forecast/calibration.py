@@ -497,9 +497,11 @@ class Calibration:
 
     def apply(self, fc: pd.DataFrame, pools: pd.Series | None = None) -> pd.DataFrame:
         """Add lo/hi 80/95 bands, ``p_cheaper`` (probability that the price on that date is
-        below the price on the first forecast date), ``p_not_dearer`` (not above it) and ``expected_saving`` (per unit, against
-        buying on the first date) to a frame with sku, date, y_pred (and optionally ``scale``).
-        ``pools``: per row, True where the product's forecast follows the model."""
+        below the price on the first forecast date), ``p_not_dearer`` (not above it) and
+        ``expected_saving`` (per unit, against buying on the first date) to a frame with sku,
+        date, y_pred (and optionally ``scale``, and ``unchanged``: the chance that the price has
+        not moved since the first date). ``pools``: per row, True where the product's forecast
+        follows the model."""
         fc = fc.assign(_trusted=True if pools is None else np.asarray(pools, dtype=bool))
         fc = fc.sort_values(["sku", "date"]).reset_index(drop=True)
         h = fc.groupby("sku").cumcount().to_numpy()
