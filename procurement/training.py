@@ -18,7 +18,7 @@ from procurement.db import catalog, history
 from procurement.db.models import ModelRun
 from procurement.db.runs import DONE, REJECTED, RUNNING
 from procurement.forecast import store
-from procurement.forecast.features import infer_freq
+from procurement.forecast.features import infer_freq, is_coarse
 from procurement.forecast.model import (
     ModelParams,
     PriceModel,
@@ -76,7 +76,7 @@ def load_training_data(
 
     try:
         prices = prices_since(since)
-        if since is not None and prices["ds"].nunique() > 1 and infer_freq(prices).startswith("W"):
+        if since is not None and prices["ds"].nunique() > 1 and is_coarse(infer_freq(prices)):
             # weekly series are trained whole (``forecast.model.prepare``): a few years of
             # weeks are too few market turns to learn from, and whole histories are few rows
             since = None

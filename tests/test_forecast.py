@@ -31,9 +31,9 @@ def test_infer_freq_when_series_has_holidays_or_weeks(dates, freq) -> None:
     assert infer_freq(_frame(dates)) == freq
 
 
-def test_infer_freq_refuses_monthly_data() -> None:
-    with pytest.raises(ValueError, match="daily or weekly"):
-        infer_freq(_frame(pd.date_range("2026-01-01", periods=12, freq="MS")))
+def test_infer_freq_refuses_quarterly_data() -> None:
+    with pytest.raises(ValueError, match="91 days apart .need daily, weekly or monthly"):
+        infer_freq(_frame(pd.date_range("2026-01-01", periods=12, freq="QS")))
 
 
 def test_regularize_fills_gaps_with_last_price_and_marks_them() -> None:

@@ -41,6 +41,22 @@ class FreqSpec:
         return max(max(self.lags), max(self.windows), *self.level_windows, self.since_cap, ewm) + 1
 
 
+MONTHLY = ("MS", "ME")  # month-start and month-end dated monthly prices
+
+
+def is_coarse(freq: str) -> bool:
+    """Weekly or monthly: histories kept whole, modelled on log changes, judged on years of
+    windows."""
+    return freq.startswith("W") or freq in MONTHLY
+
+
+def period_days(freq: str) -> float:
+    """Calendar days in one period (on average, for months)."""
+    if freq in MONTHLY:
+        return 365.25 / 12
+    return {"D": 1.0, "B": 7 / 5}.get(freq, 7.0)
+
+
 def spec_for(freq: str) -> FreqSpec:
     if freq == "D":
         return FreqSpec(
@@ -81,11 +97,25 @@ def spec_for(freq: str) -> FreqSpec:
             ewm_alphas=(0.5, 0.2),
             since_cap=26,
         )
+    if freq in MONTHLY:
+        return FreqSpec(
+            freq,
+            12,
+            (1, 2, 3, 6, 12),
+            (1, 2, 3),
+            (3, 12),
+            ("month",),
+            12,
+            level_windows=(6, 12),
+            ewm_alphas=(0.5, 0.2),
+            since_cap=12,
+        )
     raise ValueError(f"unsupported frequency {freq!r}")
 
 
 def infer_freq(df: pd.DataFrame, id_col: str = "unique_id", time_col: str = "ds") -> str:
-    """Daily ('D'), business-daily ('B') or weekly ('W-<DAY>'), from the spacing of the dates."""
+    """Daily ('D'), business-daily ('B'), weekly ('W-<DAY>') or monthly ('MS' dated on the
+    first of the month, else 'ME'), from the spacing of the dates."""
     ds = pd.to_datetime(df[time_col])
     d = ds.groupby(df[id_col].to_numpy()).diff().dt.days.dropna()
     if d.empty:
@@ -96,7 +126,11 @@ def infer_freq(df: pd.DataFrame, id_col: str = "unique_id", time_col: str = "ds"
     if 5 <= step <= 8:
         day = ds.dt.day_name().str[:3].str.upper().mode().iloc[0]
         return f"W-{day}"
-    raise ValueError(f"cannot forecast series spaced {step:g} days apart (need daily or weekly)")
+    if 27 <= step <= 32:
+        return "MS" if (ds.dt.day == 1).mean() > 0.5 else "ME"
+    raise ValueError(
+        f"cannot forecast series spaced {step:g} days apart (need daily, weekly or monthly)"
+    )
 
 
 def regularize(df: pd.DataFrame, freq: str) -> pd.DataFrame:
@@ -108,6 +142,10 @@ def regularize(df: pd.DataFrame, freq: str) -> pd.DataFrame:
     base = base.assign(ds=pd.to_datetime(base["ds"]).dt.normalize())
     if freq.startswith("W"):
         base = base.assign(ds=base["ds"].dt.to_period(freq).dt.end_time.dt.normalize())
+    elif freq in MONTHLY:
+        month = base["ds"].dt.to_period("M")
+        day = month.dt.start_time if freq == "MS" else month.dt.end_time
+        base = base.assign(ds=day.dt.normalize())
     elif freq == "B":
         base = base[base["ds"].dt.dayofweek < 5]
     base = base.drop_duplicates(["unique_id", "ds"], keep="last")
@@ -134,6 +172,9 @@ def _is_regular(df: pd.DataFrame, freq: str) -> bool:
             )
             + 1
         )
+    elif freq in MONTHLY:
+        first, last = g["min"].dt.to_period("M"), g["max"].dt.to_period("M")
+        expected = (last.dt.year - first.dt.year) * 12 + last.dt.month - first.dt.month + 1
     else:
         expected = (g["max"] - g["min"]).dt.days // 7 + 1
     return bool((np.asarray(expected) == g["size"].to_numpy()).all())

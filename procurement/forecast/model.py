@@ -31,7 +31,15 @@ from procurement.forecast.calibration import (
     backtest_metrics,
     choose_blend,
 )
-from procurement.forecast.features import FreqSpec, driver_features, regularize, spec_for
+from procurement.forecast.features import (
+    MONTHLY,
+    FreqSpec,
+    driver_features,
+    is_coarse,
+    period_days,
+    regularize,
+    spec_for,
+)
 from procurement.forecast.promotions import calendar_paths, choose_calendars, mix
 from procurement.forecast.transforms import (
     AboveLow,
@@ -100,7 +108,7 @@ def change_of_log(spec: FreqSpec, prices: pd.Series) -> bool:
     positive. Weekly histories span decades in which the level moves several-fold (retail
     fuel: 1 to 4 USD a gallon), so a move in money is not the same move at every level; a log
     change is. On two years of daily prices it made no difference to the backtest."""
-    return spec.freq.startswith("W") and bool((prices > 0).all())
+    return is_coarse(spec.freq) and bool((prices > 0).all())
 
 
 def make_forecaster(spec: FreqSpec, params: ModelParams, log: bool = False) -> MLForecast:
@@ -143,7 +151,7 @@ def make_level_forecaster(spec: FreqSpec, params: ModelParams) -> MLForecast:
     if spec.since_cap:
         # when the last promotion started and when the next one is due, promotions told from
         # weekday moves by the price's own typical daily move
-        weekday = 1 if spec.freq.startswith("W") else spec.season  # days in a week
+        weekday = 1 if is_coarse(spec.freq) else spec.season  # days in a week
         level.append(PromoSince(window=spec.since_cap, season=weekday))
         level.append(PromoDue(window=spec.since_cap, season=weekday))
     return MLForecast(
@@ -455,7 +463,7 @@ def prepare(
     date for the drivers), the exogenous columns written into one preallocated matrix: on
     50,000 products x 730 days the whole-table version needed 16 GB on top of its input."""
     spec = spec_for(freq)
-    if spec.freq.startswith("W"):
+    if is_coarse(spec.freq):
         # weekly series are kept whole: 30 years are 1,560 rows, the cost of two years of daily
         # prices, and their decades of market turns are what a weekly model learns from
         # (retail fuel backtest, log changes: MASE/naive 0.940 capped at 730 weeks, 0.900 whole)
@@ -548,8 +556,9 @@ def _backtest_windows(lengths: pd.Series, spec: FreqSpec, horizon: int, wanted: 
     the trust gate turned the model off in the 2017-2018 folds (MASE/naive 0.900, advice
     -0.01%); with four, 0.849 and +0.40% (31% of the oracle), the backtest 6 -> 11 minutes."""
     usable = int(lengths.median()) - spec.history_needed - max(spec.season, 2 * horizon)
-    if spec.freq.startswith("W"):
-        wanted = max(wanted, -(-WEEKLY_BACKTEST_WEEKS // horizon))
+    if is_coarse(spec.freq):
+        weeks = WEEKLY_BACKTEST_WEEKS * 7 / period_days(spec.freq)
+        wanted = max(wanted, -(-int(weeks) // horizon))
     return int(np.clip(usable // horizon, 2, wanted))
 
 
@@ -861,7 +870,7 @@ def _cross_validation(
     judged a model a year out of date, not the one the buyer gets), with the drivers of each
     window as known at its cutoff. Each block of windows is its own ``cross_validation``, so
     the rows a block is fitted on keep their drivers' actual values."""
-    days = {"D": 1, "B": 7 / 5}.get(spec.freq, 7)
+    days = period_days(spec.freq)
     per_fit = int(np.clip(STALE_WEEKS * 7 / days // horizon, 1, n_windows))
     back = _periods_before_end(train, spec)
     parts = []
@@ -887,6 +896,11 @@ def _periods_before_end(train: pd.DataFrame, spec: FreqSpec) -> pd.Series:
             ),
             index=train.index,
         )
+    if spec.freq in MONTHLY:
+        months = last.dt.to_period("M").astype("int64") - train["ds"].dt.to_period("M").astype(
+            "int64"
+        )
+        return months.astype(int)
     step = 7 if spec.freq.startswith("W") else 1
     return np.rint((last - train["ds"]).dt.days / step).astype(int)
 
@@ -921,6 +935,10 @@ def _drivers_as_of_cutoffs(
     ds = rows["ds"].to_numpy().astype("datetime64[D]")
     if spec.freq == "B":
         cutoff = np.busday_offset(ds, -k, roll="backward")
+    elif spec.freq in MONTHLY:
+        months = pd.PeriodIndex(pd.DatetimeIndex(ds), freq="M") - k
+        ends = months.start_time if spec.freq == "MS" else months.end_time.normalize()
+        cutoff = ends.to_numpy().astype("datetime64[D]")
     else:
         cutoff = ds - k * (7 if spec.freq.startswith("W") else 1)
     # one driver_features call per cutoff, then one assignment per column by position
