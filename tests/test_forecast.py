@@ -32,7 +32,7 @@ def test_infer_freq_when_series_has_holidays_or_weeks(dates, freq) -> None:
 
 
 def test_infer_freq_refuses_quarterly_data() -> None:
-    with pytest.raises(ValueError, match="91 days apart .need daily, weekly or monthly"):
+    with pytest.raises(ValueError, match=r"91 days apart \(need daily, weekly or monthly\)"):
         infer_freq(_frame(pd.date_range("2026-01-01", periods=12, freq="QS")))
 
 
