@@ -12,7 +12,9 @@ from procurement.forecast.features import infer_freq, regularize
 from procurement.forecast.model import TrainingData, fit_price_model
 
 
-def _monthly(month_end: bool, products: int = 6, months: int = 150) -> pd.DataFrame:
+def _monthly(
+    month_end: bool, products: int = 6, months: int = 150, sd: float = 0.04
+) -> pd.DataFrame:
     """Random walks with a yearly pattern, dated on the first or the last day of each month."""
     rng = np.random.default_rng(3)
     dates = pd.date_range("2012-01-01", periods=months, freq="ME" if month_end else "MS")
@@ -23,7 +25,7 @@ def _monthly(month_end: bool, products: int = 6, months: int = 150) -> pd.DataFr
                 {
                     "unique_id": f"M{i}",
                     "ds": dates,
-                    "y": np.round(50 * np.exp(np.cumsum(rng.normal(0, 0.04, months)) + season), 2),
+                    "y": np.round(50 * np.exp(np.cumsum(rng.normal(0, sd, months)) + season), 2),
                 }
             )
             for i in range(products)
@@ -61,3 +63,13 @@ def test_monthly_backtest_reports_its_windows() -> None:
     assert res.metrics["freq"] == "MS" and res.metrics["folds"] == 2
     assert res.forecasts["date"].dt.day.eq(1).all()
     assert 0.5 < res.metrics["model"]["mase_vs_naive"] < 1.5
+
+
+def test_bands_of_a_log_price_model_stop_at_zero() -> None:
+    prices = _monthly(False, sd=0.2)  # a volatile market: a year ahead its band spans zero
+    model = fit_price_model(TrainingData(prices=prices), "MS", horizon=3)
+    assert model.on_logs
+    fc = model.predict(12)
+    assert (fc[["lo_80", "lo_95"]] >= 0).all().all()
+    assert (fc["lo_95"] == 0).any()  # it would have reached below zero
+    assert (fc["hi_95"] > fc["y_pred"]).all()

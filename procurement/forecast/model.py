@@ -306,10 +306,7 @@ class PriceModel:
                 "y": grid.to_numpy(float).ravel(),
             }
         ).sort_values(["unique_id", "ds"], ignore_index=True)
-        on_logs = self.level_fcst is not None or any(
-            isinstance(t, GlobalSklearnTransformer) for t in self.fcst.ts.target_transforms or []
-        )
-        if on_logs and not (upd["y"] > 0).all():
+        if self.on_logs and not (upd["y"] > 0).all():
             raise ValueError("this model forecasts log prices: new prices must be positive")
 
         def updated(fcst: MLForecast | None) -> MLForecast | None:
@@ -341,6 +338,13 @@ class PriceModel:
             drivers_tail=tail,
             sales_tail=sales_tail,
             **self._calendars_after(grid),
+        )
+
+    @property
+    def on_logs(self) -> bool:
+        """Whether a model forecasts log prices (every price it sees is above zero)."""
+        return self.level_fcst is not None or any(
+            isinstance(t, GlobalSklearnTransformer) for t in self.fcst.ts.target_transforms or []
         )
 
     def promotion_now(self, sku: str, prices: pd.DataFrame) -> dict[str, float] | None:
@@ -423,7 +427,13 @@ class PriceModel:
             fc["y_pred"] = mix(fc["y_pred"].to_numpy(float), promo)
             trusted |= np.isfinite(promo)
         out = fc.drop(columns=[c for c in ("change", "level", "naive") if c in fc])
-        return self.calibration.apply(out, pools=trusted)
+        out = self.calibration.apply(out, pools=trusted)
+        if self.on_logs:
+            # the bands are additive; a price this model forecasts is above zero, and a band
+            # below it (a monthly oil price's 95% band a year ahead reached -30 USD) says nothing
+            for col in ("lo_80", "lo_95"):
+                out[col] = out[col].clip(lower=0.0)
+        return out
 
     def _calendar_prices(self, fc: pd.DataFrame) -> np.ndarray:
         """Per forecast row, the product's calendar price for its date (NaN: none)."""
