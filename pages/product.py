@@ -34,8 +34,13 @@ if st.query_params.get("sku") != sku:
     st.query_params["sku"] = sku
 row = products.set_index("sku").loc[sku]
 with open_session(engine()) as s:
-    hist = actions.price_history(ctx.principal, session=s, tenant=ctx.tenant, sku=sku, days=90)
     default = actions.product_advice(ctx.principal, session=s, tenant=ctx.tenant, sku=sku)
+    # three months of history, or three times the forecast's span for weekly and monthly prices
+    dates = pd.to_datetime(default.forecast["date"])
+    span = (dates.max() - dates.min()).days if len(dates) else 0
+    hist = actions.price_history(
+        ctx.principal, session=s, tenant=ctx.tenant, sku=sku, days=max(90, 3 * span)
+    )
     # measured once per model version for the whole catalog and shared by every buyer
     drivers = actions.driver_effects(ctx.principal, session=s, tenant=ctx.tenant, sku=sku)
 

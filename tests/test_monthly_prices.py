@@ -3,8 +3,11 @@ the same day of the month the file uses, and backtested like weekly ones."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from procurement.forecast.backtest import run_backtest
@@ -73,3 +76,56 @@ def test_bands_of_a_log_price_model_stop_at_zero() -> None:
     assert (fc[["lo_80", "lo_95"]] >= 0).all().all()
     assert (fc["lo_95"] == 0).any()  # it would have reached below zero
     assert (fc["hi_95"] > fc["y_pred"]).all()
+
+
+def test_product_page_of_a_monthly_company_shows_years_of_history(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from procurement import actions, auth
+    from procurement.config import get_settings
+    from procurement.db import catalog, make_engine, migrate, open_session
+    from procurement.training import train_global_lgbm_model
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'm.db'}")
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("LGBM_N_ESTIMATORS", "40")
+    get_settings.cache_clear()
+    try:
+        engine = make_engine(get_settings().database_url)
+        migrate(engine)
+        csv = tmp_path / "monthly.csv"
+        prices = _monthly(False, products=3, months=150)
+        prices.rename(columns={"unique_id": "sku", "ds": "date", "y": "price"}).to_csv(
+            csv, index=False, date_format="%Y-%m-%d"
+        )
+        with open_session(engine) as s:
+            actions.import_price_file(
+                auth.Principal.system(), session=s, tenant="monthly", path=csv
+            )
+        with open_session(engine) as s, s.begin():
+            train_global_lgbm_model(s, "monthly", get_settings())
+            tid = catalog.get_tenant(s, "monthly").id
+            auth.create_user(s, "mbuyer", "a-long-password-1", "buyer", tid)
+        at = AppTest.from_file(
+            str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=120
+        )
+        at.session_state["authentication_status"] = True
+        at.session_state["username"] = at.session_state["name"] = "mbuyer"
+        at.session_state["principal"] = auth.Principal("mbuyer", "buyer", tid)
+        at.query_params["sku"] = "M0"
+        at.run()
+        at.switch_page("pages/product.py").run()
+        assert not at.exception and not at.error
+        frames = [
+            pa.ipc.open_stream(ds.data.data).read_pandas()
+            for ds in at.get("vega_lite_chart")[0].proto.datasets
+        ]
+        seen = pd.concat([f for f in frames if "price" in f.columns])["date"]
+        ahead = pd.concat([f for f in frames if "lo_95" in f.columns])
+        # three times the 14 months ahead, not the three months a daily product shows
+        assert pd.Timestamp(seen.max()) - pd.Timestamp(seen.min()) > pd.Timedelta(days=3 * 365)
+        assert (ahead["lo_95"] >= 0).all()
+    finally:
+        get_settings.cache_clear()
