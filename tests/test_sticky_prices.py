@@ -68,6 +68,15 @@ def test_unchanged_share_counts_days_the_price_equalled_the_one_k_days_before() 
     got = unchanged_share(frame, 4).set_index("unique_id")
     assert got.loc["a", [0, 1, 2, 3]].tolist() == pytest.approx([1.0, 0.8, 0.6, 0.4])
     assert got.loc["b", [1, 2, 3]].tolist() == [0.0, 0.0, 0.0]  # always moving
+    # days filled with the last price (no price that day) are no evidence of a sticky price
+    moving = pd.DataFrame(
+        {"unique_id": "c", "ds": pd.date_range("2025-01-01", periods=120), "y": np.arange(120.0)}
+    )
+    moving["observed"] = moving.index % 3 != 1
+    moving["y"] = moving["y"].where(moving["observed"]).ffill()
+    assert unchanged_share(moving, 2)[1].iloc[0] == 0.0
+    # without the flag the filled days read as a price that stayed put a third of the time
+    assert unchanged_share(moving.drop(columns="observed"), 2)[1].iloc[0] > 0.3
     at = pd.DataFrame({"unique_id": ["a"], "ds": [pd.Timestamp("2025-01-30")]})
     early = unchanged_share(frame, 2, window=90, at=at)
     assert early[1].iloc[0] == pytest.approx(23 / 29)  # only the 29 pairs before that day

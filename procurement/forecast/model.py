@@ -699,7 +699,14 @@ def fit_price_model(
             cv["pool"] = cv["pool"] | np.isfinite(promo)
             cv = cv.drop(columns=["step", "promo", "use"])
     say(0.45, "calibrating intervals and advice")
-    calib = Calibration.from_backtest(cv, cv_frame, horizon, spec.vol_window, all_frame=frame)
+    calib = Calibration.from_backtest(
+        cv,
+        cv_frame,
+        horizon,
+        spec.vol_window,
+        all_frame=frame,
+        all_observed=observed.to_numpy(bool),
+    )
     replayed = calib.replay(cv, cv_frame)
     seen = replayed["y"].notna()
     inside = replayed["y"].between(replayed["lo_80"], replayed["hi_80"])
