@@ -42,19 +42,23 @@ def recent_scale(frame: pd.DataFrame, window: int) -> pd.DataFrame:
     return out
 
 
+def _series_starts(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of rows sorted by series: whether each is its series' first, and the index of that first."""
+    n = len(ids)
+    first = np.r_[True, ids[1:] != ids[:-1]] if n else np.zeros(0, bool)
+    return first, np.maximum.accumulate(np.where(first, np.arange(n), 0))
+
+
 def _rolling_abs_change(frame: pd.DataFrame, window: int) -> np.ndarray:
     # rolling mean within each series from cumulative sums: no per-series Python loop
-    ids = frame["unique_id"].to_numpy()
     y = frame["y"].to_numpy(dtype=float)
-    n = len(y)
-    idx = np.arange(n)
-    first = np.r_[True, ids[1:] != ids[:-1]] if n else np.zeros(0, bool)
+    idx = np.arange(len(y))
+    first, start = _series_starts(frame["unique_id"].to_numpy())
     d = np.abs(np.diff(y, prepend=np.nan))
     d[first] = np.nan
     valid = ~np.isnan(d)
     cs = np.cumsum(np.where(valid, d, 0.0))
     cn = np.cumsum(valid)
-    start = np.maximum.accumulate(np.where(first, idx, 0))
     lo = np.maximum(idx - window, start - 1)
     s_lo = np.where(lo >= 0, cs[np.maximum(lo, 0)], 0.0)
     n_lo = np.where(lo >= 0, cn[np.maximum(lo, 0)], 0)
@@ -74,6 +78,13 @@ def last_recent_scale(frame: pd.DataFrame, window: int) -> pd.Series:
 
 
 TIE = 1e-6  # relative difference under which two prices are the same price
+
+
+def _same_price(a: Any, b: Any) -> Any:
+    """Whether prices ``a`` and ``b`` (arrays or Series) are the same price."""
+    return np.abs(a - b) <= TIE * np.abs(b)
+
+
 UNCHANGED_WINDOW = 90  # periods over which a product's sticky prices are counted
 MIN_PAIRS = 20  # pairs of prices below which a product's stickiness is not counted
 
@@ -103,8 +114,7 @@ def unchanged_share(
         # that stayed put
         y = np.where(observed, y, np.nan)
     n = len(y)
-    first = np.r_[True, ids[1:] != ids[:-1]] if n else np.zeros(0, bool)
-    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    _, start = _series_starts(ids)
     if at is None:
         pos = np.flatnonzero(np.r_[ids[1:] != ids[:-1], True]) if n else np.zeros(0, int)
         keys = frame.iloc[pos][["unique_id", "ds"]].reset_index(drop=True)
@@ -122,7 +132,7 @@ def unchanged_share(
         b = a - k
         yb = np.where(b >= lo, y[np.maximum(b, 0)], np.nan)
         pair = np.isfinite(ya) & np.isfinite(yb)
-        same = pair & (np.abs(ya - yb) <= TIE * np.abs(ya))
+        same = pair & _same_price(yb, ya)
         count = pair.sum(axis=1)
         out[:, k] = np.where(count >= MIN_PAIRS, same.sum(axis=1) / np.maximum(count, 1), 0.0)
     return pd.concat([keys, pd.DataFrame(out)], axis=1)
@@ -657,7 +667,7 @@ def _with_errors(cv: pd.DataFrame, rs: pd.DataFrame) -> pd.DataFrame:
     cv["abs_err"] = np.abs(cv["y"].to_numpy() - cv["lgbm"].to_numpy()) / s
     first = cv.groupby(["unique_id", "cutoff"])[["y", "lgbm"]].transform("first")
     cv["change_err"] = ((cv["y"] - first["y"]) - (cv["lgbm"] - first["lgbm"])).to_numpy() / s
-    cv["moved"] = (cv["y"] - first["y"]).abs() > TIE * first["y"].abs()
+    cv["moved"] = ~_same_price(cv["y"], first["y"])
     return cv
 
 
