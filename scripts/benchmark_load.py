@@ -1,5 +1,7 @@
 """Many buyers at once: N concurrent sessions log in, open the Overview, a Product page (a
-different product each) and Recommendations, then reload and must still be signed in.
+different product each, by a deep link), switch that page to another product in its selector
+(as a buyer going through products does), open Recommendations, then reload and must still be
+signed in.
 
     python scripts/benchmark_load.py [--users 1,5,10,20] [--mode browser|apptest] [--dir DIR]
 
@@ -38,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # this checkout's procurement, screenshot.py
-PAGES = ("overview", "product", "recommendations", "reload")
+PAGES = ("overview", "product", "product switch", "recommendations", "reload")
 COOKIE = "procurement_auth"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
@@ -316,6 +318,7 @@ async def one_user(
     user: str,
     password: str,
     sku: str,
+    other: str,
     r: Round,  # type: ignore[no-untyped-def]
     timeout_ms: int,
 ) -> None:
@@ -335,6 +338,16 @@ async def one_user(
         )
         seen = await _rendered(page, "Product", "[data-testid='stVegaLiteChart']", timeout_ms)
         r.times["product"].append(seen - t)
+        step = "product switch"
+        # the page's own selector: a rerun of the page in the loaded app, not a new page load
+        box = page.locator("input[aria-label=Product]")
+        await box.click(timeout=timeout_ms)
+        await page.keyboard.type(other)
+        t = time.perf_counter()
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(f"**sku={other}", timeout=timeout_ms)
+        seen = await _rendered(page, "Product", "[data-testid='stVegaLiteChart']", timeout_ms)
+        r.times["product switch"].append(seen - t)
         step = "recommendations"
         t = time.perf_counter()
         await page.locator("[data-testid='stSidebarNav'] a", has_text="Recommendations").click(
@@ -357,7 +370,13 @@ async def one_user(
 
 
 async def browser_round(
-    base: str, n: int, password: str, first_sku: int, app_pid: int, timeout_ms: int
+    base: str,
+    n: int,
+    password: str,
+    first_sku: int,
+    app_pid: int,
+    timeout_ms: int,
+    products: int,
 ) -> Round:
     from playwright.async_api import async_playwright
     from screenshot import CHROMIUM_ARGS, chromium_path
@@ -375,6 +394,8 @@ async def browser_round(
                         f"load{i + 1:02d}",
                         password,
                         f"SKU-{first_sku + i:05d}",
+                        # and one from the catalog's other half, that no round opens first
+                        f"SKU-{(first_sku + i - 1 + products // 2) % products + 1:05d}",
                         r,
                         timeout_ms,
                     )
@@ -438,7 +459,9 @@ def run_browser(args: argparse.Namespace, data_dir: Path, password: str) -> list
     rounds = []
     try:
         # warm-up: the first user loads the model and the company's advice into the caches
-        warm = asyncio.run(browser_round(base, 1, password, args.products, proc.pid, timeout_ms))
+        warm = asyncio.run(
+            browser_round(base, 1, password, args.products, proc.pid, timeout_ms, args.products)
+        )
         print(
             f"warm-up (model load, first advice): {warm.wall:.1f} s, errors: {warm.errors}",
             flush=True,
@@ -447,7 +470,9 @@ def run_browser(args: argparse.Namespace, data_dir: Path, password: str) -> list
         for n in args.users:
             time.sleep(FLUSH_WAIT)  # the warm-up's or last round's timings are stored
             before = render_totals()
-            r = asyncio.run(browser_round(base, n, password, sku, proc.pid, timeout_ms))
+            r = asyncio.run(
+                browser_round(base, n, password, sku, proc.pid, timeout_ms, args.products)
+            )
             time.sleep(FLUSH_WAIT)
             r.app_render = render_means(before, render_totals())
             sku += n
@@ -562,7 +587,7 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=180, help="seconds a page may take")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the app server on a kill too
-    if sum(args.users) + 1 > args.products:
+    if 2 * sum(args.users) + 2 > args.products:
         p.error("every user of every round needs its own product: use more --products")
     data_dir = Path(args.dir)
     data_dir.mkdir(parents=True, exist_ok=True)
