@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from coreforecast.grouped_array import GroupedArray
 
-from procurement.forecast.calibration import NAIVE, choose_blend
+from procurement.forecast.calibration import ISO_PRIOR, NAIVE, choose_blend
 from procurement.forecast.transforms import AboveLow, BelowHigh, SinceDrop
-from procurement.recommend import NEVER_WAIT, Policy, choose_policy, recommend
+from procurement.recommend import NEVER_WAIT, SHIFT_PRIOR, Policy, choose_policy, recommend
 
 
 def _reference(x: np.ndarray, kind: str, window: int) -> np.ndarray:
@@ -177,7 +177,7 @@ def test_advice_confidence_is_remapped_to_how_often_advice_came_true() -> None:
 
     replay = _mixed_replay(stated=0.7, came_true=0.9)
     policy = Policy(0.6, 0.5)
-    mapped = confidence_map(replay, policy, weight=1.0)
+    mapped = confidence_map(replay, policy, evidence=1e9)
     fc = _replayed(0.7, 3.0, 96.0, n=1).drop(columns="y").assign(sku="A")
     before = recommend(fc, policy).iloc[0]
     after = recommend(fc, mapped).iloc[0]
@@ -185,16 +185,42 @@ def test_advice_confidence_is_remapped_to_how_often_advice_came_true() -> None:
     assert before["confidence"] == pytest.approx(0.7)
     observed = float(np.mean(_mixed_replay(0.7, 0.9).groupby("sku")["y"].last() < 100))
     assert after["confidence"] == pytest.approx(observed, abs=0.01)
-    # half the weight goes half the way; no map without evidence
-    half = recommend(fc, confidence_map(replay, policy, weight=0.5)).iloc[0]
-    assert half["confidence"] == pytest.approx((0.7 + observed) / 2, abs=0.01)
-    few = confidence_map(_mixed_replay(0.7, 0.9, n=20), policy, weight=1.0)
+    # thin evidence (products that move together): most of the mean miss, then half the way
+    # to the isotonic fit; none without evidence
+    thin = recommend(fc, confidence_map(replay, policy, evidence=ISO_PRIOR)).iloc[0]
+    shift = 0.7 + (observed - 0.7) * ISO_PRIOR / (ISO_PRIOR + SHIFT_PRIOR)
+    assert thin["confidence"] == pytest.approx((shift + observed) / 2, abs=0.01)
+    none = recommend(fc, confidence_map(replay, policy, evidence=0.0)).iloc[0]
+    assert none["confidence"] == pytest.approx(0.7)
+    few = confidence_map(_mixed_replay(0.7, 0.9, n=20), policy, evidence=1e9)
     assert few.conf_x == ()
     # an overconfident backtest lowers it, and never to certainty either way
-    low = recommend(fc, confidence_map(_mixed_replay(0.7, 0.4), policy, 1.0)).iloc[0]
+    low = recommend(fc, confidence_map(_mixed_replay(0.7, 0.4), policy, 1e9)).iloc[0]
     assert low["confidence"] < 0.5
-    sure = recommend(fc, confidence_map(_mixed_replay(0.7, 1.0), policy, 1.0)).iloc[0]
+    sure = recommend(fc, confidence_map(_mixed_replay(0.7, 1.0), policy, 1e9)).iloc[0]
     assert sure["confidence"] <= 0.995
+
+
+def test_advice_confidence_moves_by_the_mean_miss_where_the_isotonic_fit_is_noisy() -> None:
+    """Advice stating 50-95% that came true about 8 points more often, 300 windows, the
+    isotonic fit trusted 0.7 of the way (233 independent windows): on average the stated values
+    are lifted by most of the mean miss. Moving only 0.7 of the way towards the isotonic fit
+    (the map before) lifted them by 0.7 of it exactly, and the advice stayed under-confident."""
+    from procurement.recommend import confidence_map
+
+    rng = np.random.default_rng(5)
+    stated = rng.uniform(0.5, 0.95, 300)
+    came = rng.random(300) < np.minimum(stated + 0.08, 0.99)
+    parts = [
+        _replayed(float(p), 3.0, actual_later=96.0 if c else 101.0, n=1).assign(sku=f"A@{w}")
+        for w, (p, c) in enumerate(zip(stated, came, strict=True))
+    ]
+    mapped = confidence_map(pd.concat(parts, ignore_index=True), Policy(0.5, 0.5), 233.0)
+    miss = float(np.mean(came - stated))
+    lift = float(np.mean(mapped.confidence(stated) - stated))
+    assert 0.8 * miss < lift < miss
+    assert np.all(np.diff(mapped.confidence(np.linspace(0.5, 0.99, 50))) >= 0)
+    assert mapped.confidence(np.array([0.995]))[0] <= 0.995
 
 
 def test_promotion_features_find_promotions_through_a_weekday_pattern() -> None:

@@ -357,6 +357,9 @@ class PoolCalibration:
     # per h (index h-1): quantile of |scaled error| / sigma_h at that step alone, where the step
     # has enough errors (None in models saved before: ``q`` for every step)
     q_h: dict[int, list[float]] | None = None
+    # independent windows behind the isotonic map (``_independent_windows``; 0 in models saved
+    # before it)
+    evidence: float = 0.0
 
     def width(self, level: int, h: np.ndarray) -> np.ndarray:
         """Band half-width in units of the product's volatility scale, per 0-based step."""
@@ -514,6 +517,7 @@ class Calibration:
         # on a few market moves carried its optimism into stated probabilities out of sample.
         n_eff = _independent_windows(cv)
         pool.iso_weight = n_eff / (n_eff + ISO_PRIOR)
+        pool.evidence = n_eff
 
     def pool(self, trusted: bool) -> PoolCalibration:
         return self.pools.get("model" if trusted else "naive", self.pools["all"])

@@ -713,7 +713,7 @@ def fit_price_model(
     coverage_80 = float(inside[seen].mean()) if seen.any() else None
     policy, policy_table = choose_policy(replayed)
     model_pool = calib.pools.get("model")
-    policy = confidence_map(replayed, policy, model_pool.iso_weight if model_pool else 0.0)
+    policy = confidence_map(replayed, policy, model_pool.evidence if model_pool else 0.0)
     record = advice_record(replayed, policy).set_index("sku")
     metrics = backtest_metrics(cv, cv_frame, spec.season)
     metrics["backtest_windows"] = n_windows
