@@ -155,7 +155,7 @@ def test_model_page_follows_a_retrain_by_the_real_sidecar(app_url, app_env) -> N
     open Model page shows the new version (message, caption, sidebar, Versions table) by
     itself: nothing is clicked after Retrain."""
     from playwright.sync_api import sync_playwright
-    from screenshot import CHROMIUM_ARGS
+    from screenshot import CHROMIUM_ARGS, _wait_idle
 
     from procurement import retrain
     from procurement.db import make_engine
@@ -201,6 +201,10 @@ def test_model_page_follows_a_retrain_by_the_real_sidecar(app_url, app_env) -> N
                 time.sleep(0.3)
             page.wait_for_selector(f"text=Model {after} is now in use", timeout=30_000)
             followed = time.time() - t0
+            # the message comes first; on a loaded machine the rest of the rerun (the caption
+            # and the Versions table) arrives after it
+            page.wait_for_selector(f"text=Version {after}", timeout=30_000)
+            _wait_idle(page, 30_000)
             main = page.locator("[data-testid='stMain']").inner_text()
             sidebar = page.locator("[data-testid='stSidebar']").inner_text()
             browser.close()
