@@ -210,8 +210,9 @@ def phase_statsforecast(url: str, model: str) -> dict:
     return {"seconds": sec * scale, "measured_seconds": sec, "scaled": scale != 1.0}
 
 
-def phase_accuracy(url: str, full: str) -> dict:
-    """Holdout of the last HORIZON days: MASE of the retrain's fit (sampled rows) or the full fit."""
+def phase_accuracy(url: str, full: str, back: str = "0") -> dict:
+    """Holdout of the last HORIZON days (of the data without its last ``back`` days): MASE of
+    the retrain's fit (sampled rows) or the full fit."""
     import dataclasses
 
     import numpy as np
@@ -224,9 +225,9 @@ def phase_accuracy(url: str, full: str) -> dict:
 
     with open_session(make_engine(url)) as s:
         data = load_training_data(s, catalog.get_tenant(s, "bench").id, 730)
-    last = data.prices["ds"].max()
+    last = data.prices["ds"].max() - pd.Timedelta(days=int(back))
     cut = last - pd.Timedelta(days=HORIZON)
-    actual = data.prices[data.prices["ds"] > cut]
+    actual = data.prices[(data.prices["ds"] > cut) & (data.prices["ds"] <= last)]
     data.prices = data.prices[data.prices["ds"] <= cut]
     if data.sales is not None:
         data.sales = data.sales[data.sales["ds"] <= cut]
