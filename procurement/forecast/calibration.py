@@ -476,11 +476,9 @@ class Calibration:
             pools["naive"] = PoolCalibration.fit(naive, horizon, centered=True)
         if all_frame is None:
             scale = rs.groupby("unique_id", sort=False)["scale"].last()
-        else:
-            scale = last_recent_scale(all_frame, vol_window)
-        if all_frame is None:
             still = unchanged_share(frame, horizon)
         else:
+            scale = last_recent_scale(all_frame, vol_window)
             still = unchanged_share(all_frame, horizon, observed=all_observed)
         shares = still.drop(columns=["unique_id", "ds"]).to_numpy()
         sticky = shares[:, 1:].max(axis=1, initial=0.0) >= MIN_UNCHANGED

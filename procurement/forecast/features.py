@@ -57,6 +57,25 @@ def period_days(freq: str) -> float:
     return {"D": 1.0, "B": 7 / 5}.get(freq, 7.0)
 
 
+def periods_between(earlier: pd.Series, later: pd.Series, freq: str) -> np.ndarray:
+    """Whole periods of ``freq`` from each date of ``earlier`` to the same row's of ``later``
+    (dates on the series' own calendar)."""
+    if freq == "B":
+        return np.busday_count(
+            earlier.to_numpy().astype("datetime64[D]"), later.to_numpy().astype("datetime64[D]")
+        )
+    if freq in MONTHLY:
+        months = later.dt.to_period("M").astype("int64") - earlier.dt.to_period("M").astype("int64")
+        return months.to_numpy()
+    return np.rint((later - earlier).dt.days.to_numpy() / period_days(freq)).astype(np.int64)
+
+
+def month_dates(months: pd.PeriodIndex, freq: str) -> pd.DatetimeIndex:
+    """The date a monthly series gives each month: its first day ('MS') or its last ('ME')."""
+    days = months.start_time if freq == "MS" else months.end_time
+    return days.normalize()
+
+
 def spec_for(freq: str) -> FreqSpec:
     if freq == "D":
         return FreqSpec(
@@ -143,9 +162,7 @@ def regularize(df: pd.DataFrame, freq: str) -> pd.DataFrame:
     if freq.startswith("W"):
         base = base.assign(ds=base["ds"].dt.to_period(freq).dt.end_time.dt.normalize())
     elif freq in MONTHLY:
-        month = base["ds"].dt.to_period("M")
-        day = month.dt.start_time if freq == "MS" else month.dt.end_time
-        base = base.assign(ds=day.dt.normalize())
+        base = base.assign(ds=month_dates(pd.PeriodIndex(base["ds"], freq="M"), freq))
     elif freq == "B":
         base = base[base["ds"].dt.dayofweek < 5]
     base = base.drop_duplicates(["unique_id", "ds"], keep="last")
@@ -162,21 +179,7 @@ def regularize(df: pd.DataFrame, freq: str) -> pd.DataFrame:
 def _is_regular(df: pd.DataFrame, freq: str) -> bool:
     """True when no series has a gap on its calendar (the common case: nothing to fill)."""
     g = df.groupby("unique_id", sort=False)["ds"].agg(["min", "max", "size"])
-    if freq == "D":
-        expected = (g["max"] - g["min"]).dt.days + 1
-    elif freq == "B":
-        expected = (
-            np.busday_count(
-                g["min"].to_numpy().astype("datetime64[D]"),
-                g["max"].to_numpy().astype("datetime64[D]"),
-            )
-            + 1
-        )
-    elif freq in MONTHLY:
-        first, last = g["min"].dt.to_period("M"), g["max"].dt.to_period("M")
-        expected = (last.dt.year - first.dt.year) * 12 + last.dt.month - first.dt.month + 1
-    else:
-        expected = (g["max"] - g["min"]).dt.days // 7 + 1
+    expected = periods_between(g["min"], g["max"], freq) + 1
     return bool((np.asarray(expected) == g["size"].to_numpy()).all())
 
 

@@ -36,7 +36,9 @@ from procurement.forecast.features import (
     FreqSpec,
     driver_features,
     is_coarse,
+    month_dates,
     period_days,
+    periods_between,
     regularize,
     spec_for,
 )
@@ -905,21 +907,7 @@ def _cross_validation(
 def _periods_before_end(train: pd.DataFrame, spec: FreqSpec) -> pd.Series:
     """Periods between each row and its series' last row."""
     last = train.groupby("unique_id", sort=False)["ds"].transform("max")
-    if spec.freq == "B":
-        return pd.Series(
-            np.busday_count(
-                train["ds"].to_numpy().astype("datetime64[D]"),
-                last.to_numpy().astype("datetime64[D]"),
-            ),
-            index=train.index,
-        )
-    if spec.freq in MONTHLY:
-        months = last.dt.to_period("M").astype("int64") - train["ds"].dt.to_period("M").astype(
-            "int64"
-        )
-        return months.astype(int)
-    step = 7 if spec.freq.startswith("W") else 1
-    return np.rint((last - train["ds"]).dt.days / step).astype(int)
+    return pd.Series(periods_between(train["ds"], last, spec.freq), index=train.index)
 
 
 def _drivers_as_of_cutoffs(
@@ -954,8 +942,7 @@ def _drivers_as_of_cutoffs(
         cutoff = np.busday_offset(ds, -k, roll="backward")
     elif spec.freq in MONTHLY:
         months = pd.PeriodIndex(pd.DatetimeIndex(ds), freq="M") - k
-        ends = months.start_time if spec.freq == "MS" else months.end_time.normalize()
-        cutoff = ends.to_numpy().astype("datetime64[D]")
+        cutoff = month_dates(months, spec.freq).to_numpy().astype("datetime64[D]")
     else:
         cutoff = ds - k * (7 if spec.freq.startswith("W") else 1)
     # one driver_features call per cutoff, then one assignment per column by position
