@@ -228,6 +228,12 @@ def test_admin_page_survives_a_reload(app_url) -> None:
         page = _signed_in(browser, app_url, "admin")
         page.get_by_role("link", name="Admin", exact=True).click()
         page.wait_for_selector("text=Users", timeout=60_000)
+        # the login cookie is written by a component after the page renders (as in
+        # tests/test_load.py): a reload before it arrives is a signed-out page by design
+        deadline = time.time() + 30
+        while not any(c["name"] == "procurement_auth" for c in page.context.cookies()):
+            assert time.time() < deadline, "no login cookie 30 s after the Admin page rendered"
+            page.wait_for_timeout(250)
         for _ in range(2):
             page.reload(wait_until="domcontentloaded")
             page.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
