@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 from conftest import training_data
 
-from procurement.forecast.calibration import PoolCalibration, _shrunk_mean
+from procurement.forecast.calibration import (
+    Calibration,
+    PoolCalibration,
+    _adaptive_level,
+    _shrunk_mean,
+)
 from procurement.forecast.features import driver_features, spec_for
 from procurement.forecast.model import ModelParams, fit_price_model
 
@@ -97,6 +102,68 @@ def test_interval_quantile_per_step_covers_each_step() -> None:
         assert covered == pytest.approx(0.8, abs=0.04)  # one pooled quantile: 88% and 72%
     # relative to its median the heavy-tailed step needs the wider quantile
     assert pool.q_h[80][1] > pool.q_h[80][0]
+
+
+def test_adaptive_level_widens_after_misses_and_never_narrows_below_nominal() -> None:
+    rng = np.random.default_rng(4)
+    window = np.repeat(np.arange(8), 200)
+    errors = np.abs(rng.normal(size=len(window)))
+    # volatile early windows, calm recent ones: their quantile over-covered the calm windows,
+    # and the walk used to narrow the band below nominal for them
+    calming = errors * np.where(window < 3, 3.0, 1.0)
+    assert _adaptive_level(calming, window, 0.8) == pytest.approx(0.8)
+    # calm early windows, volatile recent ones: the band widens
+    turning = errors * np.where(window >= 5, 3.0, 1.0)
+    assert _adaptive_level(turning, window, 0.8) > 0.85
+
+
+def _shelf_backtest(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """History and backtest rows of 40 mean-reverting products forecast by a model (their
+    level) and 20 random walks left at their last price."""
+    days, horizon = 330, 14
+    dates = pd.date_range("2025-01-01", periods=days, freq="D")
+    frames, rows = [], []
+    for i in range(60):
+        walk = i >= 40
+        y = np.empty(days)
+        y[0] = 100.0
+        for t in range(1, days):
+            shock = rng.normal(0, 1.0)
+            y[t] = y[t - 1] + shock if walk else 100 + 0.5 * (y[t - 1] - 100) + shock
+        frames.append(pd.DataFrame({"unique_id": f"P{i:02d}", "ds": dates, "y": y}))
+        for c in range(days - 9 * horizon, days - horizon, horizon):
+            ahead = slice(c + 1, c + 1 + horizon)
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "unique_id": f"P{i:02d}",
+                        "ds": dates[ahead],
+                        "cutoff": dates[c],
+                        "y": y[ahead],
+                        "naive": y[c],
+                        "lgbm": y[c]
+                        if walk
+                        else 100 + 0.5 ** np.arange(1, horizon + 1) * (y[c] - 100),
+                        "pool": not walk,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True), pd.concat(rows, ignore_index=True)
+
+
+def test_products_left_at_their_last_price_get_bands_from_their_own_errors() -> None:
+    frame, cv = _shelf_backtest(np.random.default_rng(6))
+    calib = Calibration.from_backtest(cv, frame, 14, 30)
+    # the next months of three such shelves
+    out = pd.concat(
+        [calib.replay(*_shelf_backtest(np.random.default_rng(s))[::-1]) for s in (7, 8, 9)]
+    )
+    inside = out["y"].between(out["lo_80"], out["hi_80"])
+    walks = out["sku"].str.split("@").str[0].isin({f"P{i}" for i in range(40, 60)})
+    # from every product's naive errors, most of them the mean-reverting products' small ones,
+    # the walks' bands held 55-63% of their prices
+    assert inside[walks].mean() == pytest.approx(0.8, abs=0.05)
+    assert inside[~walks].mean() == pytest.approx(0.8, abs=0.05)
 
 
 def test_change_bias_is_kept_when_clear_and_dropped_when_within_noise() -> None:

@@ -305,6 +305,7 @@ ISO_PRIOR = 100.0  # independent windows at which the isotonic map gets half the
 MIN_UNCHANGED = 0.02  # share of unmoved days below which a product counts as always moving
 MIN_MOVED = 50  # moved prices at one step below which all cases describe its changes
 MIN_STEP_SCORES = 100  # errors at one horizon step that give it its own interval quantile
+MIN_POOL_WINDOWS = 30  # backtest windows (product x cutoff) that calibrate a pool of their own
 ACI_STEP = 0.2  # adaptive conformal inference learning rate (Gibbs & Candes, 2021)
 
 
@@ -328,7 +329,11 @@ def _ages(window: np.ndarray) -> np.ndarray:
 def _adaptive_level(z: np.ndarray, window: np.ndarray, level: float) -> float:
     """Walk the backtest windows in time order with adaptive conformal inference: after each
     window the miscoverage target moves by the gap between its misses and the nominal rate, so
-    a calibration that under-covered recent windows widens. Returns the adapted coverage."""
+    a calibration that under-covered recent windows widens. Returns the adapted coverage, never
+    below ``level``: the early windows' quantiles come from one or two windows before them, and
+    conformal quantiles of so few errors over-cover, so the walk drifted below nominal on calm
+    stretches (0.76-0.80 for an 80% band on structured shelves, and the bands held 78% of the
+    backtest's own prices). It is there to widen the bands after a turn, not to narrow them."""
     alpha_star = 1 - level
     alpha = alpha_star
     for k in np.unique(window)[1:]:
@@ -336,7 +341,7 @@ def _adaptive_level(z: np.ndarray, window: np.ndarray, level: float) -> float:
         q = _weighted_quantile(z[past], RECENCY_DECAY ** _ages(window[past]), 1 - alpha)
         miss = float(np.mean(z[window == k] > q))
         alpha = float(np.clip(alpha + ACI_STEP * (alpha_star - miss), 0.002, 0.5))
-    return 1 - alpha
+    return max(1 - alpha, level)
 
 
 @dataclass
@@ -467,12 +472,20 @@ class Calibration:
         pools: dict[str, PoolCalibration] = {"all": PoolCalibration.fit(cv, horizon)}
         if "pool" in cv:
             part = cv[cv["pool"]]
-            if part["abs_err"].notna().sum() >= 30 * horizon:
+            if part["abs_err"].notna().sum() >= MIN_POOL_WINDOWS * horizon:
                 pools["model"] = PoolCalibration.fit(part, horizon)
         if "naive" in cv:
-            # products left at their last price: calibrated on the naive forecast's own errors
-            # over every backtested product, which is always a large sample
+            # products left at their last price: calibrated on the naive forecast's own errors,
+            # of those products where they are enough, else of every backtested product (always
+            # a large sample). Mean-reverting and promotion-driven goods (the model's) come back
+            # to their level and their naive errors stay small; the random walks left at their
+            # last price drift: their bands from every product's errors held 65% of their prices
+            # where 80% were stated (calmer structured shelf, 938 backtest days of 9 products).
             naive = _with_errors(cv.assign(lgbm=cv["naive"]), rs)
+            if "pool" in naive:
+                own = naive[~naive["pool"].astype(bool)]
+                if own["abs_err"].notna().sum() >= MIN_POOL_WINDOWS * horizon:
+                    naive = own
             pools["naive"] = PoolCalibration.fit(naive, horizon, centered=True)
         if all_frame is None:
             scale = rs.groupby("unique_id", sort=False)["scale"].last()
