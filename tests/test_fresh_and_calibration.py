@@ -161,7 +161,7 @@ def test_products_left_at_their_last_price_get_bands_from_their_own_errors() -> 
     inside = out["y"].between(out["lo_80"], out["hi_80"])
     walks = out["sku"].str.split("@").str[0].isin({f"P{i}" for i in range(40, 60)})
     # from every product's naive errors, most of them the mean-reverting products' small ones,
-    # the walks' bands held 55-63% of their prices
+    # the walks' bands held 64% of their prices (61-68% over five seeds)
     assert inside[walks].mean() == pytest.approx(0.8, abs=0.05)
     assert inside[~walks].mean() == pytest.approx(0.8, abs=0.05)
 
