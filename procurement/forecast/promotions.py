@@ -148,7 +148,11 @@ def calendar_of(
     n = len(x)
     days = np.arange(n) if days is None else np.asarray(days, dtype=np.int64)
     ahead = np.arange(1, horizon + 1) if ahead is None else np.asarray(ahead, dtype=np.int64)
-    start_days = days[promo.starts]
+    start_days = days[promo.starts].astype(float)
+    # a promotion first seen after a gap (Monday, after a weekend without prices) began on one
+    # of the days since the last price: the middle of them
+    before = days[np.maximum(promo.starts - 1, 0)]
+    start_days -= np.maximum(days[promo.starts] - before - 1, 0) / 2
     gaps = np.diff(start_days)[-RECENT:]
     cycle = _median(gaps)
     spread = max(1.0, 1.4826 * _median(np.abs(gaps - cycle)))
@@ -158,7 +162,7 @@ def calendar_of(
     end_days = np.where(ends < n, days[np.minimum(ends, n - 1)], days[-1] + 1)
     length = max(1, round(_median((end_days - start_days)[-RECENT:])))
     depth = _median(promo.depths[-RECENT:])
-    since = int(days[-1] - start_days[-1])
+    since = round(days[-1] - start_days[-1])
     if promo.ongoing:
         # the running one ends after its usual length; the next starts a cycle after it began
         remaining = max(0, length - (since + 1))
