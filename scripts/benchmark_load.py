@@ -3,7 +3,8 @@ different product each, by a deep link), switch that page to another product in 
 (as a buyer going through products does), open Recommendations, then reload and must still be
 signed in.
 
-    python scripts/benchmark_load.py [--users 1,5,10,20] [--mode browser|apptest] [--dir DIR]
+    python scripts/benchmark_load.py [--users 1,5,10,20] [--mode browser|apptest] [--think S]
+                                     [--dir DIR]
 
 ``browser`` (default): one `streamlit run` process and one headless Chromium (Debian's
 /usr/bin/chromium through Playwright) with one browser context per user, all at once. Prints per
@@ -13,6 +14,12 @@ process's peak RSS, and the CPU share of the machine used by the app beside the 
 browser (with its Playwright driver), so a reader can tell the app's cost from the client's;
 and per page the mean time the app itself took to run it (its ``page_render`` timings, from the
 start of the page's script to its end), which leaves out the browser and the network.
+
+``--think S``: each user pauses before each step (and before logging in) for a random time
+between 0.5 S and 1.5 S, as a buyer reads a page before the next click (Locust's
+``between``). Without it (0, the default) every user clicks at the same instant: the worst
+case, where N browsers render the same page at once on the same two cores. The pauses are not
+part of any page's time.
 
 ``apptest``: no browser and no server; N threads each run ``streamlit.testing`` AppTest
 sessions of the same pages, in this process, against the same cached model and data (a quick
@@ -312,6 +319,23 @@ async def signed_in_after_reload(page, timeout_ms: int) -> bool:  # type: ignore
     return await page.locator("[data-testid='stForm']").count() == 0
 
 
+@dataclass
+class Think:
+    """A user's pause before each step: uniform in [0.5, 1.5] x ``seconds`` (0: no pause)."""
+
+    seconds: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        import random
+
+        self.rng = random.Random(self.seed)
+
+    async def pause(self) -> None:
+        if self.seconds > 0:
+            await asyncio.sleep(self.seconds * self.rng.uniform(0.5, 1.5))
+
+
 async def one_user(
     browser,
     base: str,
@@ -321,17 +345,20 @@ async def one_user(
     other: str,
     r: Round,  # type: ignore[no-untyped-def]
     timeout_ms: int,
+    think: Think,
 ) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     step = "login"
     try:
+        await think.pause()
         r.times["overview"].append(await login(page, base, user, password, timeout_ms))
         step = "cookie"
         if not await has_cookie(context, 30):
             r.errors.append(f"{user}: no login cookie 30 s after the Overview rendered")
             return
         step = "product"
+        await think.pause()
         t = time.perf_counter()
         await page.goto(
             f"{base}/product?sku={sku}", wait_until="domcontentloaded", timeout=timeout_ms
@@ -339,6 +366,7 @@ async def one_user(
         seen = await _rendered(page, "Product", "[data-testid='stVegaLiteChart']", timeout_ms)
         r.times["product"].append(seen - t)
         step = "product switch"
+        await think.pause()
         # the page's own selector: a rerun of the page in the loaded app, not a new page load
         box = page.locator("input[aria-label=Product]")
         await box.click(timeout=timeout_ms)
@@ -349,6 +377,7 @@ async def one_user(
         seen = await _rendered(page, "Product", "[data-testid='stVegaLiteChart']", timeout_ms)
         r.times["product switch"].append(seen - t)
         step = "recommendations"
+        await think.pause()
         t = time.perf_counter()
         await page.locator("[data-testid='stSidebarNav'] a", has_text="Recommendations").click(
             timeout=timeout_ms
@@ -356,6 +385,7 @@ async def one_user(
         seen = await _rendered(page, "Recommendations", "[data-testid='stDataFrame']", timeout_ms)
         r.times["recommendations"].append(seen - t)
         step = "reload"
+        await think.pause()
         t = time.perf_counter()
         if not await signed_in_after_reload(page, timeout_ms):
             r.errors.append(f"{user}: asked to log in again after a reload")
@@ -377,6 +407,7 @@ async def browser_round(
     app_pid: int,
     timeout_ms: int,
     products: int,
+    think: float = 0.0,
 ) -> Round:
     from playwright.async_api import async_playwright
     from screenshot import CHROMIUM_ARGS, chromium_path
@@ -398,6 +429,7 @@ async def browser_round(
                         f"SKU-{(first_sku + i - 1 + products // 2) % products + 1:05d}",
                         r,
                         timeout_ms,
+                        Think(think, seed=first_sku + i),
                     )
                     for i in range(n)
                 )
@@ -471,7 +503,9 @@ def run_browser(args: argparse.Namespace, data_dir: Path, password: str) -> list
             time.sleep(FLUSH_WAIT)  # the warm-up's or last round's timings are stored
             before = render_totals()
             r = asyncio.run(
-                browser_round(base, n, password, sku, proc.pid, timeout_ms, args.products)
+                browser_round(
+                    base, n, password, sku, proc.pid, timeout_ms, args.products, args.think
+                )
             )
             time.sleep(FLUSH_WAIT)
             r.app_render = render_means(before, render_totals())
@@ -585,6 +619,12 @@ def main() -> int:
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--port", type=int, default=8599)
     p.add_argument("--timeout", type=float, default=180, help="seconds a page may take")
+    p.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean seconds a user pauses before each step (browser mode; 0: all click at once)",
+    )
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the app server on a kill too
     if 2 * sum(args.users) + 2 > args.products:
@@ -594,6 +634,13 @@ def main() -> int:
     password = prepare(data_dir, args.products, args.days, max(args.users))
     with open("/proc/loadavg") as f:
         print(f"load average before: {f.read().split()[:3]} on {NCPU} cores", flush=True)
+    if args.mode == "browser":
+        print(
+            f"think time: {args.think:g} s on average before each step"
+            if args.think
+            else "think time: none, every user clicks at the same instant",
+            flush=True,
+        )
     if args.mode == "browser":
         rounds = run_browser(args, data_dir, password)
     else:

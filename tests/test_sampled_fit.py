@@ -5,6 +5,7 @@ update needs only the history the fitted model keeps."""
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,28 @@ def test_sampled_fit_predicts_as_a_full_preprocess_would(make, monkeypatch) -> N
     b = full.predict(14)
     pd.testing.assert_frame_equal(a, b)
     assert np.isfinite(a["lgbm"]).all()
+
+
+@pytest.mark.parametrize("make", [M.make_forecaster, M.make_level_forecaster])
+def test_rows_sampled_inside_preprocess_are_those_drawn_from_its_whole_output(make) -> None:
+    spec = spec_for("D")
+    train = _train()
+    params = M.ModelParams()
+    keep = M.history_to_keep(make(spec, params), spec)
+    whole = make(spec, params).preprocess(train, static_features=[], keep_last_n=keep)
+    take = np.sort(np.random.default_rng(7).choice(len(whole), round(0.1 * len(whole)), False))
+    fcst = make(spec, params)
+    sample = M._SampleRows(fcst, 0.1, np.random.default_rng(7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no series dropped whole
+        part = fcst.preprocess(train, static_features=[], keep_last_n=keep)
+    cols = [*whole.columns]
+    assert [*part.columns] == cols  # no column made of the mark
+    pd.testing.assert_frame_equal(
+        part[sample.sampled].reset_index(drop=True), whole.iloc[take].reset_index(drop=True)
+    )
+    # the table assembled: the sample and each series' last row, not every row
+    assert len(part) <= len(take) + train["unique_id"].nunique()
 
 
 @pytest.mark.parametrize("make", [M.make_forecaster, M.make_level_forecaster])

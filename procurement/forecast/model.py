@@ -1022,6 +1022,40 @@ class SeriesExog:
         return self._with(keys, sales)
 
 
+class _SampleRows:
+    """Makes ``fcst.preprocess`` return only a random share ``frac`` of its feature rows (the
+    same rows, drawn the same way, as sampling its whole output), so the other rows are never
+    copied into the table: mlforecast drops rows with a missing feature before it assembles
+    the table, and this marks the rows left out as missing in one extra feature. Each series'
+    last row is kept too (mlforecast warns of series it drops whole); ``sampled`` tells the
+    returned rows that are in the sample. The lag transforms still run over every row, as they
+    must. Level model at 10,000 products: the table's assembly was 3.6 s of its 7.8 s."""
+
+    def __init__(self, fcst: MLForecast, frac: float, rng: np.random.Generator) -> None:
+        self.ts, self.frac, self.rng = fcst.ts, frac, rng
+        self.compute = self.ts._compute_transforms
+        self.sampled = np.zeros(0, dtype=bool)
+        self.ts._compute_transforms = self  # type: ignore[method-assign]  # this copy only
+
+    def __call__(self, transforms: Any, updates_only: bool) -> dict[str, np.ndarray]:
+        feats = self.compute(transforms=transforms, updates_only=updates_only)
+        if getattr(self.ts, "_restore_idxs", None) is not None:
+            raise ValueError("rows to sample must be sorted by series and date")
+        # the rows ``preprocess`` keeps: a known target (after its transforms) and every feature
+        missing = np.isnan(self.ts.ga.data)
+        for v in feats.values():
+            missing |= np.isnan(v)
+        valid = np.flatnonzero(~missing)
+        take = valid[np.sort(self.rng.choice(len(valid), round(self.frac * len(valid)), False))]
+        last = self.ts.ga.indptr[1:] - 1
+        rows = np.union1d(take, last[~missing[last]])
+        mark = np.full(len(missing), np.nan)
+        mark[rows] = 0.0
+        feats["_sampled"] = mark  # not a transform: no column is made of it
+        self.sampled = np.isin(rows, take, assume_unique=True)
+        return feats
+
+
 SAMPLE_CHUNK_ROWS = 1_000_000  # rows of history turned into features at a time when sampling
 
 
@@ -1059,16 +1093,12 @@ def _fit_sampled(
     for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         local = copy.deepcopy(fcst)
         chunk = exog.rows(a, b) if exog is not None else train.iloc[a:b]
+        sample = _SampleRows(local, frac, np.random.default_rng(params.seed + i))
         part = local.preprocess(chunk, static_features=[], keep_last_n=keep, validate_data=False)
         del chunk
-        # the sample's rows by position, column by column: ``DataFrame.sample`` of the
-        # preprocessed table (one block per feature) took 1.4 s per group of 1M rows
-        rng = np.random.default_rng(params.seed + i)
-        n = len(part)
-        take = np.sort(rng.choice(n, size=round(frac * n), replace=False))
         parts.append(
             pd.DataFrame(
-                {c: np.asarray(part[c])[take] for c in [*local.ts.features_order_, "y"]},
+                {c: np.asarray(part[c])[sample.sampled] for c in [*local.ts.features_order_, "y"]},
                 copy=False,
             )
         )
