@@ -3,8 +3,8 @@ different product each, by a deep link), switch that page to another product in 
 (as a buyer going through products does), open Recommendations, then reload and must still be
 signed in.
 
-    python scripts/benchmark_load.py [--users 1,5,10,20] [--mode browser|apptest] [--think S]
-                                     [--dir DIR]
+    python scripts/benchmark_load.py [--users 1,5,10,20] [--mode browser|hybrid|apptest]
+                                     [--think S] [--repeat K] [--dir DIR]
 
 ``browser`` (default): one `streamlit run` process and one headless Chromium (Debian's
 /usr/bin/chromium through Playwright) with one browser context per user, all at once. Prints per
@@ -20,6 +20,16 @@ between 0.5 S and 1.5 S, as a buyer reads a page before the next click (Locust's
 ``between``). Without it (0, the default) every user clicks at the same instant: the worst
 case, where N browsers render the same page at once on the same two cores. The pauses are not
 part of any page's time.
+
+``hybrid``: one Chromium user, the one timed, goes through the pages ``--repeat`` times (other
+products each time) while N - 1 users load the same app over Streamlit's own websocket protocol,
+without a browser: each opens the Overview, a Product page by its link, Recommendations in the
+same session, and reloads it, again and again until the browser user is done. Their login is
+the app's own login cookie, signed with the app's key. On this two-core machine N browsers
+would share the app's cores with N renderers; a buyer's browser runs on the buyer's own
+computer. So this times what one buyer sees while N - 1 others keep the app busy (the hybrid
+load test of k6 and Locust: protocol users for the load, a browser for what a user sees). The
+protocol users' own times (request to the end of the page's run) are printed too.
 
 ``apptest``: no browser and no server; N threads each run ``streamlit.testing`` AppTest
 sessions of the same pages, in this process, against the same cached model and data (a quick
@@ -44,6 +54,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # this checkout's procurement, screenshot.py
@@ -224,24 +235,25 @@ def render_means(
     return out
 
 
-def print_table(rounds: list[Round], client: str) -> None:
+def print_table(rounds: list[Round], client: str, cpu: bool = True) -> None:
     pages = [p for p in PAGES if any(r.times[p] for r in rounds)]
     head = f"{'users':>5} " + " ".join(f"{p + ' med/worst s':>24}" for p in pages)
-    head += f" {'errors':>6} {'peak RSS MB':>11} {'app CPU':>8} {client + ' CPU':>12}"
+    head += f" {'errors':>6}"
+    if cpu:
+        head += f" {'peak RSS MB':>11} {'app CPU':>8} {client + ' CPU':>12}"
     print(head)
     for r in rounds:
         cells = []
         for p in pages:
             v = r.times[p]
             cells.append(f"{statistics.median(v):>11.2f} / {max(v):>8.2f}" if v else f"{'-':>22}")
-        cpu = f"{r.client_cpu:>11.0f}%" if r.client_cpu is not None else f"{'-':>12}"
-        print(
-            f"{r.users:>5} "
-            + " ".join(f"{c:>24}" for c in cells)
-            + f" {len(r.errors):>6} {r.peak_rss:>11.0f} {r.app_cpu:>7.0f}% {cpu}"
-        )
+        line = f"{r.users:>5} " + " ".join(f"{c:>24}" for c in cells) + f" {len(r.errors):>6}"
+        if cpu:
+            client_cpu = f"{r.client_cpu:>11.0f}%" if r.client_cpu is not None else f"{'-':>12}"
+            line += f" {r.peak_rss:>11.0f} {r.app_cpu:>7.0f}% {client_cpu}"
+        print(line)
     titles = sorted({t for r in rounds for t in r.app_render})
-    if titles:
+    if titles and cpu:
         print("app-side page render, mean s (the app's own page_render timings):")
         print(f"{'users':>5} " + " ".join(f"{t:>16}" for t in titles))
         for r in rounds:
@@ -440,6 +452,182 @@ async def browser_round(
     return r
 
 
+# ---------------------------------------------------------------- hybrid mode
+TITLES = {"": "Overview", "product": "Product", "recommendations": "Recommendations"}
+
+
+def login_cookie(user: str) -> str:
+    """The app's login cookie for ``user``, as its login would write it (signed with its key)."""
+    import jwt
+
+    from procurement import auth
+    from procurement.config import get_settings
+
+    exp = time.time() + 3600
+    return jwt.encode({"username": user, "exp_date": exp}, auth.cookie_key(get_settings()), "HS256")
+
+
+class ProtocolUser:
+    """A buyer's session over Streamlit's websocket protocol, without a browser: it asks for a
+    page as the browser's frontend does (a ``rerun_script`` message) and reads the app's answer
+    until the page's run has finished."""
+
+    def __init__(self, port: int, user: str) -> None:
+        self.url = f"ws://127.0.0.1:{port}/_stcore/stream"
+        self.origin = f"http://127.0.0.1:{port}"
+        self.user, self.cookie = user, login_cookie(user)
+        self.ws: Any = None
+
+    async def open(self, page: str, query: str = "") -> float:
+        """A new session (a page load or a reload) on ``page``; returns the seconds to its end."""
+        import websockets
+
+        await self.close()
+        t = time.perf_counter()
+        self.ws = await websockets.connect(
+            self.url,
+            subprotocols=["streamlit"],  # type: ignore[list-item]  # a str subtype, in typing
+            additional_headers={"Cookie": f"{COOKIE}={self.cookie}", "Origin": self.origin},
+            max_size=None,
+        )
+        return await self._run(page, query, t)
+
+    async def goto(self, page: str, query: str = "") -> float:
+        """Another page in the same session (a click in the sidebar)."""
+        return await self._run(page, query, time.perf_counter())
+
+    async def _run(self, page: str, query: str, t: float) -> float:
+        from streamlit.proto.Alert_pb2 import Alert
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        assert self.ws is not None
+        msg = BackMsg()
+        msg.rerun_script.query_string = query
+        msg.rerun_script.page_name = page
+        msg.rerun_script.context_info.timezone = "UTC"
+        await self.ws.send(msg.SerializeToString())
+        titled, errors = False, []
+        while True:
+            fwd = ForwardMsg()
+            fwd.ParseFromString(await self.ws.recv())
+            kind = fwd.WhichOneof("type")
+            if kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
+                el = fwd.delta.new_element
+                what = el.WhichOneof("type")
+                if what == "heading" and el.heading.body == TITLES[page]:
+                    titled = True
+                elif what == "exception":
+                    errors.append(el.exception.message)
+                elif what == "alert" and el.alert.format == Alert.ERROR:
+                    errors.append(el.alert.body)
+            elif kind == "script_finished":
+                if fwd.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY:
+                    break
+                if fwd.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
+                    errors.append("the page did not compile")
+                    break
+        took = time.perf_counter() - t
+        if errors:
+            raise RuntimeError(f"{TITLES[page]}: {errors[0].strip().splitlines()[0][:120]}")
+        if not titled:
+            raise RuntimeError(f"{TITLES[page]}: the page did not show its title")
+        return took
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+            self.ws = None
+
+
+async def protocol_user(
+    port: int, user: str, skus: list[str], r: Round, think: Think, done: asyncio.Event
+) -> None:
+    """Goes through the pages, again and again, until ``done``."""
+    u, step, i = ProtocolUser(port, user), "overview", 0
+    try:
+        while not done.is_set():
+            sku = skus[i % len(skus)]
+            i += 1
+            for step, page, query, new in (
+                ("overview", "", "", True),
+                ("product", "product", f"sku={sku}", True),
+                ("recommendations", "recommendations", "", False),
+                ("reload", "recommendations", "", True),
+            ):
+                await think.pause()
+                if done.is_set():
+                    return
+                took = await (u.open(page, query) if new else u.goto(page, query))
+                r.times[step].append(took)
+    except Exception as exc:  # reported; the other users go on
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        r.errors.append(f"{user} at {step}: {type(exc).__name__}: {msg}")
+    finally:
+        await u.close()
+
+
+async def hybrid_round(
+    base: str,
+    port: int,
+    n: int,
+    password: str,
+    first_sku: int,
+    app_pid: int,
+    timeout_ms: int,
+    products: int,
+    think: float,
+    repeat: int,
+) -> tuple[Round, Round]:
+    """One browser user goes through its pages ``repeat`` times while ``n - 1`` protocol users
+    load the app. Returns the browser user's round and the protocol users' round."""
+    from playwright.async_api import async_playwright
+    from screenshot import CHROMIUM_ARGS, chromium_path
+
+    r, load = Round(n), Round(n)
+    done = asyncio.Event()
+    # the protocol users look at the catalog's other half: the browser's products stay unseen
+    half = products // 2
+    others = [f"SKU-{half + 1 + (k % (products - half)):05d}" for k in range(products)]
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        with Meter(app_pid) as m:
+            t = time.perf_counter()
+            loaders = [
+                asyncio.create_task(
+                    protocol_user(
+                        port,
+                        f"load{i + 2:02d}",
+                        others[(first_sku + 7 * i) % len(others) :] + others,
+                        load,
+                        Think(think, seed=1000 + first_sku + i),
+                        done,
+                    )
+                )
+                for i in range(n - 1)
+            ]
+            try:
+                for k in range(repeat):
+                    await one_user(
+                        browser,
+                        base,
+                        "load01",
+                        password,
+                        f"SKU-{first_sku + 2 * k:05d}",
+                        f"SKU-{first_sku + 2 * k + 1:05d}",
+                        r,
+                        timeout_ms,
+                        Think(think, seed=first_sku + k),
+                    )
+            finally:
+                done.set()
+                await asyncio.gather(*loaders)
+            r.wall = time.perf_counter() - t
+        await browser.close()
+    r.peak_rss, r.app_cpu, r.client_cpu = m.peak_rss, m.app_cpu, m.client_cpu
+    return r, load
+
+
 def start_app(data_dir: Path, port: int) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -480,7 +668,10 @@ def start_app(data_dir: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("the app did not start")
 
 
-def run_browser(args: argparse.Namespace, data_dir: Path, password: str) -> list[Round]:
+def run_browser(
+    args: argparse.Namespace, data_dir: Path, password: str, loads: list[Round] | None = None
+) -> list[Round]:
+    """The browser or hybrid rounds; in hybrid mode the protocol users' rounds go to ``loads``."""
     from screenshot import chromium_path
 
     if chromium_path() is None:
@@ -502,16 +693,35 @@ def run_browser(args: argparse.Namespace, data_dir: Path, password: str) -> list
         for n in args.users:
             time.sleep(FLUSH_WAIT)  # the warm-up's or last round's timings are stored
             before = render_totals()
-            r = asyncio.run(
-                browser_round(
-                    base, n, password, sku, proc.pid, timeout_ms, args.products, args.think
+            if loads is None:
+                r = asyncio.run(
+                    browser_round(
+                        base, n, password, sku, proc.pid, timeout_ms, args.products, args.think
+                    )
                 )
-            )
+                sku += n
+            else:
+                r, load = asyncio.run(
+                    hybrid_round(
+                        base,
+                        args.port,
+                        n,
+                        password,
+                        sku,
+                        proc.pid,
+                        timeout_ms,
+                        args.products,
+                        args.think,
+                        args.repeat,
+                    )
+                )
+                loads.append(load)
+                sku += 2 * args.repeat
             time.sleep(FLUSH_WAIT)
             r.app_render = render_means(before, render_totals())
-            sku += n
             rounds.append(r)
-            print(f"N={n}: {r.wall:.1f} s, {len(r.errors)} errors", flush=True)
+            extra = f", protocol users: {len(loads[-1].errors)} errors" if loads else ""
+            print(f"N={n}: {r.wall:.1f} s, {len(r.errors)} errors{extra}", flush=True)
     finally:
         proc.terminate()
         try:
@@ -609,7 +819,13 @@ def main() -> int:
     p.add_argument(
         "--users", default="1,5,10,20", type=lambda s: [int(x) for x in s.split(",") if x.strip()]
     )
-    p.add_argument("--mode", choices=["browser", "apptest"], default="browser")
+    p.add_argument("--mode", choices=["browser", "hybrid", "apptest"], default="browser")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="hybrid mode: times the browser user goes through the pages in a round",
+    )
     p.add_argument(
         "--dir",
         default=str(Path(tempfile.gettempdir()) / "procurement-load"),
@@ -627,7 +843,9 @@ def main() -> int:
     )
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the app server on a kill too
-    if 2 * sum(args.users) + 2 > args.products:
+    if args.mode == "hybrid" and 4 * args.repeat * len(args.users) + 2 > args.products:
+        p.error("the browser user needs new products in every round: use more --products")
+    if args.mode != "hybrid" and 2 * sum(args.users) + 2 > args.products:
         p.error("every user of every round needs its own product: use more --products")
     data_dir = Path(args.dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -641,14 +859,20 @@ def main() -> int:
             else "think time: none, every user clicks at the same instant",
             flush=True,
         )
-    if args.mode == "browser":
-        rounds = run_browser(args, data_dir, password)
+    loads: list[Round] | None = [] if args.mode == "hybrid" else None
+    if args.mode in ("browser", "hybrid"):
+        rounds = run_browser(args, data_dir, password, loads)
     else:
         rounds = run_apptest(args, data_dir)
     with open("/proc/loadavg") as f:
         print(f"load average after: {f.read().split()[:3]}", flush=True)
-    print_table(rounds, "browser" if args.mode == "browser" else "-")
-    return 1 if any(r.errors for r in rounds) else 0
+    if loads is not None:
+        print(f"the browser user ({args.repeat} times through the pages) while N - 1 others load:")
+    print_table(rounds, "-" if args.mode == "apptest" else "browser")
+    if loads:
+        print("the N - 1 protocol users (request to the end of the page's run, no browser):")
+        print_table(loads[1:] if loads[0].users == 1 else loads, "-", cpu=False)
+    return 1 if any(r.errors for r in rounds + (loads or [])) else 0
 
 
 if __name__ == "__main__":

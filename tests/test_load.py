@@ -150,3 +150,42 @@ def test_five_users_at_once_see_their_pages_without_errors_and_stay_signed_in(ap
     results = asyncio.run(_all_at_once(app_url, need_chromium()))
     problems = [p for r in results for p in r]
     assert not problems, "\n".join(problems)
+
+
+def test_the_load_benchmarks_protocol_users_get_pages_only_with_a_valid_login_cookie(app_url) -> None:  # noqa: F811
+    """``scripts/benchmark_load.py --mode hybrid`` loads the app with sessions over Streamlit's
+    websocket protocol, signed in by the app's own login cookie: they get the pages a buyer
+    gets (title, no error), in several sessions at once, and a forged cookie gets none."""
+    import benchmark_load as bl  # scripts/, on the path through test_e2e
+
+    port = int(app_url.rsplit(":", 1)[1])
+
+    async def flow(user: str, sku: str) -> list[float]:
+        u = bl.ProtocolUser(port, user)
+        try:
+            return [
+                await u.open("", ""),
+                await u.open("product", f"sku={sku}"),
+                await u.goto("recommendations"),
+            ]
+        finally:
+            await u.close()
+
+    async def forged() -> str:
+        u = bl.ProtocolUser(port, "buyer")
+        u.cookie = bl.login_cookie("buyer")[:-4] + "AAAA"  # the signature no longer matches
+        try:
+            await u.open("product", "sku=SKU-00002")
+        except RuntimeError as exc:
+            return str(exc)
+        finally:
+            await u.close()
+        return "signed in"
+
+    async def both() -> tuple[list[list[float]], str]:
+        times = await asyncio.gather(flow("buyer", "SKU-00007"), flow("viewer", "SKU-00008"))
+        return times, await forged()
+
+    times, refused = asyncio.run(both())
+    assert all(len(t) == 3 and all(s > 0 for s in t) for t in times)
+    assert refused == "Product: the page did not show its title"
