@@ -251,10 +251,15 @@ def cmd_backtest(args: argparse.Namespace) -> None:
         f"coverage 80% {m['coverage_80']:.1%}, 95% {m['coverage_95']:.1%}; advice saves "
         f"{m['advice']['mean_realized_saving_pct']:.2f}% ({m['advice']['oracle_share']:.0%} of oracle)"
     )
-    print("reliability of advice (stated -> observed, cases):")
+    print("reliability of advice (stated -> observed, cases, 90% interval of the observed):")
     for r in m["reliability"]["advice"]:
         if r["cases"]:
-            print(f"  {r['bucket']:>9}: {r['stated']:.0%} -> {r['observed']:.0%} ({r['cases']})")
+            lo, hi = r["observed_90"]
+            note = "" if r["within_chance"] else "  <- beyond chance"
+            print(
+                f"  {r['bucket']:>9}: {r['stated']:.0%} -> {r['observed']:.0%} ({r['cases']}, "
+                f"{lo:.0%}-{hi:.0%}){note}"
+            )
 
 
 def cmd_source(args: argparse.Namespace) -> None:

@@ -284,3 +284,34 @@ def test_promotion_starts_shared_by_two_features_are_recomputed_for_other_series
         np.testing.assert_array_equal(got[0], fresh[0])
         np.testing.assert_array_equal(got[1], fresh[1])
     assert not np.array_equal(since.transform(GroupedArray(tables[0], indptr)), got[0])
+
+
+def _advised(cheaper: int, cases: int, stated: float) -> pd.DataFrame:
+    """``cases`` windows in which waiting to the second day was advised at ``stated``, and came
+    true (a lower price on that day) in ``cheaper`` of them."""
+    rows = []
+    for i in range(cases):
+        later = 9.0 if i < cheaper else 11.0
+        for day, y, buy, p in ((1, 10.0, 0, 0.0), (2, later, 1, stated)):
+            rows.append(
+                {"sku": f"S{i}", "cutoff": pd.Timestamp("2026-01-01"), "date": day, "y": y}
+                | {"buy": buy, "p_cheaper": p}
+            )
+    return pd.DataFrame(rows).assign(
+        date=lambda d: pd.Timestamp("2026-01-01") + pd.to_timedelta(d["date"], "D")
+    )
+
+
+@pytest.mark.parametrize(("cheaper", "within"), [(35, True), (31, True), (26, False), (44, False)])
+def test_reliability_says_whether_a_buckets_miss_is_within_what_chance_leaves_open(
+    cheaper: int, within: bool
+) -> None:
+    from procurement.forecast.backtest import reliability
+
+    (row,) = [r for r in reliability(_advised(cheaper, 50, 0.72))["advice"] if r["cases"]]
+    assert row["bucket"] == "70%-80%" and row["cases"] == 50
+    assert row["observed"] == pytest.approx(cheaper / 50)
+    lo, hi = row["observed_90"]
+    # 50 cases: the 90% interval spans 15-23 points around the observed share
+    assert lo < cheaper / 50 < hi and 0.14 < hi - lo < 0.24
+    assert row["within_chance"] is within

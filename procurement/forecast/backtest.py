@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from procurement.forecast.calibration import add_baselines, point_metrics, series_scale
 from procurement.forecast.features import infer_freq, regularize, spec_for
@@ -180,6 +181,9 @@ def reliability(fc: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     ``advice``: windows where waiting was advised, grouped by the probability stated for the
     buy day, against how often the price on that day was really below the first day's.
     ``all_days``: every later day of every window, by its ``p_cheaper``, in tenths.
+    Each bucket has the 90% Wilson interval of its observed share (``observed_90``, as if its
+    cases were independent: the days of one window are not, so it is the narrowest) and
+    whether the stated probability lies in it (``within_chance``).
     """
     win = fc[fc["y"].notna()].sort_values(["sku", "cutoff", "date"])
     first_y = win.groupby(["sku", "cutoff"], sort=False)["y"].transform("first")
@@ -195,14 +199,19 @@ def reliability(fc: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
                 (rows["p_cheaper"] >= lo)
                 & ((rows["p_cheaper"] <= hi) if top else (rows["p_cheaper"] < hi))
             ]
-            out.append(
-                {
-                    "bucket": f"{lo:.0%}-{hi:.0%}",
-                    "cases": len(sel),
-                    "stated": float(sel["p_cheaper"].mean()) if len(sel) else None,
-                    "observed": float(sel["cheaper"].mean()) if len(sel) else None,
-                }
-            )
+            row: dict[str, Any] = {
+                "bucket": f"{lo:.0%}-{hi:.0%}",
+                "cases": len(sel),
+                "stated": float(sel["p_cheaper"].mean()) if len(sel) else None,
+                "observed": float(sel["cheaper"].mean()) if len(sel) else None,
+            }
+            if len(sel):
+                # what chance alone leaves open: the observed share of a bucket of 50 cases
+                # stated at 70% falls outside 65-75% four times in ten
+                ci = binomtest(int(sel["cheaper"].sum()), len(sel)).proportion_ci(0.9, "wilson")
+                row["observed_90"] = [float(ci.low), float(ci.high)]
+                row["within_chance"] = bool(ci.low <= row["stated"] <= ci.high)
+            out.append(row)
         return out
 
     return {
