@@ -153,8 +153,8 @@ def test_five_users_at_once_see_their_pages_without_errors_and_stay_signed_in(ap
 
 
 def test_the_load_benchmarks_protocol_users_get_pages_only_with_a_valid_login_cookie(
-    app_url,
-) -> None:  # noqa: F811
+    app_url,  # noqa: F811
+) -> None:
     """``scripts/benchmark_load.py --mode hybrid`` loads the app with sessions over Streamlit's
     websocket protocol, signed in by the app's own login cookie: they get the pages a buyer
     gets (title, no error), in several sessions at once, and a forged cookie gets none."""
