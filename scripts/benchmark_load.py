@@ -310,6 +310,12 @@ async def login(page, base: str, user: str, password: str, timeout_ms: int) -> f
     return await _rendered(page, "Overview", "[data-testid='stDataFrame']", timeout_ms) - t
 
 
+def failure(user: str, step: str, exc: Exception) -> str:
+    """One line for the error list: who, at which step, what."""
+    lines = str(exc).strip().splitlines()
+    return f"{user} at {step}: {type(exc).__name__}: {lines[0][:160] if lines else ''}"
+
+
 async def has_cookie(context, within_s: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + within_s
     while True:
@@ -405,8 +411,7 @@ async def one_user(
         seen = await _rendered(page, "Recommendations", "[data-testid='stDataFrame']", timeout_ms)
         r.times["reload"].append(seen - t)
     except Exception as exc:  # reported, the other users go on
-        msg = str(exc).strip().splitlines()[0][:160]
-        r.errors.append(f"{user} at {step}: {type(exc).__name__}: {msg}")
+        r.errors.append(failure(user, step, exc))
     finally:
         await context.close()
 
@@ -560,9 +565,8 @@ async def protocol_user(
                     return
                 took = await (u.open(page, query) if new else u.goto(page, query))
                 r.times[step].append(took)
-    except Exception as exc:  # reported; the other users go on
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        r.errors.append(f"{user} at {step}: {type(exc).__name__}: {msg}")
+    except Exception as exc:  # reported, the other users go on
+        r.errors.append(failure(user, step, exc))
     finally:
         await u.close()
 
