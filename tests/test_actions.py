@@ -250,6 +250,33 @@ def test_the_default_advice_reads_the_stored_forecasts(people) -> None:  # type:
     )
 
 
+def test_a_products_default_situation_is_its_row_of_the_whole_catalog(people) -> None:  # type: ignore[no-untyped-def]
+    """The Product page reads one product's stock, lead time and demand, not the catalog's:
+    the same numbers as the whole catalog's tables give for it."""
+    from procurement import buying
+    from procurement.db import history
+
+    eng, who = people
+    with open_session(eng) as s:
+        stored = actions.current_model(who["buyer"], session=s, tenant="demo")
+        assert stored is not None
+        tid = catalog.get_tenant(s, "demo").id
+        products = catalog.load_products(s, tid)
+        demand = history.demand_per_day(s, tid)
+        conf = buying.advice_policy(
+            stored.model, get_settings().min_confidence, get_settings().min_saving_pct
+        ).min_confidence
+        seen = 0
+        for sku in products["sku"]:
+            if sku not in stored.model.last_price:
+                continue
+            got = actions.product_advice(who["buyer"], session=s, tenant="demo", sku=sku)
+            want = actions._decision(products, demand, sku, stored.model.horizon, conf)
+            assert got.decision == want, sku
+            seen += 1
+        assert seen >= 10 and demand.gt(0).sum() >= 10  # products with stock and sales
+
+
 def test_a_product_without_a_forecast_is_named(people) -> None:  # type: ignore[no-untyped-def]
     eng, who = people
     with open_session(eng) as s, pytest.raises(LookupError, match="NEW-1 has no forecast"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import pandas as pd
 from sqlalchemy import func, insert, select
@@ -126,9 +127,11 @@ def count_products(session: Session, tenant_id: int) -> int:
     )
 
 
-def load_products(session: Session, tenant_id: int) -> pd.DataFrame:
+def load_products(
+    session: Session, tenant_id: int, skus: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The catalog with supplier name and working days (Mon-Fri without a supplier), stock on
-    hand and lead time, one row per sku."""
+    hand and lead time, one row per sku (``skus``: only those)."""
     stmt = (
         select(
             Product.sku,
@@ -146,6 +149,8 @@ def load_products(session: Session, tenant_id: int) -> pd.DataFrame:
         .where(Product.tenant_id == tenant_id)
         .order_by(Product.sku)
     )
+    if skus is not None:
+        stmt = stmt.where(Product.sku.in_(skus))
     rows = session.execute(stmt).all()
     cols = ["sku", "name", "category", "unit", "currency", "supplier", "on_hand", "lead_time_days"]
     out = pd.DataFrame(rows, columns=[*cols, "working_days"])

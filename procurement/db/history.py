@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast as type_cast
@@ -720,18 +720,24 @@ def latest_price_date(session: Session, tenant_id: int) -> dt.date | None:
     )
 
 
-def demand_per_day(session: Session, tenant_id: int, days: int = 28) -> pd.Series:
-    """Average daily quantity sold per sku over the last ``days`` days of sales data."""
+def demand_per_day(
+    session: Session, tenant_id: int, days: int = 28, skus: Sequence[str] | None = None
+) -> pd.Series:
+    """Average daily quantity sold per sku over the last ``days`` days of the company's sales
+    data (``skus``: of those products only)."""
     last = session.scalar(select(func.max(Sale.date)).where(Sale.tenant_id == tenant_id))
     if last is None:
         return pd.Series(dtype=float)
     since = last - dt.timedelta(days=days - 1)
-    rows = session.execute(
+    stmt = (
         select(Product.sku, func.sum(Sale.quantity))
         .join(Product, Product.id == Sale.product_id)
         .where(Sale.tenant_id == tenant_id, Sale.date >= since)
         .group_by(Product.sku)
-    ).all()
+    )
+    if skus is not None:
+        stmt = stmt.where(Product.tenant_id == tenant_id, Product.sku.in_(skus))
+    rows = session.execute(stmt).all()
     return pd.Series({sku: float(q) / days for sku, q in rows}, dtype=float)
 
 
