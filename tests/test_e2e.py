@@ -242,28 +242,3 @@ def test_admin_page_survives_a_reload(app_url) -> None:
             assert page.url.rstrip("/").endswith("/admin"), page.url
             assert not page.locator("text=Page not found").count()
         browser.close()
-
-
-def test_recommendations_csv_is_written_when_its_button_is_clicked(app_url) -> None:
-    """The CSV is written on the click, in a thread of its own, not on every run of the page:
-    the browser still gets the company's advice, one row per product."""
-    from playwright.sync_api import sync_playwright
-    from screenshot import CHROMIUM_ARGS
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = _signed_in(browser, app_url, "buyer")
-        page.get_by_role("link", name="Recommendations", exact=True).click()
-        button = page.locator("[data-testid='stDownloadButton'] button")
-        button.wait_for(timeout=60_000)
-        with page.expect_download(timeout=60_000) as download:
-            button.click()
-        got = download.value
-        text = Path(got.path()).read_text()
-        name = got.suggested_filename
-        browser.close()
-    lines = text.splitlines()
-    assert name == "recommendations-demo.csv"
-    assert lines[0].startswith("sku,")
-    skus = {line.split(",", 1)[0] for line in lines[1:]}
-    assert len(lines) == 16 and {f"SKU-{i:05d}" for i in range(1, 16)} == skus  # 15 products
