@@ -534,7 +534,8 @@ class ProtocolUser:
                     break
         took = time.perf_counter() - t
         if errors:
-            raise RuntimeError(f"{TITLES[page]}: {errors[0].strip().splitlines()[0][:120]}")
+            first = (errors[0].strip().splitlines() or ["(no message)"])[0]
+            raise RuntimeError(f"{TITLES[page]}: {first[:120]}")
         if not titled:
             raise RuntimeError(f"{TITLES[page]}: the page did not show its title")
         return took
@@ -843,7 +844,7 @@ def main() -> int:
         "--think",
         type=float,
         default=0.0,
-        help="mean seconds a user pauses before each step (browser mode; 0: all click at once)",
+        help="mean seconds a user pauses before each step (browser and hybrid modes; 0: none)",
     )
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the app server on a kill too
@@ -856,7 +857,7 @@ def main() -> int:
     password = prepare(data_dir, args.products, args.days, max(args.users))
     with open("/proc/loadavg") as f:
         print(f"load average before: {f.read().split()[:3]} on {NCPU} cores", flush=True)
-    if args.mode == "browser":
+    if args.mode in ("browser", "hybrid"):
         print(
             f"think time: {args.think:g} s on average before each step"
             if args.think

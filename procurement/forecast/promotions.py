@@ -148,11 +148,11 @@ def calendar_of(
     n = len(x)
     days = np.arange(n) if days is None else np.asarray(days, dtype=np.int64)
     ahead = np.arange(1, horizon + 1) if ahead is None else np.asarray(ahead, dtype=np.int64)
-    start_days = days[promo.starts].astype(float)
+    first_seen = days[promo.starts]
     # a promotion first seen after a gap (Monday, after a weekend without prices) began on one
     # of the days since the last price: the middle of them
     before = days[np.maximum(promo.starts - 1, 0)]
-    start_days -= np.maximum(days[promo.starts] - before - 1, 0) / 2
+    start_days = first_seen - np.maximum(first_seen - before - 1, 0) / 2
     gaps = np.diff(start_days)[-RECENT:]
     cycle = _median(gaps)
     spread = max(1.0, 1.4826 * _median(np.abs(gaps - cycle)))
