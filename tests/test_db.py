@@ -292,3 +292,42 @@ def test_a_transaction_reads_its_own_prices_and_a_bulk_read_skips_unseen_product
         after = history.load_prices(reader, ten.id, committed=True)
         assert len(before) == 3 and set(after["sku"]) <= {"A", "B", "C"}
         assert after["price"].notna().all()
+
+
+def test_a_savepoint_is_undone_with_its_session_and_waits_for_other_writers(db) -> None:
+    """A write in a savepoint (the assistant's tools, the retrain queue) belongs to the session's
+    transaction: a rollback undoes it. On SQLite the savepoint once began a transaction of its own,
+    so its release committed; and a write after a read inside it failed at once with "database
+    is locked" when another connection had committed meanwhile (a flaky test, a lost click)."""
+    import threading
+
+    with Session(db) as s:
+        s.scalar(select(func.count()).select_from(Product))
+        with s.begin_nested():
+            catalog.get_or_create_tenant(s, "rolled-back")
+        s.rollback()
+    with Session(db) as s:
+        assert catalog.get_tenant(s, "rolled-back") is None
+
+    errors: list[BaseException] = []
+
+    def other_writer() -> None:
+        try:
+            with Session(db) as o, o.begin():
+                catalog.get_or_create_tenant(o, "other")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with Session(db) as s:
+        with s.begin_nested():
+            s.scalar(select(func.count()).select_from(Product))  # a read pins a snapshot
+            t = threading.Thread(target=other_writer)
+            t.start()
+            t.join(0.5)  # the other writer commits now, or waits for this transaction
+            catalog.get_or_create_tenant(s, "mine")
+        s.commit()
+    t.join(30)
+    assert not errors and not t.is_alive()
+    with Session(db) as s:
+        assert catalog.get_tenant(s, "mine") is not None
+        assert catalog.get_tenant(s, "other") is not None

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -22,10 +22,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+def _sqlite_savepoint(conn: Connection, _name: str) -> None:
+    # Python's sqlite3 begins a transaction only before INSERT/UPDATE/DELETE. A SAVEPOINT sent
+    # outside one starts its own, so its RELEASE commits (a rolled-back session keeps the write)
+    # and reads inside it pin a snapshot that a later write cannot upgrade once another
+    # connection has committed ("database is locked" at once, without waiting). Every savepoint
+    # here guards a write: take the write lock first, waiting up to busy_timeout for it.
+    raw = conn.connection.dbapi_connection
+    if raw is not None and not raw.in_transaction:
+        raw.execute("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_savepoint)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_recycle=1800)
 
