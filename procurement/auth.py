@@ -256,10 +256,17 @@ def may_log_in(user: AppUser, settings: Settings, now: dt.datetime | None = None
     return not (user.is_demo and settings.environment == "production")
 
 
-def credentials(session: Session, settings: Settings) -> dict:
-    """The credentials dict streamlit-authenticator wants, holding only users who may log in."""
+def credentials(session: Session, settings: Settings, username: str | None = None) -> dict:
+    """The credentials dict streamlit-authenticator wants, holding only users who may log in:
+    every such user, or only ``username`` (a signed-in run needs no one else's, and reading
+    every account on every click was 6% of the app's work with ten buyers busy)."""
     users = {}
-    for u in user_db.list_users(session):
+    if username is None:
+        accounts = user_db.list_users(session)
+    else:
+        found = user_db.get_user(session, username)
+        accounts = [found] if found is not None else []
+    for u in accounts:
         if may_log_in(u, settings):
             users[u.username] = {
                 "name": u.name,

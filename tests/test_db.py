@@ -331,3 +331,25 @@ def test_a_savepoint_is_undone_with_its_session_and_waits_for_other_writers(db) 
     with Session(db) as s:
         assert catalog.get_tenant(s, "mine") is not None
         assert catalog.get_tenant(s, "other") is not None
+
+
+def test_the_first_and_last_price_dates_are_the_companys_own(session: Session) -> None:
+    """``price_dates`` (where a retrain starts reading) sees only its company's prices."""
+    with session.begin():
+        a = catalog.get_or_create_tenant(session, "early")
+        b = catalog.get_or_create_tenant(session, "late")
+        assert history.price_dates(session, a.id) == (None, None)
+        for ten, days in ((a, ["2025-01-03", "2025-02-10", "2025-01-20"]), (b, ["2026-03-01"])):
+            history.store_prices(
+                session,
+                ten.id,
+                validate_prices(
+                    pd.DataFrame(
+                        {"sku": ["X"] * len(days), "date": days, "price": ["1"] * len(days)}
+                    )
+                ),
+            )
+    import datetime as dt
+
+    assert history.price_dates(session, a.id) == (dt.date(2025, 1, 3), dt.date(2025, 2, 10))
+    assert history.price_dates(session, b.id) == (dt.date(2026, 3, 1), dt.date(2026, 3, 1))
