@@ -450,6 +450,43 @@ def test_the_tools_can_read_and_draft_but_never_approve_send_or_delete() -> None
         assert "company" in params["properties"]  # asked for, then checked by the action
 
 
+def test_reading_tools_leave_the_database_free_and_a_draft_takes_its_lock_until_the_turn_ends(
+    app_engine: Engine, app_env: dict[str, str]
+) -> None:
+    """On SQLite the database has one write lock. A turn of the assistant can last seconds with a
+    language model, so the tools that only read must not hold it; the draft's savepoint takes it
+    (so its write cannot fail half-way) and keeps it until the turn's transaction ends."""
+    import sqlite3
+
+    path = app_env["DATABASE_URL"].removeprefix("sqlite:///")
+
+    def lock_is_free() -> bool:
+        other = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            other.close()
+
+    with open_session(app_engine) as s:
+        ctx = ToolContext(principal(s, "buyer"), s, "demo")
+        for name, args in (
+            ("find_product", {"query": "coffee"}),
+            ("price_history", {"sku": S3}),
+            ("stock_status", {"sku": S3}),
+            ("list_orders", {}),
+        ):
+            assert dispatch(ctx, name, args).error is None, name
+            assert lock_is_free(), name
+        assert dispatch(ctx, "draft_order", {"sku": S3, "quantity": 5}).error is None
+        assert not lock_is_free()
+        s.rollback()
+    assert lock_is_free()
+
+
 def test_tool_arguments_are_checked_before_anything_runs(ses: Session) -> None:
     ctx = ToolContext(principal(ses, "buyer"), ses, "demo")
     assert "missing argument" in (dispatch(ctx, "forecast", {}).error or "")

@@ -139,6 +139,7 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     run: Callable[..., ToolResult]
+    writes: bool = False  # runs in a savepoint of the conversation's transaction
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI-compatible function definition."""
@@ -635,6 +636,7 @@ TOOLS: dict[str, Tool] = {
                 ["sku", "quantity"],
             ),
             draft_order,
+            writes=True,
         ),
         Tool(
             "list_orders",
@@ -718,7 +720,12 @@ def dispatch(ctx: ToolContext, name: str, arguments: Any) -> ToolResult:
         return ToolResult(name, {}, error=f"there is no tool {name!r}")
     try:
         args = _check(tool, arguments)
-        # a savepoint: a refused or failed write leaves the conversation's transaction usable
+        if not tool.writes:
+            return tool.run(ctx, **args)
+        # a savepoint: a refused or failed write leaves the conversation's transaction usable.
+        # Only around writes: on SQLite a savepoint takes the database's one write lock until
+        # the turn ends (``db._sqlite_savepoint``), and a turn with a language model can last
+        # seconds, while a read needs no lock at all
         with ctx.session.begin_nested():
             return tool.run(ctx, **args)
     except PermissionDenied as exc:
