@@ -284,9 +284,13 @@ def test_metrics_endpoint_of_the_real_sidecar_after_a_training_run(db, settings,
                 samples = _samples(text)
             except OSError:
                 text = ""
-            if _value(
-                samples, "procurement_training_runs_total", company="demo", status="done"
-            ) and _value(samples, "procurement_recommendations", company="demo"):
+            # the monitor checks drift, then counts the advice: a check that ran just before
+            # the new model was current has no drift yet, and the next one has it
+            if (
+                _value(samples, "procurement_training_runs_total", company="demo", status="done")
+                and _value(samples, "procurement_recommendations", company="demo")
+                and _value(samples, "procurement_drift_data_psi", company="demo") is not None
+            ):
                 break
             time.sleep(0.5)
         else:
