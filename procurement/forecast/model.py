@@ -736,14 +736,19 @@ def fit_price_model(
     }
     metrics["policy_backtest"] = policy_table
     needs_level = any(v[1] > 0 for v in trust.values()) or trust_default[1] > 0
+    checked = len(train) > params.max_train_rows
+    if checked:
+        # both sampled fits see the same series and dates: check them for gaps and duplicates
+        # once, not once per model (2 s of CPU each at 10,000 products x 730 days)
+        make_forecaster(spec, params, log)._validate_data(train, "unique_id", "ds")
     fits: dict[str, Callable[[], MLForecast]] = {
         "change": lambda: _fit_sampled(
-            make_forecaster(spec, params, log), train, spec, params, exog=source
+            make_forecaster(spec, params, log), train, spec, params, exog=source, checked=checked
         )
     }
     if positive and needs_level:
         fits["level"] = lambda: _fit_sampled(
-            make_level_forecaster(spec, params), price_only(train), spec, params
+            make_level_forecaster(spec, params), price_only(train), spec, params, checked=checked
         )
     say(0.5, f"training LightGBM: {' and '.join(fits)} models on {len(train):,} rows")
     # side by side up to a catalog of some 25,000 products x 730 days; above it one after the
@@ -1065,9 +1070,11 @@ def _fit_sampled(
     spec: FreqSpec,
     params: ModelParams,
     exog: SeriesExog | None = None,
+    checked: bool = False,
 ) -> MLForecast:
     """Fit on a random sample of at most ``max_train_rows`` feature rows: rows of a global
-    model are highly redundant, and a sample trains as well, faster.
+    model are highly redundant, and a sample trains as well, faster. ``checked``: the caller
+    has checked ``train``'s series for gaps and duplicates (mlforecast's ``validate_df``).
 
     Above that size the feature table is never built whole: groups of series are turned into
     features one at a time (every transform is per series, so a group's features are those
@@ -1105,7 +1112,7 @@ def _fit_sampled(
         del part
     feats = pd.concat(parts, ignore_index=True)
     del parts
-    _fit_state(fcst, train, keep)
+    _fit_state(fcst, train, keep, validate=not checked)
     # the state came from the prices alone; the features are the groups' (drivers first)
     fcst.ts.features_order_ = list(local.ts.features_order_)
     y = feats.pop("y").to_numpy()  # the rest is the feature matrix itself, not another copy
@@ -1113,14 +1120,15 @@ def _fit_sampled(
     return fcst
 
 
-def _fit_state(fcst: MLForecast, train: pd.DataFrame, keep: int) -> None:
+def _fit_state(fcst: MLForecast, train: pd.DataFrame, keep: int, validate: bool = True) -> None:
     """What ``preprocess`` leaves for prediction, without its feature table: mlforecast's
     ``TimeSeries._fit`` (series, target transforms), the stateful lag transforms run over the
     whole history (an exponential mean carries its last value; a lag is read from the tail),
     then the tail kept. Mirrors ``TimeSeries._transform`` of mlforecast 1.1; the test
     ``test_sampled_fit_predicts_as_a_full_preprocess_would`` pins it."""
     ts = fcst.ts
-    fcst._validate_data(train, "unique_id", "ds")
+    if validate:
+        fcst._validate_data(train, "unique_id", "ds")
     ts.horizon_features_ = {}
     ts.dropna, ts.as_numpy = True, False
     ts._fit(train, "unique_id", "ds", "y", static_features=[], keep_last_n=keep)
