@@ -33,11 +33,14 @@ signed_in = (
 )
 try:
     with open_session(engine()) as s:
-        # signed out: everyone who may log in (the login form); signed in: only this user
-        creds = auth.credentials(s, settings, signed_in)
         # Who is signed in is read again on every run (one look-up by the unique username), so a
         # user deactivated, locked or demoted since logging in loses that access at the next click.
-        current = auth.principal_for(s, signed_in, settings) if signed_in else None
+        # Signed out: everyone who may log in, for the login form.
+        creds, current = (
+            auth.for_signed_in(s, signed_in, settings)
+            if signed_in
+            else (auth.credentials(s, settings), None)
+        )
 except SQLAlchemyError as exc:
     db_down(exc)
 COOKIE_NAME = "procurement_auth"

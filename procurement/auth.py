@@ -256,27 +256,38 @@ def may_log_in(user: AppUser, settings: Settings, now: dt.datetime | None = None
     return not (user.is_demo and settings.environment == "production")
 
 
-def credentials(session: Session, settings: Settings, username: str | None = None) -> dict:
-    """The credentials dict streamlit-authenticator wants, holding only users who may log in:
-    every such user, or only ``username`` (a signed-in run needs no one else's, and reading
-    every account on every click was 6% of the app's work with ten buyers busy)."""
-    users = {}
-    if username is None:
-        accounts = user_db.list_users(session)
-    else:
-        found = user_db.get_user(session, username)
-        accounts = [found] if found is not None else []
-    for u in accounts:
-        if may_log_in(u, settings):
-            users[u.username] = {
-                "name": u.name,
-                "email": u.email or f"{u.username}@localhost",
-                "password": u.password_hash,
-                "roles": [u.role],
-                "failed_login_attempts": 0,
-                "logged_in": False,
-            }
-    return {"usernames": users}
+def _credential(u: AppUser) -> dict:
+    return {
+        "name": u.name,
+        "email": u.email or f"{u.username}@localhost",
+        "password": u.password_hash,
+        "roles": [u.role],
+        "failed_login_attempts": 0,
+        "logged_in": False,
+    }
+
+
+def credentials(session: Session, settings: Settings) -> dict:
+    """The credentials dict streamlit-authenticator wants, holding only users who may log in."""
+    return {
+        "usernames": {
+            u.username: _credential(u)
+            for u in user_db.list_users(session)
+            if may_log_in(u, settings)
+        }
+    }
+
+
+def for_signed_in(
+    session: Session, username: str, settings: Settings
+) -> tuple[dict, Principal | None]:
+    """The credentials and the principal of a signed-in run, from one look-up of ``username``:
+    its own entry only (reading every account on every click was 6% of the app's work with ten
+    buyers busy), and neither when it may no longer be signed in (see ``principal_for``)."""
+    user = _signable(session, username, settings)
+    if user is None:
+        return {"usernames": {}}, None
+    return {"usernames": {user.username: _credential(user)}}, _principal(user)
 
 
 UNKNOWN_USER = "unknown user"
@@ -351,9 +362,16 @@ def principal_for(session: Session, username: str, settings: Settings) -> Princi
     """Who ``username`` is now, or None if they may not be signed in (unknown, deactivated,
     locked, a demo user in production). One look-up by the unique username: cheap enough for
     every interaction, so a change by an administrator applies to open tabs at once."""
+    user = _signable(session, username, settings)
+    return None if user is None else _principal(user)
+
+
+def _signable(session: Session, username: str, settings: Settings) -> AppUser | None:
     user = user_db.get_user(session, username)
-    if user is None or not may_log_in(user, settings):
-        return None
+    return user if user is not None and may_log_in(user, settings) else None
+
+
+def _principal(user: AppUser) -> Principal:
     return Principal(user.username, user.role, user.tenant_id)
 
 

@@ -88,9 +88,14 @@ def test_wrong_passwords_lock_the_account_until_the_lockout_ends(
         assert auth.principal_for(s, "buyer-a", settings) is None
         assert "viewer-a" in auth.credentials(s, settings)["usernames"]
         # a signed-in run reads only its own user's entry, and none for a locked one
-        assert list(auth.credentials(s, settings, "Viewer-A ")["usernames"]) == ["viewer-a"]
-        assert auth.credentials(s, settings, "buyer-a") == {"usernames": {}}
-        assert auth.credentials(s, settings, "nobody") == {"usernames": {}}
+        creds, who = auth.for_signed_in(s, "Viewer-A ", settings)
+        assert list(creds["usernames"]) == ["viewer-a"]
+        assert (
+            creds["usernames"]["viewer-a"] == auth.credentials(s, settings)["usernames"]["viewer-a"]
+        )
+        assert who == auth.principal_for(s, "viewer-a", settings)
+        assert auth.for_signed_in(s, "buyer-a", settings) == ({"usernames": {}}, None)
+        assert auth.for_signed_in(s, "nobody", settings) == ({"usernames": {}}, None)
         # it stays locked for the whole lockout, and only then may log in again
         assert not auth.may_log_in(user, settings, now=user.locked_until - dt.timedelta(minutes=1))
         assert auth.may_log_in(user, settings, now=user.locked_until + dt.timedelta(seconds=1))
