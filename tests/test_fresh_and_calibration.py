@@ -402,3 +402,65 @@ def test_backtest_demand_features_are_the_same_from_the_sample_of_series_as_from
     assert not np.allclose(
         got[exog[0]].tail(21).to_numpy(), sample[exog[0]].tail(21).to_numpy(), equal_nan=True
     )
+
+
+def _promotion_backtest(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """History and backtest rows of 60 products around 100 that drop 20% in promotions, which
+    end each day with a chance of one in four; the forecast is the expected path."""
+    days, horizon, hazard = 400, 14, 0.25
+    dates = pd.date_range("2025-01-01", periods=days, freq="D")
+    frames, rows = [], []
+    for i in range(60):
+        promo = np.zeros(days, dtype=bool)
+        t = int(rng.integers(0, 30))
+        while t < days:
+            length = int(rng.geometric(hazard))
+            promo[t : t + length] = True
+            t += length + int(rng.integers(20, 40))
+        y = 100 * np.where(promo, 0.8, 1.0) + rng.normal(0, 1.0, days)
+        frames.append(pd.DataFrame({"unique_id": f"P{i:02d}", "ds": dates, "y": y}))
+        for c in range(days - 20 * horizon, days - horizon, 7):
+            steps = np.arange(1, horizon + 1)
+            path = 100 - 20 * (1 - hazard) ** steps if promo[c] else np.full(horizon, 100.0)
+            ahead = slice(c + 1, c + 1 + horizon)
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "unique_id": f"P{i:02d}",
+                        "ds": dates[ahead],
+                        "cutoff": dates[c],
+                        "y": y[ahead],
+                        "naive": y[c],
+                        "lgbm": path,
+                        "pool": True,
+                        "running": promo[c],
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True), pd.concat(rows, ignore_index=True)
+
+
+def test_a_running_promotion_gets_the_chance_of_a_cheaper_day_from_windows_like_it() -> None:
+    frame, cv = _promotion_backtest(np.random.default_rng(3))
+    calib = Calibration.from_backtest(cv.drop(columns="running"), frame, 14, 30)
+    frame2, cv2 = _promotion_backtest(np.random.default_rng(4))
+    running = cv2.groupby(["unique_id", "cutoff"])["running"].first()
+
+    def stated_and_seen(c: Calibration) -> tuple[float, float]:
+        out = c.replay(cv2.drop(columns="running"), frame2)
+        out[["unique_id", "cutoff"]] = out["sku"].str.split("@", expand=True)
+        out["cutoff"] = pd.to_datetime(out["cutoff"])
+        on = out.set_index(["unique_id", "cutoff"]).index.map(running).to_numpy(bool)
+        first = out.groupby("sku")["y"].transform("first")
+        later = on & (out.groupby("sku").cumcount() > 0).to_numpy()
+        return out["p_cheaper"][later].mean(), (out["y"] < first)[later].mean()
+
+    stated, seen = stated_and_seen(calib)
+    # a later day is cheaper than the first mostly when the promotion ended on the first day
+    assert 0.05 < seen < 0.3
+    assert stated == pytest.approx(seen, abs=0.04)
+    # pooled with the windows outside a promotion, the stated chance was far under what came true
+    for pool in calib.pools.values():
+        pool.departure_quantiles = None
+    pooled, _ = stated_and_seen(calib)
+    assert seen - pooled > 0.05

@@ -307,6 +307,22 @@ MIN_MOVED = 50  # moved prices at one step below which all cases describe its ch
 MIN_STEP_SCORES = 100  # errors at one horizon step that give it its own interval quantile
 MIN_POOL_WINDOWS = 30  # backtest windows (product x cutoff) that calibrate a pool of their own
 ACI_STEP = 0.2  # adaptive conformal inference learning rate (Gibbs & Candes, 2021)
+# share of backtest windows at each end of the forecast's departure from the last price whose
+# change errors are told apart from the rest (see ``departure_class``), and the departure, in
+# recent daily moves, that an end must pass at least
+DEPARTURE_TAIL = 0.1
+MIN_DEPARTURE = 1.0
+MIN_DEPARTURE_WINDOWS = 15  # backtest windows that give a departure class its own quantiles
+
+
+def departure_class(departure: np.ndarray, edges: list[float] | None) -> np.ndarray:
+    """0 where the window's mean forecast lies below the last price by more than ``edges[0]``
+    (a promotion is forecast), 2 where it lies above ``edges[1]`` (one is forecast to end), 1
+    otherwise (and where unknown)."""
+    d = np.nan_to_num(np.asarray(departure, dtype=float), nan=0.0)
+    if not edges:
+        return np.ones(len(d), dtype=int)
+    return np.where(d < edges[0], 0, np.where(d > edges[1], 2, 1))
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
@@ -367,6 +383,17 @@ class PoolCalibration:
     # independent windows behind the isotonic map (``_independent_windows``; 0 in models saved
     # before it)
     evidence: float = 0.0
+    # ``departure_class`` edges, and per class (below, near, above the last price), per h:
+    # quantiles on GRID of the scaled change error of the windows of that class, or None where
+    # it had too few (then ``diff_quantiles``); None in models saved before
+    departure_edges: list[float] | None = None
+    departure_quantiles: list[list[list[float]] | None] | None = None
+
+    def change_quantiles(self, step: int, departure: int) -> np.ndarray:
+        """Of the windows of a ``departure_class`` where it has its own (-1: of every window)."""
+        classes = self.departure_quantiles
+        by_class = classes[departure] if classes is not None and departure >= 0 else None
+        return np.asarray(by_class[step] if by_class else self.diff_quantiles[step])
 
     def width(self, level: int, h: np.ndarray) -> np.ndarray:
         """Band half-width in units of the product's volatility scale, per 0-based step."""
@@ -410,6 +437,7 @@ class PoolCalibration:
             else:
                 diffs.append([0.0] * len(GRID))
                 bias.append(0.0)
+        edges, by_departure = (None, None) if centered else _departure_quantiles(cv, horizon, diffs)
         z = cv["abs_err"].to_numpy() / np.asarray(sigma)[cv["h"].to_numpy() - 1]
         ok = np.isfinite(z)
         window = cv["cutoff"].to_numpy()[ok]
@@ -442,7 +470,62 @@ class PoolCalibration:
             change_bias=bias,
             n_scores=int(ok.sum()),
             q_h=q_h,
+            departure_edges=edges,
+            departure_quantiles=by_departure,
         )
+
+
+def _departure_quantiles(
+    cv: pd.DataFrame, horizon: int, pooled: list[list[float]]
+) -> tuple[list[float] | None, list[list[list[float]] | None] | None]:
+    """Change-error quantiles per ``departure_class`` of the window. A window whose forecast
+    leaves the last price (a promotion running that is forecast to end, or one forecast to
+    begin) has wider and skewed change errors: when the move comes on the first day rather than
+    later, every later day is compared with a moved first price. Pooled with the other windows,
+    those in a promotion stated a 3% chance of a cheaper day where 18% came true (seed-11 shelf
+    on business days)."""
+    if "departure" not in cv or horizon < 2:
+        return None, None
+    last = cv[cv["h"] == horizon]
+    d = last["departure"].to_numpy(float)
+    d = d[np.isfinite(d)]
+    if len(d) < 3 * MIN_DEPARTURE_WINDOWS:
+        return None, None
+    lo, hi = np.quantile(d, [DEPARTURE_TAIL, 1 - DEPARTURE_TAIL])
+    edges = [float(min(lo, -MIN_DEPARTURE)), float(max(hi, MIN_DEPARTURE))]
+    cls = departure_class(cv["departure"].to_numpy(), edges)
+    # A class holds a tenth of the windows or less: too few for quantiles of its own at every
+    # step. It gets the shape of its errors instead, pooled over the steps in units of each
+    # step's median and interquartile range of all windows, and each step's own location and
+    # spread.
+    q = np.asarray(pooled)
+    med, spread = q[:, 100], q[:, 150] - q[:, 50]  # GRID: 0.5, 0.75 and 0.25
+    out: list[list[list[float]] | None] = []
+    for c in (0, 1, 2):
+        part = cv[(cls == c) & (cv["h"] > 1) & cv["change_err"].notna()]
+        if (part["h"] == horizon).sum() < MIN_DEPARTURE_WINDOWS:
+            out.append(None)
+            continue
+        if "moved" in part and part["moved"].sum() >= MIN_MOVED:
+            part = part[part["moved"].to_numpy(bool)]
+        step = part["h"].to_numpy() - 1
+        ok = spread[step] > 0
+        u = (part["change_err"].to_numpy()[ok] - med[step][ok]) / spread[step][ok]
+        if not len(u):
+            out.append(None)
+            continue
+        shape = np.quantile(u, GRID)
+        per = []
+        for h in range(horizon):
+            own = part["change_err"].to_numpy()[step == h]
+            if h > 0 and len(own) >= MIN_STEP_SCORES:  # enough for quantiles of the step's own
+                per.append(np.quantile(own, GRID).tolist())
+            elif h > 0 and spread[h] > 0:
+                per.append((med[h] + spread[h] * shape).tolist())
+            else:
+                per.append(pooled[h])
+        out.append(per)
+    return (edges, out) if any(o is not None for o in out) else (None, None)
 
 
 @dataclass
@@ -540,7 +623,7 @@ class Calibration:
         below the price on the first forecast date), ``p_not_dearer`` (not above it) and
         ``expected_saving`` (per unit, against buying on the first date) to a frame with sku,
         date, y_pred (and optionally ``scale``, and ``unchanged``: the chance that the price has
-        not moved since the first date). ``pools``: per row, True where the product's forecast
+        not moved since the first date; and ``last``: the last price before it). ``pools``: per row, True where the product's forecast
         follows the model."""
         fc = fc.assign(_trusted=True if pools is None else np.asarray(pools, dtype=bool))
         fc = fc.sort_values(["sku", "date"]).reset_index(drop=True)
@@ -559,6 +642,11 @@ class Calibration:
         bands = {k: np.full(len(fc), np.nan) for k in ("lo_80", "hi_80", "lo_95", "hi_95")}
         trusted = fc["_trusted"].to_numpy(bool)
         still = self._unchanged(fc, h)
+        departure = None  # unknown without the last price: every window's change errors
+        if "last" in fc:
+            # how far the forecast leaves the last price, in the product's recent daily moves
+            mean = fc.groupby("sku")["y_pred"].transform("mean").to_numpy()
+            departure = (mean - fc["last"].to_numpy(float)) / s
         for flag in (True, False):
             in_pool = trusted == flag
             if not in_pool.any():
@@ -568,15 +656,24 @@ class Calibration:
                 width = cal.width(level, h[in_pool]) * s[in_pool]
                 bands[f"lo_{level}"][in_pool] = y_pred[in_pool] - width
                 bands[f"hi_{level}"][in_pool] = y_pred[in_pool] + width
+            cls = (
+                np.full(len(fc), -1)
+                if departure is None
+                else departure_class(departure, cal.departure_edges)
+            )
             for step in np.unique(h[in_pool]):
-                m = in_pool & (h == step)
-                bias[m] = cal.change_bias[step]
-                qs = np.asarray(cal.diff_quantiles[step])
-                if step == 0 or np.ptp(qs) == 0:
+                bias[in_pool & (h == step)] = cal.change_bias[step]
+                if step == 0:
                     continue
-                # P(y_h < y_1) = P(change_err < -(yhat_h - yhat_1)/scale), off the empirical CDF
-                raw = np.interp(z[m], qs, GRID, left=0.0, right=1.0) * (1.0 - still[m])
-                p[m] = np.clip(cal.recalibrate(raw), P_FLOOR, P_CEIL)
+                for c in np.unique(cls[in_pool & (h == step)]):
+                    m = in_pool & (h == step) & (cls == c)
+                    qs = cal.change_quantiles(step, c)
+                    if np.ptp(qs) == 0:
+                        continue
+                    # P(y_h < y_1) = P(change_err < -(yhat_h - yhat_1)/scale), off the empirical
+                    # CDF
+                    raw = np.interp(z[m], qs, GRID, left=0.0, right=1.0) * (1.0 - still[m])
+                    p[m] = np.clip(cal.recalibrate(raw), P_FLOOR, P_CEIL)
         for k, v in bands.items():
             fc[k] = v
         fc["p_cheaper"] = p
@@ -584,7 +681,7 @@ class Calibration:
         fc["p_not_dearer"] = np.where(h == 0, 0.0, np.clip(p + still, P_FLOOR, P_CEIL))
         # E[y_1 - y_h] = (yhat_1 - yhat_h) - scale * E[change error]
         fc["expected_saving"] = np.where(h == 0, 0.0, first - y_pred - s * bias)
-        return fc.drop(columns=[c for c in ("_trusted", "unchanged") if c in fc])
+        return fc.drop(columns=[c for c in ("_trusted", "unchanged", "last") if c in fc])
 
     def _unchanged(self, fc: pd.DataFrame, h: np.ndarray) -> np.ndarray:
         """Per row: the chance that the price has not moved from the first forecast date (the
@@ -627,10 +724,11 @@ class Calibration:
             on=["unique_id", "cutoff", "k"],
             how="left",
         )
-        return self.apply(
-            rows[["sku", "date", "y_pred", "scale", "y", "unchanged"]],
-            pools=rows.get("pool"),
-        )
+        cols = ["sku", "date", "y_pred", "scale", "y", "unchanged"]
+        if "naive" in rows:
+            rows = rows.assign(last=rows["naive"])
+            cols.append("last")
+        return self.apply(rows[cols], pools=rows.get("pool"))
 
 
 def _shrunk_mean(x: np.ndarray, n_eff: float) -> float:
@@ -685,6 +783,9 @@ def _with_errors(cv: pd.DataFrame, rs: pd.DataFrame) -> pd.DataFrame:
     first = cv.groupby(["unique_id", "cutoff"])[["y", "lgbm"]].transform("first")
     cv["change_err"] = ((cv["y"] - first["y"]) - (cv["lgbm"] - first["lgbm"])).to_numpy() / s
     cv["moved"] = ~_same_price(cv["y"], first["y"])
+    if "naive" in cv:
+        mean = cv.groupby(["unique_id", "cutoff"])["lgbm"].transform("mean")
+        cv["departure"] = (mean - cv["naive"]).to_numpy() / s
     return cv
 
 

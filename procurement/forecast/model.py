@@ -428,8 +428,8 @@ class PriceModel:
             promo = self._calendar_prices(fc)
             fc["y_pred"] = mix(fc["y_pred"].to_numpy(float), promo)
             trusted |= np.isfinite(promo)
-        out = fc.drop(columns=[c for c in ("change", "level", "naive") if c in fc])
-        out = self.calibration.apply(out, pools=trusted)
+        out = fc.drop(columns=[c for c in ("change", "level") if c in fc])
+        out = self.calibration.apply(out.rename(columns={"naive": "last"}), pools=trusted)
         if self.on_logs:
             # the bands are additive; a price this model forecasts is above zero, and a band
             # below it (a monthly oil price's 95% band a year ahead reached -30 USD) says nothing
