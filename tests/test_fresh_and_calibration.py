@@ -464,3 +464,18 @@ def test_a_running_promotion_gets_the_chance_of_a_cheaper_day_from_windows_like_
         pool.departure_quantiles = None
     pooled, _ = stated_and_seen(calib)
     assert seen - pooled > 0.05
+
+
+def test_products_that_move_together_do_not_split_their_few_market_moves_into_classes() -> None:
+    frame, cv = _promotion_backtest(np.random.default_rng(3))
+    independent = Calibration.from_backtest(cv.drop(columns="running"), frame, 14, 30)
+    assert independent.pools["model"].departure_quantiles is not None
+    # sixty copies of one product: as many windows, the evidence of one product's
+    one = [frame["unique_id"] == "P00", cv["unique_id"] == "P00"]
+    copies = [
+        pd.concat([part[keep].assign(unique_id=f"P{i:02d}") for i in range(60)])
+        for part, keep in zip((frame, cv), one, strict=True)
+    ]
+    together = Calibration.from_backtest(copies[1].drop(columns="running"), copies[0], 14, 30)
+    assert together.pools["all"].departure_quantiles is None
+    assert together.pools["model"].departure_quantiles is None

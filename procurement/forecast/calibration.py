@@ -437,7 +437,9 @@ class PoolCalibration:
             else:
                 diffs.append([0.0] * len(GRID))
                 bias.append(0.0)
-        edges, by_departure = (None, None) if centered else _departure_quantiles(cv, horizon, diffs)
+        edges, by_departure = (
+            (None, None) if centered else _departure_quantiles(cv, horizon, diffs, n_eff)
+        )
         z = cv["abs_err"].to_numpy() / np.asarray(sigma)[cv["h"].to_numpy() - 1]
         ok = np.isfinite(z)
         window = cv["cutoff"].to_numpy()[ok]
@@ -476,7 +478,7 @@ class PoolCalibration:
 
 
 def _departure_quantiles(
-    cv: pd.DataFrame, horizon: int, pooled: list[list[float]]
+    cv: pd.DataFrame, horizon: int, pooled: list[list[float]], n_eff: float
 ) -> tuple[list[float] | None, list[list[list[float]] | None] | None]:
     """Change-error quantiles per ``departure_class`` of the window. A window whose forecast
     leaves the last price (a promotion running that is forecast to end, or one forecast to
@@ -489,7 +491,11 @@ def _departure_quantiles(
     last = cv[cv["h"] == horizon]
     d = last["departure"].to_numpy(float)
     d = d[np.isfinite(d)]
-    if len(d) < 3 * MIN_DEPARTURE_WINDOWS:
+    # a class's windows count as independent evidence as far as the backtest's do: where
+    # products move together, the tenth of their windows in which the forecast fell furthest
+    # are a few market moves, not a distribution
+    independent = min(1.0, n_eff / len(d)) if len(d) else 0.0
+    if len(d) * independent < 3 * MIN_DEPARTURE_WINDOWS:
         return None, None
     lo, hi = np.quantile(d, [DEPARTURE_TAIL, 1 - DEPARTURE_TAIL])
     edges = [float(min(lo, -MIN_DEPARTURE)), float(max(hi, MIN_DEPARTURE))]
@@ -503,7 +509,7 @@ def _departure_quantiles(
     out: list[list[list[float]] | None] = []
     for c in (0, 1, 2):
         part = cv[(cls == c) & (cv["h"] > 1) & cv["change_err"].notna()]
-        if (part["h"] == horizon).sum() < MIN_DEPARTURE_WINDOWS:
+        if (part["h"] == horizon).sum() * independent < MIN_DEPARTURE_WINDOWS:
             out.append(None)
             continue
         if "moved" in part and part["moved"].sum() >= MIN_MOVED:
@@ -547,13 +553,18 @@ class Calibration:
         vol_window: int,
         all_frame: pd.DataFrame | None = None,
         all_observed: np.ndarray | None = None,
+        departures: bool = True,
     ) -> Calibration:
-        """``cv``: backtest rows (with ``pool``: True where the product follows the model);
+        """``departures``: tell windows apart by their ``departure_class`` (daily prices, where
+        promotions run; weekly and monthly ones have none, as they have no promotion calendar).
+        ``cv``: backtest rows (with ``pool``: True where the product follows the model);
         ``frame``: history of the backtested series; ``all_frame``: of every series (their
         current volatility scales the intervals at prediction time), ``all_observed`` its flag
         of rows with a price of their own."""
         rs = recent_scale(frame, vol_window)
         cv = _with_errors(cv, rs)
+        if not departures:
+            cv = cv.drop(columns="departure", errors="ignore")
         pools: dict[str, PoolCalibration] = {"all": PoolCalibration.fit(cv, horizon)}
         if "pool" in cv:
             part = cv[cv["pool"]]

@@ -708,6 +708,7 @@ def fit_price_model(
         spec.vol_window,
         all_frame=frame,
         all_observed=observed.to_numpy(bool),
+        departures=spec.freq in ("D", "B"),
     )
     replayed = calib.replay(cv, cv_frame)
     seen = replayed["y"].notna()
