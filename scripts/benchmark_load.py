@@ -161,14 +161,14 @@ def _rss_mb(pids: list[int]) -> float:
 class Meter:
     """Samples the app's RSS (peak) and the CPU used by the app and by the client processes."""
 
-    def __init__(self, app_pid: int | None) -> None:
-        self.app_pid = app_pid
+    def __init__(self, app_pids: list[int] | None) -> None:
+        self.app_pids = app_pids
         self.peak_rss = 0.0
         self._stop = threading.Event()
 
     def _split(self) -> tuple[list[int], list[int]]:
         kids = _children()
-        app = _tree(self.app_pid, kids) if self.app_pid else [os.getpid()]
+        app = [q for p in self.app_pids for q in _tree(p, kids)] if self.app_pids else [os.getpid()]
         client = [p for p in _tree(os.getpid(), kids) if p not in app and p != os.getpid()]
         return app, client
 
@@ -421,7 +421,7 @@ async def browser_round(
     n: int,
     password: str,
     first_sku: int,
-    app_pid: int,
+    app_pids: list[int],
     timeout_ms: int,
     products: int,
     think: float = 0.0,
@@ -432,7 +432,7 @@ async def browser_round(
     r = Round(n)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        with Meter(app_pid) as m:
+        with Meter(app_pids) as m:
             t = time.perf_counter()
             await asyncio.gather(
                 *(
@@ -578,7 +578,7 @@ async def hybrid_round(
     n: int,
     password: str,
     first_sku: int,
-    app_pid: int,
+    app_pids: list[int],
     timeout_ms: int,
     products: int,
     think: float,
@@ -596,7 +596,7 @@ async def hybrid_round(
     others = [f"SKU-{half + 1 + (k % (products - half)):05d}" for k in range(products)]
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        with Meter(app_pid) as m:
+        with Meter(app_pids) as m:
             t = time.perf_counter()
             loaders = [
                 asyncio.create_task(
@@ -633,11 +633,12 @@ async def hybrid_round(
     return r, load
 
 
-def start_app(data_dir: Path, port: int) -> subprocess.Popen:
+def start_app(data_dir: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{data_dir}/app.db",
         "MODEL_DIR": f"{data_dir}/models",
+        **(env or {}),
     }
     proc = subprocess.Popen(
         [
@@ -660,17 +661,72 @@ def start_app(data_dir: Path, port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    _wait_healthy(proc, port)
+    return proc
+
+
+def _wait_healthy(proc: subprocess.Popen, port: int) -> None:
     import urllib.request
 
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return proc
+                return
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError("the app did not start")
+    raise RuntimeError(f"nothing healthy on port {port}")
+
+
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "templates" / "default.conf.template"
+
+
+def nginx_conf(listen: str, servers: list[str], prefix: Path) -> str:
+    """The deployment's proxy configuration (``deploy/nginx``) for processes on this machine,
+    in a main configuration that keeps nginx's files under ``prefix``."""
+    http = (
+        NGINX_TEMPLATE.read_text()
+        .replace("${APP_SERVERS}", " ".join(f"server {s};" for s in servers))
+        .replace("${LISTEN}", listen)
+    )
+    temp = "\n".join(
+        f"    {k}_temp_path {prefix / k};"
+        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        f"worker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log stderr warn;\n"
+        f"events {{ worker_connections 4096; }}\n"
+        f"http {{\n    access_log off;\n{temp}\n{http}\n}}\n"
+    )
+
+
+def start_replicas(data_dir: Path, port: int, replicas: int) -> list[subprocess.Popen]:
+    """One app process on ``port``, or ``replicas`` of them behind nginx on ``port`` (the proxy
+    is the list's last process)."""
+    if replicas <= 1:
+        return [start_app(data_dir, port)]
+    import secrets
+    import shutil
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        sys.exit("nginx is not installed (apt-get install -y nginx)")
+    # one secret for Streamlit's XSRF cookie in every replica, as in docker-compose.yml
+    env = {"STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_urlsafe(32)}
+    ports = [port + 1 + i for i in range(replicas)]
+    procs = [start_app(data_dir, p, env) for p in ports]
+    prefix = data_dir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_conf(f"127.0.0.1:{port}", [f"127.0.0.1:{p}" for p in ports], prefix))
+    proxy = subprocess.Popen(
+        [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _wait_healthy(proxy, port)
+    return [*procs, proxy]
 
 
 def run_browser(
@@ -681,14 +737,15 @@ def run_browser(
 
     if chromium_path() is None:
         sys.exit("chromium is not installed (apt-get install -y chromium)")
-    proc = start_app(data_dir, args.port)
+    procs = start_replicas(data_dir, args.port, args.replicas)
+    pids = [p.pid for p in procs]
     base = f"http://127.0.0.1:{args.port}"
     timeout_ms = int(args.timeout * 1000)
     rounds = []
     try:
         # warm-up: the first user loads the model and the company's advice into the caches
         warm = asyncio.run(
-            browser_round(base, 1, password, args.products, proc.pid, timeout_ms, args.products)
+            browser_round(base, 1, password, args.products, pids, timeout_ms, args.products)
         )
         print(
             f"warm-up (model load, first advice): {warm.wall:.1f} s, errors: {warm.errors}",
@@ -701,7 +758,7 @@ def run_browser(
             if loads is None:
                 r = asyncio.run(
                     browser_round(
-                        base, n, password, sku, proc.pid, timeout_ms, args.products, args.think
+                        base, n, password, sku, pids, timeout_ms, args.products, args.think
                     )
                 )
                 sku += n
@@ -713,7 +770,7 @@ def run_browser(
                         n,
                         password,
                         sku,
-                        proc.pid,
+                        pids,
                         timeout_ms,
                         args.products,
                         args.think,
@@ -728,11 +785,13 @@ def run_browser(
             extra = f", protocol users: {len(loads[-1].errors)} errors" if loads else ""
             print(f"N={n}: {r.wall:.1f} s, {len(r.errors)} errors{extra}", flush=True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return rounds
 
 
@@ -839,6 +898,12 @@ def main() -> int:
     p.add_argument("--products", type=int, default=200)
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--port", type=int, default=8599)
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="app processes behind nginx (deploy/nginx) on --port, each on the next port",
+    )
     p.add_argument("--timeout", type=float, default=180, help="seconds a page may take")
     p.add_argument(
         "--think",

@@ -107,3 +107,57 @@ def test_compose_has_app_scheduler_and_mysql() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     for service in ("  app:", "  scheduler:", "  db:", "procurement.scheduler", "mysql:8"):
         assert service in text
+
+
+@needs_compose
+def test_the_proxy_sends_buyers_to_every_app_replica() -> None:
+    import yaml
+
+    r = _config("--no-interpolate", **SECRETS)
+    assert r.returncode == 0, r.stderr
+    services = yaml.safe_load(r.stdout)["services"]
+    # the app replicas: the image's own command (Streamlit), behind the proxy
+    replicas = [
+        name
+        for name, svc in services.items()
+        if "build" in svc and "command" not in svc and "profiles" not in svc
+    ]
+    assert len(replicas) >= 2
+    proxy = services["proxy"]
+    servers = proxy["environment"]["APP_SERVERS"]
+    listed = sorted(s.strip() for s in servers.split(";") if s.strip())
+    assert listed == sorted(f"server {n}:8501" for n in replicas)
+    assert proxy["ports"] and all("8501" in str(p) for p in proxy["ports"])
+    for name in replicas:  # only the proxy is published; the replicas share one cookie secret
+        assert "ports" not in services[name]
+        env = services[name]["environment"]
+        assert (
+            env["STREAMLIT_SERVER_COOKIE_SECRET"]
+            == services[replicas[0]]["environment"]["STREAMLIT_SERVER_COOKIE_SECRET"]
+        )
+
+
+def test_the_proxy_configuration_is_valid_nginx(tmp_path: Path) -> None:
+    # Debian's nginx is in /usr/sbin, which a user's PATH may not hold
+    sbin = Path("/usr/sbin/nginx")
+    nginx = str(sbin) if sbin.exists() else require_tool("nginx", "nginx")
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchmark_load import nginx_conf
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(nginx_conf("127.0.0.1:8599", ["127.0.0.1:8600", "127.0.0.1:8601"], tmp_path))
+    r = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    text = conf.read_text()
+    # a browser stays with the replica its first request got (its session, uploads and
+    # downloads live there), and websockets pass through
+    assert "hash $replica consistent" in text and "procurement_replica=$replica" in text
+    assert "server 127.0.0.1:8600;" in text and "server 127.0.0.1:8601;" in text
+    assert "proxy_set_header Upgrade $http_upgrade" in text
