@@ -682,14 +682,20 @@ def _wait_healthy(proc: subprocess.Popen, port: int) -> None:
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "templates" / "default.conf.template"
 
 
-def nginx_conf(listen: str, servers: list[str], prefix: Path) -> str:
+def nginx_conf(listen: str, servers: list[str], prefix: Path, reveal: bool = False) -> str:
     """The deployment's proxy configuration (``deploy/nginx``) for processes on this machine,
-    in a main configuration that keeps nginx's files under ``prefix``."""
+    in a main configuration that keeps nginx's files under ``prefix``. ``reveal``: every
+    response says which replica answered (``X-Replica``; for tests, not in the deployment)."""
     http = (
         NGINX_TEMPLATE.read_text()
         .replace("${APP_SERVERS}", " ".join(f"server {s};" for s in servers))
         .replace("${LISTEN}", listen)
     )
+    if reveal:
+        cookie = "        add_header Set-Cookie"
+        http = http.replace(
+            cookie, "        add_header X-Replica $upstream_addr always;\n" + cookie
+        )
     temp = "\n".join(
         f"    {k}_temp_path {prefix / k};"
         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")

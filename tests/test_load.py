@@ -1,13 +1,17 @@
 """Many buyers at once, in real browsers: five browser contexts (five users with their own
-cookies) use one `streamlit run` process at the same time."""
+cookies) use one `streamlit run` process at the same time; two app processes behind the proxy
+keep each browser on its own."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from conftest import PASSWORD
-from test_e2e import app_url, need_chromium  # noqa: F401  (app_url is a fixture)
+from conftest import PASSWORD, require_tool
+from test_e2e import _free_port, app_url, need_chromium  # noqa: F401  (app_url is a fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -191,3 +195,102 @@ def test_the_load_benchmarks_protocol_users_get_pages_only_with_a_valid_login_co
     times, refused = asyncio.run(both())
     assert all(len(t) == 3 and all(s > 0 for s in t) for t in times)
     assert refused == "Product: the page did not show its title"
+
+
+@pytest.fixture
+def replicas_url(app_env, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Two app processes behind nginx with the deployment's configuration (deploy/nginx), each
+    response saying which replica answered."""
+    import benchmark_load as bl  # scripts/, on the path through test_e2e
+
+    need_chromium()
+    sbin = Path("/usr/sbin/nginx")
+    nginx = str(sbin) if sbin.exists() else require_tool("nginx", "nginx")
+    env = {**app_env, "STREAMLIT_SERVER_COOKIE_SECRET": "test-only-" + "s" * 32}
+    ports = [_free_port() for _ in range(3)]
+    procs = []
+    try:
+        procs = [bl.start_app(tmp_path, p, env) for p in ports[1:]]
+        conf = tmp_path / "nginx.conf"
+        servers = [f"127.0.0.1:{p}" for p in ports[1:]]
+        conf.write_text(bl.nginx_conf(f"127.0.0.1:{ports[0]}", servers, tmp_path, reveal=True))
+        procs.append(
+            subprocess.Popen(
+                [nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        bl._wait_healthy(procs[-1], ports[0])
+        yield f"http://127.0.0.1:{ports[0]}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=20)
+
+
+async def _on_each_replica(base: str, exe: str) -> dict[str, list[str]]:
+    """Browsers until each replica has one (at most 20); each logs in, uploads a price file on
+    the Data page and reloads. Returns per replica the replicas that answered its browser."""
+    from playwright.async_api import async_playwright
+    from screenshot import CHROMIUM_ARGS  # scripts/, on the path through test_e2e
+
+    prices = "sku,date,price\nSKU-00001,2026-01-05,10.5\nSKU-00002,2026-01-05,11.25\n"
+    seen: dict[str, list[str]] = {}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            for _ in range(20):
+                context = await browser.new_context(viewport={"width": 1280, "height": 900})
+                page = await context.new_page()
+                first = await page.goto(base + "/", wait_until="domcontentloaded")
+                assert first is not None
+                replica = first.headers["x-replica"]
+                if replica in seen:
+                    await context.close()
+                    continue
+                answered: list[str] = []
+                page.on(
+                    "response",
+                    lambda r, a=answered: (
+                        a.append(r.headers["x-replica"])  # type: ignore[misc]
+                        if "x-replica" in r.headers
+                        else None
+                    ),
+                )
+                problems: list[str] = []
+                await page.wait_for_selector("[data-testid='stForm']", timeout=TIMEOUT_MS)
+                await page.wait_for_function(IDLE, timeout=TIMEOUT_MS)
+                await page.wait_for_timeout(1000)  # the first run re-renders the form once
+                await page.get_by_label("Username").fill("buyer")
+                await page.locator("input[aria-label=Password]").fill(PASSWORD)
+                await page.get_by_role("button", name="Login").click()
+                await _shown(page, "Overview", "[data-testid='stDataFrame']", problems, replica)
+                assert await _has_cookie(context)
+                await page.goto(base + "/data", wait_until="domcontentloaded")
+                await page.wait_for_selector("input[type=file]", state="attached")
+                # the file goes to the replica of the session (a PUT to Streamlit's upload
+                # endpoint, checked against its XSRF cookie): anywhere else it is refused
+                await page.locator("input[type=file]").set_input_files(
+                    files=[{"name": "p.csv", "mimeType": "text/csv", "buffer": prices.encode()}]
+                )
+                await page.wait_for_selector("text=valid rows for 2 products", timeout=TIMEOUT_MS)
+                assert await _after_reload(page), f"{replica}: the reload asked to log in"
+                assert not problems, problems
+                seen[replica] = answered
+                await context.close()
+                if len(seen) == 2:
+                    break
+        finally:
+            await browser.close()
+    return seen
+
+
+def test_two_app_replicas_behind_the_proxy_keep_each_browser_on_its_own(replicas_url) -> None:
+    """docker-compose runs the app as two replicas behind nginx: a browser's requests all go to
+    the replica its first one reached, so its login, uploads and reloads work on either."""
+    seen = asyncio.run(_on_each_replica(replicas_url, need_chromium()))
+    assert len(seen) == 2, f"every browser went to {list(seen)}"
+    for replica, answered in seen.items():
+        assert answered and set(answered) == {replica}, (replica, set(answered))
