@@ -4,6 +4,7 @@ step, the shrunk change bias, and the drivers' moves over windows."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,25 @@ def test_adaptive_level_widens_after_misses_and_never_narrows_below_nominal() ->
     assert _adaptive_level(turning, window, 0.8) > 0.85
 
 
+def _window(
+    uid: str, dates: pd.DatetimeIndex, y: np.ndarray, c: int, horizon: int, path: Any, **extra: Any
+) -> pd.DataFrame:
+    """Backtest rows of one window: the forecast ``path`` of the ``horizon`` days after
+    position ``c``."""
+    ahead = slice(c + 1, c + 1 + horizon)
+    return pd.DataFrame(
+        {
+            "unique_id": uid,
+            "ds": dates[ahead],
+            "cutoff": dates[c],
+            "y": y[ahead],
+            "naive": y[c],
+            "lgbm": path,
+            **extra,
+        }
+    )
+
+
 def _shelf_backtest(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     """History and backtest rows of 40 mean-reverting products forecast by a model (their
     level) and 20 random walks left at their last price."""
@@ -132,22 +152,8 @@ def _shelf_backtest(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFram
             y[t] = y[t - 1] + shock if walk else 100 + 0.5 * (y[t - 1] - 100) + shock
         frames.append(pd.DataFrame({"unique_id": f"P{i:02d}", "ds": dates, "y": y}))
         for c in range(days - 9 * horizon, days - horizon, horizon):
-            ahead = slice(c + 1, c + 1 + horizon)
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "unique_id": f"P{i:02d}",
-                        "ds": dates[ahead],
-                        "cutoff": dates[c],
-                        "y": y[ahead],
-                        "naive": y[c],
-                        "lgbm": y[c]
-                        if walk
-                        else 100 + 0.5 ** np.arange(1, horizon + 1) * (y[c] - 100),
-                        "pool": not walk,
-                    }
-                )
-            )
+            path = y[c] if walk else 100 + 0.5 ** np.arange(1, horizon + 1) * (y[c] - 100)
+            rows.append(_window(f"P{i:02d}", dates, y, c, horizon, path, pool=not walk))
     return pd.concat(frames, ignore_index=True), pd.concat(rows, ignore_index=True)
 
 
@@ -422,20 +428,8 @@ def _promotion_backtest(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.Data
         for c in range(days - 20 * horizon, days - horizon, 7):
             steps = np.arange(1, horizon + 1)
             path = 100 - 20 * (1 - hazard) ** steps if promo[c] else np.full(horizon, 100.0)
-            ahead = slice(c + 1, c + 1 + horizon)
             rows.append(
-                pd.DataFrame(
-                    {
-                        "unique_id": f"P{i:02d}",
-                        "ds": dates[ahead],
-                        "cutoff": dates[c],
-                        "y": y[ahead],
-                        "naive": y[c],
-                        "lgbm": path,
-                        "pool": True,
-                        "running": promo[c],
-                    }
-                )
+                _window(f"P{i:02d}", dates, y, c, horizon, path, pool=True, running=promo[c])
             )
     return pd.concat(frames, ignore_index=True), pd.concat(rows, ignore_index=True)
 
