@@ -633,8 +633,9 @@ class Calibration:
         """Add lo/hi 80/95 bands, ``p_cheaper`` (probability that the price on that date is
         below the price on the first forecast date), ``p_not_dearer`` (not above it) and
         ``expected_saving`` (per unit, against buying on the first date) to a frame with sku,
-        date, y_pred (and optionally ``scale``, and ``unchanged``: the chance that the price has
-        not moved since the first date; and ``last``: the last price before it). ``pools``: per row, True where the product's forecast
+        date, y_pred (and optionally ``scale``; ``unchanged``: the chance that the price has not
+        moved since the first date; ``last``: the last price before the first date, which picks
+        the window's ``departure_class``). ``pools``: per row, True where the product's forecast
         follows the model."""
         fc = fc.assign(_trusted=True if pools is None else np.asarray(pools, dtype=bool))
         fc = fc.sort_values(["sku", "date"]).reset_index(drop=True)
@@ -681,8 +682,8 @@ class Calibration:
                     qs = cal.change_quantiles(step, c)
                     if np.ptp(qs) == 0:
                         continue
-                    # P(y_h < y_1) = P(change_err < -(yhat_h - yhat_1)/scale), off the empirical
-                    # CDF
+                    # P(y_h < y_1) = P(change_err < -(yhat_h - yhat_1)/scale), off the
+                    # empirical CDF of the window's class
                     raw = np.interp(z[m], qs, GRID, left=0.0, right=1.0) * (1.0 - still[m])
                     p[m] = np.clip(cal.recalibrate(raw), P_FLOOR, P_CEIL)
         for k, v in bands.items():
