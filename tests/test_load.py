@@ -232,7 +232,8 @@ def replicas_url(app_env, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped
 
 async def _on_each_replica(base: str, exe: str) -> dict[str, list[str]]:
     """Browsers until each replica has one (at most 20); each logs in, uploads a price file on
-    the Data page and reloads. Returns per replica the replicas that answered its browser."""
+    the Data page, reloads and downloads the recommendations. Returns per replica the replicas
+    that answered its browser."""
     from playwright.async_api import async_playwright
     from screenshot import CHROMIUM_ARGS  # scripts/, on the path through test_e2e
 
@@ -277,6 +278,15 @@ async def _on_each_replica(base: str, exe: str) -> dict[str, list[str]]:
                 )
                 await page.wait_for_selector("text=valid rows for 2 products", timeout=TIMEOUT_MS)
                 assert await _after_reload(page), f"{replica}: the reload asked to log in"
+                # a download is a file the session's replica holds (Streamlit's media files)
+                await page.goto(base + "/recommendations", wait_until="domcontentloaded")
+                await _shown(
+                    page, "Recommendations", "[data-testid='stDataFrame']", problems, replica
+                )
+                async with page.expect_download(timeout=TIMEOUT_MS) as download:
+                    await page.get_by_role("button", name="Download CSV").click()
+                saved = await (await download.value).path()
+                assert saved.read_text().startswith("sku,"), saved.read_text()[:80]
                 assert not problems, problems
                 seen[replica] = answered
                 await context.close()
@@ -289,7 +299,8 @@ async def _on_each_replica(base: str, exe: str) -> dict[str, list[str]]:
 
 def test_two_app_replicas_behind_the_proxy_keep_each_browser_on_its_own(replicas_url) -> None:
     """docker-compose runs the app as two replicas behind nginx: a browser's requests all go to
-    the replica its first one reached, so its login, uploads and reloads work on either."""
+    the replica its first one reached, so its login, uploads, reloads and downloads work on
+    either."""
     seen = asyncio.run(_on_each_replica(replicas_url, need_chromium()))
     assert len(seen) == 2, f"every browser went to {list(seen)}"
     for replica, answered in seen.items():
