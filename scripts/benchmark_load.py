@@ -701,10 +701,37 @@ def nginx_conf(listen: str, servers: list[str], prefix: Path, reveal: bool = Fal
         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return (
-        f"worker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log stderr warn;\n"
+        f"worker_processes 1;\npid {prefix / 'nginx.pid'};\n"
+        f"error_log {prefix / 'error.log'} warn;\n"
         f"events {{ worker_connections 4096; }}\n"
         f"http {{\n    access_log off;\n{temp}\n{http}\n}}\n"
     )
+
+
+def nginx_path() -> str | None:
+    """Debian's nginx (in /usr/sbin, which a user's PATH may not hold), or None."""
+    import shutil
+
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    return found if Path(found).exists() else None
+
+
+def start_proxy(
+    nginx: str, prefix: Path, port: int, app_ports: list[int], reveal: bool = False
+) -> subprocess.Popen:
+    """nginx on ``port`` in front of the app processes on ``app_ports`` (``nginx_conf``), its
+    files and error log under ``prefix``."""
+    prefix.mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    servers = [f"127.0.0.1:{p}" for p in app_ports]
+    conf.write_text(nginx_conf(f"127.0.0.1:{port}", servers, prefix, reveal))
+    proxy = subprocess.Popen(
+        [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_healthy(proxy, port)
+    return proxy
 
 
 def start_replicas(data_dir: Path, port: int, replicas: int) -> list[subprocess.Popen]:
@@ -713,26 +740,15 @@ def start_replicas(data_dir: Path, port: int, replicas: int) -> list[subprocess.
     if replicas <= 1:
         return [start_app(data_dir, port)]
     import secrets
-    import shutil
 
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
+    nginx = nginx_path()
+    if nginx is None:
         sys.exit("nginx is not installed (apt-get install -y nginx)")
     # one secret for Streamlit's XSRF cookie in every replica, as in docker-compose.yml
     env = {"STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_urlsafe(32)}
     ports = [port + 1 + i for i in range(replicas)]
     procs = [start_app(data_dir, p, env) for p in ports]
-    prefix = data_dir / "nginx"
-    prefix.mkdir(exist_ok=True)
-    conf = prefix / "nginx.conf"
-    conf.write_text(nginx_conf(f"127.0.0.1:{port}", [f"127.0.0.1:{p}" for p in ports], prefix))
-    proxy = subprocess.Popen(
-        [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _wait_healthy(proxy, port)
-    return [*procs, proxy]
+    return [*procs, start_proxy(nginx, data_dir / "nginx", port, ports)]
 
 
 def run_browser(

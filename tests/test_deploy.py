@@ -138,13 +138,12 @@ def test_the_proxy_sends_buyers_to_every_app_replica() -> None:
 
 
 def test_the_proxy_configuration_is_valid_nginx(tmp_path: Path) -> None:
-    # Debian's nginx is in /usr/sbin, which a user's PATH may not hold
-    sbin = Path("/usr/sbin/nginx")
-    nginx = str(sbin) if sbin.exists() else require_tool("nginx", "nginx")
     import sys
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    from benchmark_load import nginx_conf
+    from benchmark_load import nginx_conf, nginx_path
+
+    nginx = nginx_path() or require_tool("nginx", "nginx")
 
     conf = tmp_path / "nginx.conf"
     conf.write_text(nginx_conf("127.0.0.1:8599", ["127.0.0.1:8600", "127.0.0.1:8601"], tmp_path))

@@ -5,9 +5,7 @@ keep each browser on its own."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, require_tool
@@ -76,6 +74,17 @@ async def _late(route) -> None:  # type: ignore[no-untyped-def]
     await route.continue_()
 
 
+async def _log_in(page, user: str, problems: list[str], who: str) -> None:  # type: ignore[no-untyped-def]
+    """Fill the login form of a loaded page and wait for the Overview."""
+    await page.wait_for_selector("[data-testid='stForm']", timeout=TIMEOUT_MS)
+    await page.wait_for_function(IDLE, timeout=TIMEOUT_MS)
+    await page.wait_for_timeout(500)  # the first run re-renders the form once
+    await page.get_by_label("Username").fill(user)
+    await page.locator("input[aria-label=Password]").fill(PASSWORD)
+    await page.get_by_role("button", name="Login").click()
+    await _shown(page, "Overview", "[data-testid='stDataFrame']", problems, who)
+
+
 async def _one_user(browser, base: str, user: str, sku: str) -> list[str]:  # type: ignore[no-untyped-def]
     who = f"{user} ({sku})"
     problems: list[str] = []
@@ -85,13 +94,7 @@ async def _one_user(browser, base: str, user: str, sku: str) -> list[str]:  # ty
     step = "login"
     try:
         await page.goto(base + "/", wait_until="domcontentloaded", timeout=TIMEOUT_MS)
-        await page.wait_for_selector("[data-testid='stForm']", timeout=TIMEOUT_MS)
-        await page.wait_for_function(IDLE, timeout=TIMEOUT_MS)
-        await page.wait_for_timeout(500)
-        await page.get_by_label("Username").fill(user)
-        await page.locator("input[aria-label=Password]").fill(PASSWORD)
-        await page.get_by_role("button", name="Login").click()
-        await _shown(page, "Overview", "[data-testid='stDataFrame']", problems, who)
+        await _log_in(page, user, problems, who)
 
         step = "waiting for the login cookie"
         if not await _has_cookie(context):
@@ -204,24 +207,13 @@ def replicas_url(app_env, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped
     import benchmark_load as bl  # scripts/, on the path through test_e2e
 
     need_chromium()
-    sbin = Path("/usr/sbin/nginx")
-    nginx = str(sbin) if sbin.exists() else require_tool("nginx", "nginx")
+    nginx = bl.nginx_path() or require_tool("nginx", "nginx")
     env = {**app_env, "STREAMLIT_SERVER_COOKIE_SECRET": "test-only-" + "s" * 32}
     ports = [_free_port() for _ in range(3)]
     procs = []
     try:
         procs = [bl.start_app(tmp_path, p, env) for p in ports[1:]]
-        conf = tmp_path / "nginx.conf"
-        servers = [f"127.0.0.1:{p}" for p in ports[1:]]
-        conf.write_text(bl.nginx_conf(f"127.0.0.1:{ports[0]}", servers, tmp_path, reveal=True))
-        procs.append(
-            subprocess.Popen(
-                [nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        bl._wait_healthy(procs[-1], ports[0])
+        procs.append(bl.start_proxy(nginx, tmp_path / "nginx", ports[0], ports[1:], reveal=True))
         yield f"http://127.0.0.1:{ports[0]}"
     finally:
         for proc in procs:
@@ -261,13 +253,7 @@ async def _on_each_replica(base: str, exe: str) -> dict[str, list[str]]:
                     ),
                 )
                 problems: list[str] = []
-                await page.wait_for_selector("[data-testid='stForm']", timeout=TIMEOUT_MS)
-                await page.wait_for_function(IDLE, timeout=TIMEOUT_MS)
-                await page.wait_for_timeout(1000)  # the first run re-renders the form once
-                await page.get_by_label("Username").fill("buyer")
-                await page.locator("input[aria-label=Password]").fill(PASSWORD)
-                await page.get_by_role("button", name="Login").click()
-                await _shown(page, "Overview", "[data-testid='stDataFrame']", problems, replica)
+                await _log_in(page, "buyer", problems, replica)
                 assert await _has_cookie(context)
                 await page.goto(base + "/data", wait_until="domcontentloaded")
                 await page.wait_for_selector("input[type=file]", state="attached")
