@@ -562,9 +562,7 @@ class Calibration:
         current volatility scales the intervals at prediction time), ``all_observed`` its flag
         of rows with a price of their own."""
         rs = recent_scale(frame, vol_window)
-        cv = _with_errors(cv, rs)
-        if not departures:
-            cv = cv.drop(columns="departure", errors="ignore")
+        cv = _with_errors(cv, rs, departures)
         pools: dict[str, PoolCalibration] = {"all": PoolCalibration.fit(cv, horizon)}
         if "pool" in cv:
             part = cv[cv["pool"]]
@@ -577,7 +575,8 @@ class Calibration:
             # to their level and their naive errors stay small; the random walks left at their
             # last price drift: their bands from every product's errors held 65% of their prices
             # where 80% were stated (calmer structured shelf, 938 backtest days of 9 products).
-            naive = _with_errors(cv.assign(lgbm=cv["naive"]), rs)
+            # (their forecast is the last price: no departure)
+            naive = _with_errors(cv.assign(lgbm=cv["naive"]), rs, departures=False)
             if "pool" in naive:
                 own = naive[~naive["pool"].astype(bool)]
                 if own["abs_err"].notna().sum() >= MIN_POOL_WINDOWS * horizon:
@@ -784,8 +783,9 @@ def _isotonic(p: pd.Series, outcome: pd.Series) -> tuple[list[float], list[float
     return [float(v) for v in iso.X_thresholds_], [float(v) for v in iso.y_thresholds_]
 
 
-def _with_errors(cv: pd.DataFrame, rs: pd.DataFrame) -> pd.DataFrame:
-    """Scaled absolute error and scaled error of the forecast change, per backtest row."""
+def _with_errors(cv: pd.DataFrame, rs: pd.DataFrame, departures: bool = True) -> pd.DataFrame:
+    """Scaled absolute error and scaled error of the forecast change, per backtest row, and
+    (``departures``, where the rows have the last price) the window's departure from it."""
     cv = cv.sort_values(["unique_id", "cutoff", "ds"]).copy()
     cv["h"] = cv.groupby(["unique_id", "cutoff"]).cumcount() + 1
     at_cut = rs.rename(columns={"ds": "cutoff"})
@@ -795,7 +795,7 @@ def _with_errors(cv: pd.DataFrame, rs: pd.DataFrame) -> pd.DataFrame:
     first = cv.groupby(["unique_id", "cutoff"])[["y", "lgbm"]].transform("first")
     cv["change_err"] = ((cv["y"] - first["y"]) - (cv["lgbm"] - first["lgbm"])).to_numpy() / s
     cv["moved"] = ~_same_price(cv["y"], first["y"])
-    if "naive" in cv:
+    if departures and "naive" in cv:
         mean = cv.groupby(["unique_id", "cutoff"])["lgbm"].transform("mean")
         cv["departure"] = (mean - cv["naive"]).to_numpy() / s
     return cv
