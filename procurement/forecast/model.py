@@ -71,6 +71,10 @@ class ModelParams:
     backtest_series: int = 500  # the calibration backtest runs on a sample of this many series
     seed: int = 42
 
+    def samples(self, n_rows: int) -> bool:
+        """Whether a training table of ``n_rows`` is fitted on a sample (``_fit_sampled``)."""
+        return n_rows > self.max_train_rows
+
     def for_rows(self, n_rows: int) -> ModelParams:
         """The settings for a training table of ``n_rows``: above ``max_train_rows`` (a sampled
         fit) half the trees at twice the rate. On 4,000 products x 730 days the holdout
@@ -78,7 +82,7 @@ class ModelParams:
         instead of 65 s; small catalogs keep the slower schedule, which found 3-4 points more
         of the oracle saving on 60-product backtests. The backtest uses the same settings as
         the final fit, so it judges the model the buyer gets."""
-        if n_rows <= self.max_train_rows:
+        if not self.samples(n_rows):
             return self
         return dataclasses.replace(
             self, n_estimators=max(1, self.n_estimators // 2), learning_rate=2 * self.learning_rate
@@ -737,7 +741,7 @@ def fit_price_model(
     }
     metrics["policy_backtest"] = policy_table
     needs_level = any(v[1] > 0 for v in trust.values()) or trust_default[1] > 0
-    checked = len(train) > params.max_train_rows
+    checked = params.samples(len(train))
     if checked:
         # both sampled fits see the same series and dates: check them for gaps and duplicates
         # once, not once per model (2 s of CPU each at 10,000 products x 730 days)
@@ -1084,7 +1088,7 @@ def _fit_sampled(
     the history without the feature columns. 10,000 products x 730 days built a 7.3M-row table
     of 70 columns for the level model (10.1 GB peak) to keep 1.2M rows of it (800k now)."""
     keep = history_to_keep(fcst, spec)
-    if len(train) <= params.max_train_rows:
+    if not params.samples(len(train)):
         whole = exog.attach(train) if exog is not None else train
         feats = cast(pd.DataFrame, fcst.preprocess(whole, static_features=[], keep_last_n=keep))
         fcst.fit_models(feats[fcst.ts.features_order_], feats["y"].to_numpy())
