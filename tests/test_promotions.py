@@ -5,11 +5,14 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import ndtr
 
 from procurement.forecast.promotions import (
+    ODDS,
     WEIGHT,
     calendar_of,
     calendar_paths,
+    cheaper_than_first,
     choose_calendars,
     find_promotions,
 )
@@ -327,3 +330,60 @@ def test_promotion_due_dates_for_the_advice_table(fitted_model) -> None:
         },
     )
     assert promotion_due(later).empty
+
+
+def test_the_chance_of_a_cheaper_day_counts_when_the_promotion_begins() -> None:
+    odds = np.zeros((len(ODDS), 14))
+    odds[ODDS.index("odds_length")] = 3
+    odds[ODDS.index("log_depth")] = 0.15
+    odds[ODDS.index("noise")] = 0.01
+    # a promotion certain to run on days 2-4 (index 1-3): those days are cheaper than day 1
+    begins = odds.copy()
+    begins[0, 1:4] = 1.0
+    p = cheaper_than_first(begins)
+    assert p[0] == 0.0 and (p[1:4] > 0.99).all() and (p[4:] < 0.6).all()
+    # one running now for two more days: day 2 is a coin flip (the same promotion price, and
+    # noise), the days after it ends are dearer
+    running = odds.copy()
+    running[0, :2] = 1.0
+    running[ODDS.index("remaining")] = 2
+    p = cheaper_than_first(running)
+    assert p[1] == pytest.approx(0.5) and (p[2:] < 0.01).all()
+    # even odds that it begins on day 1 or day 2: day 2 is cheaper when it began on day 2, a
+    # coin flip when it began on day 1; day 4 is cheaper when it began on day 2, dearer else
+    either = odds.copy()
+    either[0, :3] = [0.5, 1.0, 1.0]
+    either[0, 3] = 0.5
+    p = cheaper_than_first(either)
+    assert p[1:3] == pytest.approx([0.75, 0.75], abs=0.01)
+    assert p[3] == pytest.approx(0.5, abs=0.01)
+    # the same chances read as an expected price path: day 2 is 7.5% below day 1, "certain"
+    assert (either[0, 1] - either[0, 0]) * 0.15 > 5 * 0.01 * np.sqrt(2)
+
+
+def test_the_chance_of_a_cheaper_day_comes_true_as_often_as_stated() -> None:
+    """Windows whose promotion begins on a day drawn around day 2, often the first day itself:
+    given the true chance of a promotion on each day, the stated chance that each later day is
+    cheaper than the first comes true as often as stated."""
+    rng = np.random.default_rng(5)
+    n, h, length, depth, noise = 40_000, 14, 3, 0.15, 0.01
+    days = np.arange(h)
+    pmf = np.exp(-0.5 * ((days - 1.5) / 1.5) ** 2)
+    pmf /= pmf.sum()
+    start = rng.choice(h, size=n, p=pmf)
+    on = (days >= start[:, None]) & (days < start[:, None] + length)
+    weekday = 0.015 * (days % 2)  # every other day dearer
+    x = noise * rng.standard_normal((n, h)) + weekday - depth * on
+    odds = np.zeros((len(ODDS), h))
+    odds[0] = np.convolve(pmf, np.ones(length))[:h]  # the chance a promotion runs that day
+    odds[ODDS.index("regular")] = weekday
+    odds[ODDS.index("odds_length")] = length
+    odds[ODDS.index("log_depth")] = depth
+    odds[ODDS.index("noise")] = noise * np.sqrt(2)
+    stated = cheaper_than_first(odds)[1:]
+    seen = (x[:, 1:] < x[:, :1]).mean(axis=0)
+    np.testing.assert_allclose(stated, seen, atol=0.015)
+    # read as an expected price path with noise, the likeliest promotion day looks certain
+    path = weekday - depth * odds[0]
+    blurred = ndtr((path[0] - path[1:]) / (noise * np.sqrt(2)))
+    assert blurred.max() > 0.99 and seen.max() < 0.8

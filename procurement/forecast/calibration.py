@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
+from procurement.forecast.promotions import WEIGHT
+
 GRID = np.linspace(0.0, 1.0, 201)
 
 
@@ -653,6 +655,9 @@ class Calibration:
         bands = {k: np.full(len(fc), np.nan) for k in ("lo_80", "hi_80", "lo_95", "hi_95")}
         trusted = fc["_trusted"].to_numpy(bool)
         still = self._unchanged(fc, h)
+        # the calendar's own chance, over when its promotion comes (``cheaper_than_first``),
+        # where the product's forecast takes its calendar
+        promo = fc["p_promo"].to_numpy(float) if "p_promo" in fc else np.full(len(fc), np.nan)
         departure = None  # unknown without the last price: every window's change errors
         if "last" in fc:
             # how far the forecast leaves the last price, in the product's recent daily moves
@@ -683,7 +688,11 @@ class Calibration:
                         continue
                     # P(y_h < y_1) = P(change_err < -(yhat_h - yhat_1)/scale), off the
                     # empirical CDF of the window's class
-                    raw = np.interp(z[m], qs, GRID, left=0.0, right=1.0) * (1.0 - still[m])
+                    raw = np.interp(z[m], qs, GRID, left=0.0, right=1.0)
+                    # mixed as the forecast mixes the calendar's prices into the model's
+                    raw = np.where(
+                        np.isfinite(promo[m]), (1 - WEIGHT) * raw + WEIGHT * promo[m], raw
+                    ) * (1.0 - still[m])
                     p[m] = np.clip(cal.recalibrate(raw), P_FLOOR, P_CEIL)
         for k, v in bands.items():
             fc[k] = v
@@ -692,7 +701,7 @@ class Calibration:
         fc["p_not_dearer"] = np.where(h == 0, 0.0, np.clip(p + still, P_FLOOR, P_CEIL))
         # E[y_1 - y_h] = (yhat_1 - yhat_h) - scale * E[change error]
         fc["expected_saving"] = np.where(h == 0, 0.0, first - y_pred - s * bias)
-        return fc.drop(columns=[c for c in ("_trusted", "unchanged", "last") if c in fc])
+        return fc.drop(columns=[c for c in ("_trusted", "unchanged", "last", "p_promo") if c in fc])
 
     def _unchanged(self, fc: pd.DataFrame, h: np.ndarray) -> np.ndarray:
         """Per row: the chance that the price has not moved from the first forecast date (the
@@ -739,6 +748,8 @@ class Calibration:
         if "naive" in rows:
             rows = rows.assign(last=rows["naive"])
             cols.append("last")
+        if "p_promo" in rows:
+            cols.append("p_promo")
         return self.apply(rows[cols], pools=rows.get("pool"))
 
 

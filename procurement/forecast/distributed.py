@@ -266,20 +266,21 @@ def fit_distributed(
     if data.sales is not None and len(data.sales) and sales_tail is not None:
         sales_tail = data.sales[data.sales["ds"] >= sales_tail["ds"].min()].copy()
     # every product its own calendar, where the sample's backtest says calendars pay
-    promotions, promotion_info = base.promotions, base.promotion_info
+    promotions, promotion_info, odds = base.promotions, base.promotion_info, base.promotion_odds
     choice = base.metrics.get("promotion_choice")
     if choice is not None and (base.promotions or choice["default"]):
         decided = {
             **dict.fromkeys(choice["declined"], False),
             **dict.fromkeys(base.promotions or {}, True),
         }
-        promotions, promotion_info = calendars_ahead(
+        promotions, promotion_info, odds = calendars_ahead(
             frame, spec, horizon, decided, bool(choice["default"])
         )
     full = dataclasses.replace(
         base,
         promotions=promotions or None,
         promotion_info=promotion_info or None,
+        promotion_odds=odds or None,
         last_price={str(k): float(v) for k, v in last_price.items()},
         categories=categories,
         sales_tail=sales_tail,

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, cast
 
 import lightgbm as lgb
@@ -42,7 +43,13 @@ from procurement.forecast.features import (
     regularize,
     spec_for,
 )
-from procurement.forecast.promotions import calendar_paths, choose_calendars, mix
+from procurement.forecast.promotions import (
+    ODDS,
+    calendar_paths,
+    cheaper_than_first,
+    choose_calendars,
+    mix,
+)
 from procurement.forecast.transforms import (
     AboveLow,
     BelowHigh,
@@ -215,6 +222,10 @@ class PriceModel:
     # ``promotions_from`` the next promotion is most likely to run, with that chance, and
     # whether one is running then
     promotion_info: dict[str, dict[str, float]] | None = None
+    # per product in ``promotions``: its calendar's ``odds`` for the same periods, from which
+    # the chance of a price below the first forecast day's is computed over when the promotion
+    # comes (None in models saved before: the chance from the change errors alone)
+    promotion_odds: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         # mlforecast swaps internal state while it predicts a subset of products, so one loaded
@@ -432,6 +443,8 @@ class PriceModel:
             promo = self._calendar_prices(fc)
             fc["y_pred"] = mix(fc["y_pred"].to_numpy(float), promo)
             trusted |= np.isfinite(promo)
+            if self.promotion_odds:
+                fc["p_promo"] = self._calendar_odds(fc)
         out = fc.drop(columns=[c for c in ("change", "level") if c in fc])
         out = self.calibration.apply(out.rename(columns={"naive": "last"}), pools=trusted)
         if self.on_logs:
@@ -454,6 +467,28 @@ class PriceModel:
         which = pd.Index(names).get_indexer(fc["sku"])
         ok = (which >= 0) & (step >= 1) & (step <= paths.shape[1])
         out[ok] = paths[which[ok], step[ok] - 1]
+        return out
+
+    def _calendar_odds(self, fc: pd.DataFrame) -> np.ndarray:
+        """Per forecast row (sorted by product, then date), the chance from the product's
+        calendar that its price is below that of the product's first forecast date (NaN:
+        none)."""
+        out = np.full(len(fc), np.nan)
+        assert self.promotions is not None and self.promotion_odds is not None
+        dates = pd.DatetimeIndex(fc["date"])
+        step = pd.date_range(self.promotions_from, dates.max(), freq=self.spec.freq).get_indexer(
+            dates
+        )
+        skus = fc["sku"].to_numpy()
+        bounds = np.flatnonzero(np.r_[True, skus[1:] != skus[:-1], True])
+        for a, b in pairwise(bounds):
+            odds = self.promotion_odds.get(str(skus[a]))
+            if odds is None or str(skus[a]) not in self.promotions:
+                continue
+            at = step[a:b]
+            if at[0] < 1 or at[-1] > odds.shape[1]:
+                continue
+            out[a:b] = cheaper_than_first(odds, first=int(at[0]) - 1)[at - 1]
         return out
 
     def feature_importance(self) -> pd.DataFrame:
@@ -693,7 +728,7 @@ def fit_price_model(
                 + 1
             )
             cv = cv.assign(step=step).merge(
-                promo_cv[["unique_id", "cutoff", "step", "promo"]],
+                promo_cv[["unique_id", "cutoff", "step", "promo", "p_promo"]],
                 on=["unique_id", "cutoff", "step"],
                 how="left",
             )
@@ -703,6 +738,7 @@ def fit_price_model(
             promo = np.where(use, cv["promo"].to_numpy(float), np.nan)
             cv["lgbm"] = mix(cv["lgbm"].to_numpy(float), promo)
             cv["pool"] = cv["pool"] | np.isfinite(promo)
+            cv["p_promo"] = np.where(use, cv["p_promo"].to_numpy(float), np.nan)
             cv = cv.drop(columns=["step", "promo", "use"])
     say(0.45, "calibrating intervals and advice")
     calib = Calibration.from_backtest(
@@ -773,10 +809,10 @@ def fit_price_model(
     if data.sales is not None and len(data.sales):
         sales_tail = data.sales[data.sales["ds"] >= tail_start].copy()
     last_price = frame.groupby("unique_id", sort=True)["y"].last()
-    promotions, promotion_info = None, None
+    promotions, promotion_info, promotion_odds = None, None, None
     if any(calendars.values()) or calendar_default:
         say(0.95, "promotion calendars of every product")
-        promotions, promotion_info = calendars_ahead(
+        promotions, promotion_info, promotion_odds = calendars_ahead(
             frame, spec, horizon, calendars, calendar_default
         )
         metrics["promotion_calendars"] = len(promotions)
@@ -812,6 +848,7 @@ def fit_price_model(
         promotions=promotions,
         promotions_from=last_date,
         promotion_info=promotion_info,
+        promotion_odds=promotion_odds,
     )
 
 
@@ -821,7 +858,7 @@ def calendars_ahead(
     horizon: int,
     choice: Mapping[str, bool],
     default: bool,
-) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """Each product's calendar prices for twice the horizon after its last date, and what the
     pages say about it, where the product takes its calendar (``choice``, else ``default``).
     Only products whose history reaches the last date of ``frame`` (sorted by product, date)."""
@@ -842,6 +879,8 @@ def calendars_ahead(
     # plateaus, and its peak may sit on the third day, after the advised buy day
     due = (chance >= 0.9 * chance.max(axis=1, keepdims=True)).argmax(axis=1)
     promotions = {str(u): promo[i] for i, u in enumerate(uid)}
+    odds_grid = np.stack([grid(c).astype(float) for c in ODDS], axis=1)  # products x rows x steps
+    odds = {str(u): odds_grid[i] for i, u in enumerate(uid)}
     info: dict[str, dict[str, float]] = {
         str(u): {
             "cycle": float(first["cycle"][i]),
@@ -854,7 +893,7 @@ def calendars_ahead(
         }
         for i, u in enumerate(uid)
     }
-    return promotions, info
+    return promotions, info, odds
 
 
 def price_only(frame: pd.DataFrame) -> pd.DataFrame:
