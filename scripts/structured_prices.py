@@ -54,6 +54,47 @@ def gen(
     return pd.concat(rows)
 
 
+def gen_rises(n=80, days=800, seed=23):
+    """A second shelf, for checks on structure the model was not tuned on: list prices that rise
+    by 2-8% every two to seven months, a market factor shared by all products, promotions of
+    varying depth every 2-7 weeks give or take four days, 15% random walks, 2% missing days."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2024-09-01", periods=days, freq="D")
+    market = np.cumsum(rng.normal(0, 0.004, days))
+    rows = []
+    for i in range(n):
+        base = np.exp(rng.uniform(np.log(1), np.log(500)))
+        kind = rng.random()
+        lp = np.zeros(days)
+        t = int(rng.integers(30, 200))
+        while t < days:
+            lp[t:] += rng.uniform(0.02, 0.08)
+            t += int(rng.integers(60, 200))
+        lp += rng.uniform(0, 1.5) * market
+        if kind < 0.15:
+            lp = np.cumsum(rng.normal(0, 0.012, days))
+        elif kind < 0.75:
+            cyc = int(rng.integers(14, 50))
+            L = int(rng.integers(3, 8))
+            d = int(rng.integers(0, cyc))
+            while d < days:
+                lp[d : d + L] -= rng.uniform(0.05, 0.3)
+                d += cyc + int(rng.integers(-4, 5))
+            wk = rng.normal(0, 0.015, 7)
+            wk -= wk.mean()
+            lp += wk[dates.dayofweek]
+        ar = np.zeros(days)
+        phi = rng.uniform(0.7, 0.95)
+        for k in range(1, days):
+            ar[k] = phi * ar[k - 1] + rng.normal(0, 0.006)
+        lp += ar
+        df = pd.DataFrame(
+            {"sku": f"U{i:03d}", "date": dates.date, "price": np.round(base * np.exp(lp), 2)}
+        )
+        rows.append(df[rng.random(days) > 0.02])
+    return pd.concat(rows)
+
+
 if __name__ == "__main__":
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a.add_argument("out")
@@ -63,7 +104,15 @@ if __name__ == "__main__":
     a.add_argument("--weekday", type=float, default=0.02, help="weekday pattern sd (log)")
     a.add_argument("--shock-sd", type=float, default=0.08, help="sd of the rare large shocks")
     a.add_argument("--phi", type=float, nargs=2, default=(0.85, 0.97), help="AR(1) range")
+    a.add_argument(
+        "--list-rises",
+        action="store_true",
+        help="the second shelf instead (gen_rises: list-price rises, a market factor)",
+    )
     o = a.parse_args()
+    if o.list_rises:
+        gen_rises(seed=o.seed).to_csv(o.out, index=False)
+        raise SystemExit
     gen(
         seed=o.seed,
         rw_share=o.rw_share,
