@@ -334,7 +334,7 @@ def test_promotion_due_dates_for_the_advice_table(fitted_model) -> None:
 
 def test_the_chance_of_a_cheaper_day_counts_when_the_promotion_begins() -> None:
     odds = np.zeros((len(ODDS), 14))
-    odds[ODDS.index("odds_length")] = 3
+    odds[ODDS.index("length")] = 3
     odds[ODDS.index("log_depth")] = 0.15
     odds[ODDS.index("noise")] = 0.01
     # a promotion certain to run on days 2-4 (index 1-3): those days are cheaper than day 1
@@ -377,7 +377,7 @@ def test_the_chance_of_a_cheaper_day_comes_true_as_often_as_stated() -> None:
     odds = np.zeros((len(ODDS), h))
     odds[0] = np.convolve(pmf, np.ones(length))[:h]  # the chance a promotion runs that day
     odds[ODDS.index("regular")] = weekday
-    odds[ODDS.index("odds_length")] = length
+    odds[ODDS.index("length")] = length
     odds[ODDS.index("log_depth")] = depth
     odds[ODDS.index("noise")] = noise * np.sqrt(2)
     stated = cheaper_than_first(odds)[1:]

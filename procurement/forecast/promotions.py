@@ -149,7 +149,7 @@ class Calendar:
 
 
 # the rows of ``Calendar.odds``, as ``calendar_paths`` names its columns
-ODDS = ("odds_chance", "regular", "noise", "odds_length", "log_depth", "depth_sd", "remaining")
+ODDS = ("chance", "regular", "noise", "length", "log_depth", "depth_sd", "remaining")
 
 
 def cheaper_than_first(odds: np.ndarray, first: int = 0) -> np.ndarray:
@@ -335,9 +335,10 @@ def calendar_paths(
     (1..horizon), promo (expected price), chance (of a promotion that period), and the pattern:
     cycle and length (days), depth (share off), running (one is on at the cutoff), since (days
     from the last start to the cutoff); p_promo: the chance that the price is below the first
-    period's (``cheaper_than_first``). Series without a regular calendar at a cutoff have no
-    rows for it."""
-    cols = ("promo", "chance", "cycle", "length", "depth", "running", "since", "p_promo", *ODDS)
+    period's (``cheaper_than_first``), and the other rows of its ``ODDS``. Series without a
+    regular calendar at a cutoff have no rows for it."""
+    shown = ("promo", "chance", "cycle", "length", "depth", "running", "since", "p_promo")
+    cols = (*shown, *(c for c in ODDS if c not in shown))
     parts: dict[str, list[np.ndarray]] = {c: [] for c in ("unique_id", "cutoff", "step", *cols)}
     ids = frame["unique_id"].to_numpy()
     ds = frame["ds"].to_numpy("datetime64[ns]")
@@ -383,7 +384,8 @@ def calendar_paths(
             odds = cal.odds()
             parts["p_promo"].append(cheaper_than_first(odds))
             for name, row in zip(ODDS, odds, strict=True):
-                parts[name].append(row)
+                if name not in ("chance", "length"):  # as above
+                    parts[name].append(row)
     if not parts["step"]:
         return pd.DataFrame(
             {"unique_id": [], "cutoff": pd.to_datetime([]), **{c: [] for c in ("step", *cols)}}
