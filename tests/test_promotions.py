@@ -346,7 +346,7 @@ def test_the_chance_of_a_cheaper_day_counts_when_the_promotion_begins() -> None:
     # noise), the days after it ends are dearer
     running = odds.copy()
     running[0, :2] = 1.0
-    running[ODDS.index("remaining")] = 2
+    running[ODDS.index("still_on")] = [1.0, 1.0] + [0.0] * 12
     p = cheaper_than_first(running)
     assert p[1] == pytest.approx(0.5) and (p[2:] < 0.01).all()
     # even odds that it begins on day 1 or day 2: day 2 is cheaper when it began on day 2, a
@@ -387,3 +387,19 @@ def test_the_chance_of_a_cheaper_day_comes_true_as_often_as_stated() -> None:
     path = weekday - depth * odds[0]
     blurred = ndtr((path[0] - path[1:]) / (noise * np.sqrt(2)))
     assert blurred.max() > 0.99 and seen.max() < 0.8
+
+
+def test_a_running_promotion_ends_as_the_earlier_ones_did() -> None:
+    # promotions every 30 days that last three or five days in turn
+    rng = np.random.default_rng(2)
+    x = np.log(30.0) + 0.003 * rng.standard_normal(400)
+    starts = list(range(10, 390, 30))
+    for i, d in enumerate(starts):
+        x[d : d + (3 if i % 2 else 5)] -= 0.15
+    # the history ends on the second day of a promotion
+    cal = calendar_of(x[: starts[-2] + 2], horizon=14, season=7)
+    assert cal is not None and cal.ongoing
+    # its third day comes for certain, its fourth and fifth if it is one of the long ones
+    assert cal.chance[0] == pytest.approx(1.0)
+    assert cal.chance[1:3] == pytest.approx([0.5, 0.5], abs=0.15)
+    assert cal.chance[3:10].max() < 0.05

@@ -117,8 +117,8 @@ class Calendar:
     ongoing: bool
     regular: np.ndarray  # (season,) log regular price by position in the season, from t+1 on
     chance: np.ndarray  # (h,) probability that a promotion runs in each period t+1..t+h
-    # periods the running promotion still lasts after t (0: none runs, or it ends at t)
-    remaining: int = 0
+    # (h,) probability that the promotion running at t still runs in each period (0: none)
+    still_on: np.ndarray | None = None
     depth_sd: float = 0.0  # robust spread of the log depths
     # (h,) robust spread of the log change over 1..h periods outside promotions
     noise: np.ndarray | None = None
@@ -132,9 +132,10 @@ class Calendar:
     def odds(self) -> np.ndarray:
         """(h,) per period: what ``cheaper_than_first`` needs, one row each: chance, log
         regular price, noise of the change from period 1, and the pattern's length, depth,
-        depth spread and running promotion's remaining periods (repeated)."""
+        depth spread (repeated), and the chance that the promotion running now still runs."""
         h = len(self.chance)
         noise = self.noise if self.noise is not None else np.zeros(h)
+        still_on = self.still_on if self.still_on is not None else np.zeros(h)
         return np.vstack(
             [
                 self.chance,
@@ -143,13 +144,13 @@ class Calendar:
                 np.full(h, float(self.length)),
                 np.full(h, self.depth),
                 np.full(h, self.depth_sd),
-                np.full(h, float(self.remaining)),
+                still_on,
             ]
         )
 
 
 # the rows of ``Calendar.odds``, as ``calendar_paths`` names its columns
-ODDS = ("chance", "regular", "noise", "length", "log_depth", "depth_sd", "remaining")
+ODDS = ("chance", "regular", "noise", "length", "log_depth", "depth_sd", "still_on")
 
 
 def cheaper_than_first(odds: np.ndarray, first: int = 0) -> np.ndarray:
@@ -161,13 +162,16 @@ def cheaper_than_first(odds: np.ndarray, first: int = 0) -> np.ndarray:
     days, every later day looks cheaper than the first, and the day it begins on the first day
     (a chance of one in several) none is: days stated 84% came true 68% of the time on a shelf
     whose promotions come every 2 to 7 weeks, give or take four days."""
-    chance, regular, noise, length, depth, depth_sd, remaining = odds
+    chance, regular, noise, length, depth, depth_sd, still_on = odds
     c_f = chance[first]
     ahead = np.arange(len(chance)) - first
-    # given a promotion on the first day: it runs on to the end of the running one, or (one
-    # that begins that day) for its usual length
-    lasts = remaining[first] - first if first < remaining[first] else length[first]
-    joint = np.minimum(np.where(ahead < lasts, c_f, 0.0), chance)
+    # a promotion on the first day and on day k: the one running now, still on at k, or one
+    # that begins on the first day and lasts its usual length
+    begins_first = max(c_f - still_on[first], 0.0)
+    joint = np.where(ahead >= 0, still_on, 0.0) + np.where(
+        (ahead >= 0) & (ahead < length[first]), begins_first, 0.0
+    )
+    joint = np.minimum(joint, np.minimum(chance, c_f))
     begins = np.clip(chance - joint, 0.0, 1.0)  # on promotion on day k, not on the first day
     ends = np.clip(c_f - joint, 0.0, 1.0)  # on promotion on the first day, not on day k
     same = np.clip(1.0 - begins - ends, 0.0, 1.0)
@@ -222,16 +226,18 @@ def calendar_of(
     length = max(1, round(_median((end_days - start_days)[-RECENT:])))
     depth = _median(promo.depths[-RECENT:])
     since = round(days[-1] - start_days[-1])
+    still_on = np.zeros(int(ahead[-1]))
     if promo.ongoing:
-        # the running one ends after its usual length; the next starts a cycle after it began
-        remaining = max(0, length - (since + 1))
+        # the running one ends after as many days as the earlier ones lasted; the next starts a
+        # cycle after it began
+        done = (end_days - start_days)[:-1][-RECENT:]
+        still_on = _still_on(done, since, length, int(ahead[-1]))
     else:
-        remaining = 0
         # a promotion long overdue was probably missed (too shallow to see): count on from it
         while since > cycle + 3 * spread:
             since -= round(cycle)
     by_day = _chance(cycle, spread, length, since, int(ahead[-1]), after_ongoing=promo.ongoing)
-    by_day[:remaining] = 1.0
+    by_day = 1.0 - (1.0 - by_day) * (1.0 - still_on)
     chance = by_day[ahead - 1]
     regular = _regular_price(x, promo.flags, season)
     depths = promo.depths[-RECENT:]
@@ -245,10 +251,26 @@ def calendar_of(
         promo.ongoing,
         regular,
         chance,
-        remaining=int(remaining),
+        still_on=still_on[ahead - 1],
         depth_sd=float(depth_sd),
         noise=_noise(x, promo.flags, len(chance), season),
     )
+
+
+def _still_on(done: np.ndarray, since: int, length: int, horizon: int) -> np.ndarray:
+    """P(the promotion that began ``since`` days before t still runs on day t+d), d = 1..
+    ``horizon``, from how long the earlier ones lasted (``done``, days), given that it has lasted
+    this long. A promotion whose length varies (four calendar days are two to four business
+    days) was taken to end on its usual day for certain: when it ended a day early, the days
+    after were stated 5% likely to be cheaper than the first and 52% were."""
+    d = np.arange(1, horizon + 1)
+    if len(done) < MIN_PROMOTIONS - 1:
+        return (length > since + d).astype(float)
+    lasted = (done[None, :] > since + d[:, None]).sum(axis=1)
+    so_far = float((done > since).sum())
+    if so_far == 0:  # longer than any before: it ends today
+        return np.zeros(horizon)
+    return lasted / so_far
 
 
 def _noise(x: np.ndarray, flags: np.ndarray, horizon: int, season: int) -> np.ndarray:
