@@ -277,16 +277,24 @@ def _noise(x: np.ndarray, flags: np.ndarray, horizon: int, season: int) -> np.nd
     """Robust spread of the log change over 1..``horizon`` periods between periods outside
     promotions, in the last eight seasons."""
     span = min(len(x), 8 * season + horizon)
-    xs, fs = x[-span:], flags[-span:]
-    out = np.zeros(horizon)
-    for k in range(1, horizon + 1):
-        if k >= span:
-            out[k - 1] = out[k - 2] if k > 1 else 0.0
-            continue
-        ok = ~fs[k:] & ~fs[:-k]
-        d = (xs[k:] - xs[:-k])[ok]
-        out[k - 1] = 1.4826 * _median(np.abs(d - _median(d))) if len(d) >= 5 else 0.0
-    return np.maximum.accumulate(out)
+    xs = np.where(flags[-span:], np.nan, x[-span:])
+    k = np.arange(1, horizon + 1)[:, None]
+    t = np.arange(span)[None, :]
+    later = xs[np.minimum(t + k, span - 1)]
+    d = np.where(t + k < span, later - xs[None, :], np.nan)  # horizon x span, NaN: no pair
+    mad = 1.4826 * _row_median(np.abs(d - _row_median(d)[:, None]))
+    enough = np.isfinite(d).sum(axis=1) >= 5
+    return np.maximum.accumulate(np.where(enough, np.nan_to_num(mad), 0.0))
+
+
+def _row_median(a: np.ndarray) -> np.ndarray:
+    """Median of each row's finite values (NaN where none), by one sort: NaN sorts last."""
+    n = np.isfinite(a).sum(axis=1)
+    s = np.sort(a, axis=1)
+    rows = np.arange(len(a))
+    lo = s[rows, np.maximum(n - 1, 0) // 2]
+    hi = s[rows, np.maximum(n, 1) // 2]
+    return np.where(n > 0, (lo + hi) / 2, np.nan)
 
 
 def _chance(
