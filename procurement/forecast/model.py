@@ -481,14 +481,19 @@ class PriceModel:
         )
         skus = fc["sku"].to_numpy()
         bounds = np.flatnonzero(np.r_[True, skus[1:] != skus[:-1], True])
+        # products by their first forecast step (one group, unless fresh prices came for some)
+        groups: dict[int, list[tuple[int, int, np.ndarray]]] = {}
         for a, b in pairwise(bounds):
             odds = self.promotion_odds.get(str(skus[a]))
             if odds is None or str(skus[a]) not in self.promotions:
                 continue
-            at = step[a:b]
-            if at[0] < 1 or at[-1] > odds.shape[1]:
+            if step[a] < 1 or step[b - 1] > odds.shape[1]:
                 continue
-            out[a:b] = cheaper_than_first(odds, first=int(at[0]) - 1)[at - 1]
+            groups.setdefault(int(step[a]) - 1, []).append((int(a), int(b), odds))
+        for first, members in groups.items():
+            chances = cheaper_than_first(np.stack([m[2] for m in members]), first=first)
+            for (lo, hi, _), row in zip(members, chances, strict=True):
+                out[lo:hi] = row[step[lo:hi] - 1]
         return out
 
     def feature_importance(self) -> pd.DataFrame:

@@ -155,36 +155,38 @@ ODDS = ("chance", "regular", "noise", "length", "log_depth", "depth_sd", "still_
 
 def cheaper_than_first(odds: np.ndarray, first: int = 0) -> np.ndarray:
     """P(price in period k < price in period ``first``), k = ``first``..h-1, from a calendar's
-    ``odds``, over when the promotion comes: a promotion that runs on the first day and still
+    ``odds`` (or a stack of them), over when the promotion comes: a promotion that runs on the first day and still
     on day k leaves k no cheaper, one that begins after the first day makes it cheaper by its
     depth, one that ends before k dearer; the regular price's weekday pattern and the product's
     own noise between. The expected price path alone blurs this: when a promotion is due within
     days, every later day looks cheaper than the first, and the day it begins on the first day
     (a chance of one in several) none is: days stated 84% came true 68% of the time on a shelf
     whose promotions come every 2 to 7 weeks, give or take four days."""
-    chance, regular, noise, length, depth, depth_sd, still_on = odds
-    c_f = chance[first]
-    ahead = np.arange(len(chance)) - first
+    # rows of one calendar (7, h), or of many (n, 7, h): each row (n, h) or (h,)
+    chance, regular, noise, length, depth, depth_sd, still_on = np.moveaxis(odds, -2, 0)
+    h = chance.shape[-1]
+    c_f = chance[..., first : first + 1]
+    ahead = np.arange(h) - first
     # a promotion on the first day and on day k: the one running now, still on at k, or one
     # that begins on the first day and lasts its usual length
-    begins_first = max(c_f - still_on[first], 0.0)
+    begins_first = np.maximum(c_f - still_on[..., first : first + 1], 0.0)
     joint = np.where(ahead >= 0, still_on, 0.0) + np.where(
-        (ahead >= 0) & (ahead < length[first]), begins_first, 0.0
+        (ahead >= 0) & (ahead < length[..., first : first + 1]), begins_first, 0.0
     )
     joint = np.minimum(joint, np.minimum(chance, c_f))
     begins = np.clip(chance - joint, 0.0, 1.0)  # on promotion on day k, not on the first day
     ends = np.clip(c_f - joint, 0.0, 1.0)  # on promotion on the first day, not on day k
     same = np.clip(1.0 - begins - ends, 0.0, 1.0)
     step = np.maximum(ahead, 1)
-    sd = np.maximum(noise[np.minimum(step, len(noise)) - 1], 1e-6)
+    sd = np.maximum(noise[..., np.minimum(step, h) - 1], 1e-6)
     sd_promo = np.sqrt(sd**2 + depth_sd**2)
-    rise = regular - regular[first]  # the regular price's own move, log
+    rise = regular - regular[..., first : first + 1]  # the regular price's own move, log
     p = (
         begins * ndtr((depth - rise) / sd_promo)
         + same * ndtr(-rise / sd)
         + ends * ndtr((-depth - rise) / sd_promo)
     )
-    p[: first + 1] = 0.0
+    p[..., : first + 1] = 0.0
     return np.clip(p, 0.0, 1.0)
 
 
@@ -288,7 +290,8 @@ def _noise(x: np.ndarray, flags: np.ndarray, horizon: int, season: int) -> np.nd
 
 
 def _row_median(a: np.ndarray) -> np.ndarray:
-    """Median of each row's finite values (NaN where none), by one sort: NaN sorts last."""
+    """Median of each row's finite values (NaN where none), by one sort (NaN sorts last):
+    np.nanmedian is ten times slower."""
     n = np.isfinite(a).sum(axis=1)
     s = np.sort(a, axis=1)
     rows = np.arange(len(a))
@@ -332,12 +335,7 @@ def _regular_price(x: np.ndarray, flags: np.ndarray, season: int) -> np.ndarray:
     pad = season // 2
     windows = sliding_window_view(np.where(fs, np.nan, xs), 2 * pad + 1)
     counts = np.isfinite(windows).sum(axis=1)
-    # median of each window's finite values (NaN sorts last): np.nanmedian is ten times slower
-    ordered = np.sort(windows, axis=1)
-    rows = np.arange(len(ordered))
-    lo = ordered[rows, np.maximum(counts - 1, 0) // 2]
-    hi = ordered[rows, np.maximum(counts, 1) // 2]
-    centre = np.where(counts % 2 == 1, lo, (lo + hi) / 2)
+    centre = _row_median(windows)
     inner = slice(pad, span - pad)
     offsets = np.full(span, np.nan)
     offsets[inner] = np.where((counts > pad) & ~fs[inner], xs[inner] - centre, np.nan)
