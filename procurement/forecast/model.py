@@ -381,11 +381,17 @@ class PriceModel:
         if not self.promotions or not self.promotion_info:
             return {}
         promotions, info = dict(self.promotions), dict(self.promotion_info)
+        odds = dict(self.promotion_odds or {})
         for sku in self.promotions:
             if sku in grid.columns and (fallen := self._after_fall(sku, grid[sku])) is not None:
                 del promotions[sku]
+                odds.pop(sku, None)
                 info[sku] = fallen
-        return {"promotions": promotions or None, "promotion_info": info}
+        return {
+            "promotions": promotions or None,
+            "promotion_info": info,
+            "promotion_odds": odds or None,
+        }
 
     def _after_fall(self, sku: str, prices: pd.Series) -> dict[str, float] | None:
         """The pattern of a product with a calendar, given its prices after the model's data (by
@@ -440,11 +446,12 @@ class PriceModel:
             raise RuntimeError("model has no calibration; retrain it")
         trusted = pd.Series(weights.sum(axis=1) > 0, index=fc.index)
         if self.promotions:
-            promo = self._calendar_prices(fc)
+            step = self._calendar_steps(fc)
+            promo = self._calendar_prices(fc, step)
             fc["y_pred"] = mix(fc["y_pred"].to_numpy(float), promo)
             trusted |= np.isfinite(promo)
             if self.promotion_odds:
-                fc["p_promo"] = self._calendar_odds(fc)
+                fc["p_promo"] = self._calendar_odds(fc, step)
         out = fc.drop(columns=[c for c in ("change", "level") if c in fc])
         out = self.calibration.apply(out.rename(columns={"naive": "last"}), pools=trusted)
         if self.on_logs:
@@ -454,14 +461,17 @@ class PriceModel:
                 out[col] = out[col].clip(lower=0.0)
         return out
 
-    def _calendar_prices(self, fc: pd.DataFrame) -> np.ndarray:
+    def _calendar_steps(self, fc: pd.DataFrame) -> np.ndarray:
+        """Per forecast row, its period after ``promotions_from`` (1: the first)."""
+        assert self.promotions_from is not None
+        dates = pd.DatetimeIndex(fc["date"])
+        days = pd.date_range(self.promotions_from, dates.max(), freq=self.spec.freq)
+        return days.get_indexer(dates)
+
+    def _calendar_prices(self, fc: pd.DataFrame, step: np.ndarray) -> np.ndarray:
         """Per forecast row, the product's calendar price for its date (NaN: none)."""
         out = np.full(len(fc), np.nan)
-        assert self.promotions is not None and self.promotions_from is not None
-        dates = pd.DatetimeIndex(fc["date"])
-        step = pd.date_range(self.promotions_from, dates.max(), freq=self.spec.freq).get_indexer(
-            dates
-        )
+        assert self.promotions is not None
         names = list(self.promotions)
         paths = np.vstack([self.promotions[n] for n in names])  # every path 2 x horizon long
         which = pd.Index(names).get_indexer(fc["sku"])
@@ -469,25 +479,19 @@ class PriceModel:
         out[ok] = paths[which[ok], step[ok] - 1]
         return out
 
-    def _calendar_odds(self, fc: pd.DataFrame) -> np.ndarray:
+    def _calendar_odds(self, fc: pd.DataFrame, step: np.ndarray) -> np.ndarray:
         """Per forecast row (sorted by product, then date), the chance from the product's
         calendar that its price is below that of the product's first forecast date (NaN:
         none)."""
         out = np.full(len(fc), np.nan)
-        assert self.promotions is not None and self.promotion_odds is not None
-        dates = pd.DatetimeIndex(fc["date"])
-        step = pd.date_range(self.promotions_from, dates.max(), freq=self.spec.freq).get_indexer(
-            dates
-        )
+        assert self.promotion_odds is not None
         skus = fc["sku"].to_numpy()
         bounds = np.flatnonzero(np.r_[True, skus[1:] != skus[:-1], True])
         # products by their first forecast step (one group, unless fresh prices came for some)
         groups: dict[int, list[tuple[int, int, np.ndarray]]] = {}
         for a, b in pairwise(bounds):
             odds = self.promotion_odds.get(str(skus[a]))
-            if odds is None or str(skus[a]) not in self.promotions:
-                continue
-            if step[a] < 1 or step[b - 1] > odds.shape[1]:
+            if odds is None or step[a] < 1 or step[b - 1] > odds.shape[1]:
                 continue
             groups.setdefault(int(step[a]) - 1, []).append((int(a), int(b), odds))
         for first, members in groups.items():

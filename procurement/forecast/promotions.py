@@ -140,7 +140,7 @@ class Calendar:
             [
                 self.chance,
                 np.resize(self.regular, h),
-                np.resize(noise, h),
+                noise,
                 np.full(h, float(self.length)),
                 np.full(h, self.depth),
                 np.full(h, self.depth_sd),
@@ -155,10 +155,10 @@ ODDS = ("chance", "regular", "noise", "length", "log_depth", "depth_sd", "still_
 
 def cheaper_than_first(odds: np.ndarray, first: int = 0) -> np.ndarray:
     """P(price in period k < price in period ``first``), k = ``first``..h-1, from a calendar's
-    ``odds`` (or a stack of them), over when the promotion comes: a promotion that runs on the first day and still
-    on day k leaves k no cheaper, one that begins after the first day makes it cheaper by its
-    depth, one that ends before k dearer; the regular price's weekday pattern and the product's
-    own noise between. The expected price path alone blurs this: when a promotion is due within
+    ``odds`` (or a stack of them), over when the promotion comes: a promotion that runs on the
+    first day and still on day k leaves k no cheaper, one that begins after the first day makes
+    it cheaper by its depth, one that ends before k dearer; the regular price's weekday pattern
+    and the product's own noise between. The expected price path alone blurs this: when a promotion is due within
     days, every later day looks cheaper than the first, and the day it begins on the first day
     (a chance of one in several) none is: days stated 84% came true 68% of the time on a shelf
     whose promotions come every 2 to 7 weeks, give or take four days."""
@@ -412,7 +412,7 @@ def calendar_paths(
             odds = cal.odds()
             parts["p_promo"].append(cheaper_than_first(odds))
             for name, row in zip(ODDS, odds, strict=True):
-                if name not in ("chance", "length"):  # as above
+                if name not in shown:
                     parts[name].append(row)
     if not parts["step"]:
         return pd.DataFrame(
