@@ -231,6 +231,7 @@ d1.download_button(
     file_name=f"order-{view.id}.pdf",
     mime="application/pdf",
     icon=":material/picture_as_pdf:",
+    on_click="ignore",
 )
 d2.download_button(
     "Download CSV",
@@ -238,6 +239,7 @@ d2.download_button(
     file_name=f"order-{view.id}.csv",
     mime="text/csv",
     icon=":material/download:",
+    on_click="ignore",
 )
 st.subheader("History")
 st.dataframe(

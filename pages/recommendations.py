@@ -104,4 +104,6 @@ st.download_button(
     file_name=f"recommendations-{ctx.tenant}.csv",
     mime="text/csv",
     icon=":material/download:",
+    # a rerun on the click would drop the deferred file the click asks for: no download
+    on_click="ignore",
 )

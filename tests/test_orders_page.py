@@ -45,7 +45,9 @@ def test_orders_page_buyer_proposes_and_approves_and_viewer_only_reads(app_env) 
     assert at.selectbox(key="order_id").value == table["id"].iloc[0]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "draft" and int(metrics["Lines"]) >= 1
-    assert [d.label for d in at.get("download_button")] == ["Download PDF", "Download CSV"]
+    downloads = at.get("download_button")
+    assert [d.label for d in downloads] == ["Download PDF", "Download CSV"]
+    assert all(d.proto.ignore_rerun for d in downloads)  # a download does not rerun the page
 
     _button(at, "Approve").click().run()
     needs_admin = any("approval limit" in e.value for e in at.error)
