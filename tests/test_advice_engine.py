@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 from coreforecast.grouped_array import GroupedArray
 
-from procurement.forecast.calibration import ISO_PRIOR, NAIVE, choose_blend
+from procurement.forecast.calibration import (
+    ISO_PRIOR,
+    MIN_GROUP_SERIES,
+    NAIVE,
+    choose_blend,
+    trust_groups,
+)
 from procurement.forecast.transforms import AboveLow, BelowHigh, SinceDrop
 from procurement.recommend import NEVER_WAIT, SHIFT_PRIOR, Policy, choose_policy, recommend
 
@@ -95,6 +101,59 @@ def test_trust_goes_to_the_product_the_model_predicts_and_not_to_the_random_walk
     # every window also has the blend chosen without it
     assert len(held_out) == 2 * 8 and set(held_out["unique_id"]) == {"GOOD", "RW"}
     assert (held_out.loc[held_out["unique_id"] == "RW", "w_change"] == 0).all()
+
+
+def _company(n_good: int, n_rw: int, seed: int = 2) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    series = {}
+    for i in range(n_good):
+        y = 100 + rng.normal(0, 3, 40)
+        series[f"GOOD{i}"] = (y, y + rng.normal(0, 0.2, 40))
+    for i in range(n_rw):  # the model's moves are noise of their own
+        y = 100 + np.cumsum(rng.normal(0, 1, 40))
+        series[f"RW{i}"] = (y, y[0] + np.cumsum(rng.normal(0, 1, 40)))
+    return series
+
+
+def test_a_group_of_random_walks_stays_at_the_last_price_where_the_company_trusts_the_model() -> (
+    None
+):
+    """Products too new to judge on their own take their group's verdict: random walks beside
+    goods the model predicts do not inherit the company's trust, unless their group is too small
+    to tell."""
+    series = _company(10, MIN_GROUP_SERIES)
+    cv, frame = _cv(series)
+    groups = pd.Series({k: "drifts" if k.startswith("RW") else "reverts" for k in series})
+    # more windows asked of a product than it has: every product takes its group's verdict
+    trust, company, _ = choose_blend(cv, frame, groups, min_windows=9)
+    assert company != NAIVE and trust["group:reverts"] != NAIVE
+    assert trust["group:drifts"] == NAIVE
+    assert all(trust[k] == NAIVE for k in series if k.startswith("RW"))
+    assert all(trust[k] == company for k in series if k.startswith("GOOD"))
+
+    small = _company(10, MIN_GROUP_SERIES - 2)
+    cv, frame = _cv(small)
+    groups = pd.Series({k: "drifts" if k.startswith("RW") else "reverts" for k in small})
+    trust, company, _ = choose_blend(cv, frame, groups, min_windows=9)
+    assert trust["group:drifts"] == company != NAIVE
+
+
+def test_trust_groups_set_random_walks_apart_from_goods_that_come_back() -> None:
+    """On the synthetic catalog, where each product's kind is known: commodities (random walks
+    after their market) form a group of their own per category; shelf goods (promotions, shocks
+    that fade) keep their category's, or the company's where there is none."""
+    from procurement.data.synthetic import generate
+
+    data = generate(40, 730, seed=5, end=pd.Timestamp("2026-06-30").date())
+    frame = data.prices.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
+    truth = data.effects.set_index("sku")
+    drifts = (truth["kind"] == "commodity").reindex(frame["unique_id"].unique())
+    assert 0 < drifts.sum() < len(drifts)
+    plain = trust_groups(frame, 14)
+    assert (plain == np.where(drifts, "|drifts", "")).all()
+    by_cat = trust_groups(frame, 14, truth["category"])
+    cat = truth["category"].reindex(by_cat.index)
+    assert (by_cat == np.where(drifts, cat + "|drifts", cat)).all()
 
 
 def _replayed(p_later: float, saving: float, actual_later: float, n: int = 20) -> pd.DataFrame:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from mlforecast import MLForecast
 
+from procurement.forecast.calibration import trust_groups
 from procurement.forecast.model import (
     ModelParams,
     PriceModel,
@@ -188,14 +189,16 @@ def _trust_everywhere(
     sample_trust: Mapping[str, tuple[float, float]],
     default: tuple[float, float],
     products: list[str],
-    categories: Mapping[str, str],
+    groups: Mapping[str, str],
 ) -> dict[str, tuple[float, float]]:
+    """Every product's trust: its own where the sample backtested it, else the most common
+    among the sample's products of its group (``trust_groups``), else the company's."""
     by_cat: dict[str, Counter[tuple[float, float]]] = {}
     for sku, w in sample_trust.items():
-        by_cat.setdefault(categories.get(sku, ""), Counter())[tuple(w)] += 1  # type: ignore[index]
+        by_cat.setdefault(groups.get(sku, ""), Counter())[tuple(w)] += 1  # type: ignore[index]
     cat_blend = {c: cnt.most_common(1)[0][0] for c, cnt in by_cat.items()}
     return {
-        p: tuple(sample_trust.get(p, cat_blend.get(categories.get(p, ""), default)))  # type: ignore[misc]
+        p: tuple(sample_trust.get(p, cat_blend.get(groups.get(p, ""), default)))  # type: ignore[misc]
         for p in products
     }
 
@@ -284,7 +287,12 @@ def fit_distributed(
         last_price={str(k): float(v) for k, v in last_price.items()},
         categories=categories,
         sales_tail=sales_tail,
-        trust=_trust_everywhere(base.trust, base.trust_default, products, categories),
+        trust=_trust_everywhere(
+            base.trust,
+            base.trust_default,
+            products,
+            trust_groups(frame, horizon, pd.Series(categories, dtype=object)).to_dict(),
+        ),
         exog=exog,
     )
     return DistributedPriceModel(base=full, fcst=fcst, level_fcst=level, n_rows=len(train))

@@ -31,6 +31,7 @@ from procurement.forecast.calibration import (
     add_naive,
     backtest_metrics,
     choose_blend,
+    trust_groups,
 )
 from procurement.forecast.features import (
     MONTHLY,
@@ -711,7 +712,7 @@ def fit_price_model(
         )
     cv = cv.merge(cv_frame[["unique_id", "ds", "observed"]], on=["unique_id", "ds"], how="left")
     cv = add_naive(cv, cv_frame)
-    groups = pd.Series(data.categories or {}, dtype=object)
+    groups = trust_groups(frame, horizon, pd.Series(data.categories or {}, dtype=object))
     trust, trust_default, held_out = choose_blend(cv, cv_frame, groups)
     # each backtest window is forecast with the blend chosen without it: what calibrates the
     # intervals, the stated probabilities and the policy must not have picked the blend
