@@ -151,6 +151,8 @@ def test_trust_groups_set_random_walks_apart_from_goods_that_come_back() -> None
     assert 0 < drifts.sum() < len(drifts)
     plain = trust_groups(frame, 14)
     assert (plain == np.where(drifts, "|drifts", "")).all()
+    gaps = frame.assign(y=frame["y"].where(frame.index % 11 != 0))  # days without a price
+    assert (trust_groups(gaps, 14) == plain).all()
     by_cat = trust_groups(frame, 14, truth["category"])
     cat = truth["category"].reindex(by_cat.index)
     assert (by_cat == np.where(drifts, cat + "|drifts", cat)).all()

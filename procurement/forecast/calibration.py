@@ -195,16 +195,16 @@ def trust_groups(
     and were cheaper in 37%, losing 0.45% a wait."""
     # rows sorted by series and date (as ``prepare`` leaves them): one pass, no groupby
     y = frame["y"].to_numpy(float)
-    y = np.log(y) if (y > 0).all() else y
+    y = np.log(y) if (y[np.isfinite(y)] > 0).all() else y
     ids = frame["unique_id"].to_numpy()
     first, start = _series_starts(ids)
     series = np.cumsum(first) - 1
     pos = np.arange(len(y)) - start
 
     def mean_square(k: int) -> np.ndarray:
-        ok = pos >= k
-        d = np.zeros(len(y))
+        d = np.full(len(y), np.nan)
         d[k:] = y[k:] - y[: len(y) - k]
+        ok = (pos >= k) & np.isfinite(d)
         n = np.bincount(series[ok], minlength=int(first.sum()))
         total = np.bincount(series[ok], weights=d[ok] ** 2, minlength=len(n))
         with np.errstate(invalid="ignore", divide="ignore"):
