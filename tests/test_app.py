@@ -187,6 +187,15 @@ def test_model_and_recommendations_pages_read_at_a_glance(app_env) -> None:
     assert re.fullmatch(r"\d\d [A-Z][a-z]{2} \d\d:\d\d", trained), trained
     text = " ".join(c.value for c in at.caption)
     assert "0% cheaper" not in text and "likely to be cheaper" in text
+    # the demo's commodities (random walks after their market) are counted apart
+    meta = store.read_metadata(Path(app_env["MODEL_DIR"]), "demo")
+    assert meta is not None
+    m = meta["metrics"]
+    assert m["drifting_products"] > 0
+    assert (
+        f"{m['drifting_products']} of them move like a random walk (a commodity after its "
+        f"market): {m['drifting_trusted']} of those follow the model" in text
+    )
     chart = next(c for c in at.get("vega_lite_chart") if "MASE" in c.proto.spec)
     names = {
         v

@@ -775,6 +775,15 @@ def fit_price_model(
     metrics["trusted_products"] = int(
         sum(sum(v) > 0 for k, v in trust.items() if not k.startswith("group:"))
     )
+    # the products whose price moves like a random walk, and how many of them the models beat
+    # on their own windows (the rest stay at the last price: ``trust_groups``)
+    drifting = [
+        k
+        for k in trust
+        if not k.startswith("group:") and str(groups.get(k, "")).endswith("|drifts")
+    ]
+    metrics["drifting_products"] = len(drifting)
+    metrics["drifting_trusted"] = int(sum(sum(trust[k]) > 0 for k in drifting))
     metrics["blends"] = {
         f"change {b[0]:g} + level {b[1]:g}": int(
             sum(v == b for k, v in trust.items() if not k.startswith("group:"))
