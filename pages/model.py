@@ -142,9 +142,9 @@ with left:
     drifting = m.get("drifting_products")
     if drifting:
         followed += (
-            f"{drifting} of them move like a random walk (a commodity after its market): "
-            f"{m.get('drifting_trusted', 0)} of those follow the model on their own record, the "
-            "rest stay at their last price. "
+            f"{drifting} of them move like a random walk (a commodity after its market) and are "
+            f"judged apart from the rest: {m.get('drifting_trusted', 0)} of those follow the "
+            "model, the others stay at their last price. "
         )
     calendars = m.get("promotion_calendars")
     if calendars:

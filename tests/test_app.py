@@ -194,7 +194,8 @@ def test_model_and_recommendations_pages_read_at_a_glance(app_env) -> None:
     assert m["drifting_products"] > 0
     assert (
         f"{m['drifting_products']} of them move like a random walk (a commodity after its "
-        f"market): {m['drifting_trusted']} of those follow the model" in text
+        f"market) and are judged apart from the rest: {m['drifting_trusted']} of those follow "
+        "the model" in text
     )
     chart = next(c for c in at.get("vega_lite_chart") if "MASE" in c.proto.spec)
     names = {
