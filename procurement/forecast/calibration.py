@@ -253,11 +253,12 @@ def choose_blend(
     For each blend of the change model and the level model (``BLENDS``) the gain over the naive
     forecast is measured per backtest window. A product whose own gain is consistent across its
     windows (t-statistic above ``min_t_series``) gets its own best blend; a product with too few
-    or inconclusive windows takes its group's (category) when the group's gain is consistent,
-    else the company's, unless that blend did worse than naive on it. Where prices are a random
-    walk the models' moves are noise, and a lucky window must not let them through: the forecast
-    stays the last price and the advice "buy now". A group (``trust_groups``) of at least
-    ``MIN_GROUP_SERIES`` products whose gain is not consistent stays at the last price.
+    or inconclusive windows takes its group's (``trust_groups``: its category, the drifting
+    products apart) when the group's gain is consistent; a group of at least
+    ``MIN_GROUP_SERIES`` products whose gain is not, stays at the last price; a smaller one takes
+    the company's. Never a blend that did worse than naive on the product itself. Where prices
+    are a random walk the models' moves are noise, and a lucky window must not let them through:
+    the forecast stays the last price and the advice "buy now".
 
     Returns (blend per product, including ``group:<name>`` entries; company default; and per
     product and window the blend chosen *without* that window, so that intervals, stated

@@ -775,8 +775,8 @@ def fit_price_model(
     metrics["trusted_products"] = int(
         sum(sum(v) > 0 for k, v in trust.items() if not k.startswith("group:"))
     )
-    # the products whose price moves like a random walk, and how many of them the models beat
-    # on their own windows (the rest stay at the last price: ``trust_groups``)
+    # the products whose price moves like a random walk (``trust_groups``), and how many of them
+    # follow a model, on their own windows or their group's (the rest stay at the last price)
     drifting = [
         k
         for k in trust
