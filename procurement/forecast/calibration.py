@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from procurement.forecast.promotions import WEIGHT
+from procurement.forecast.promotions import mix
 
 GRID = np.linspace(0.0, 1.0, 201)
 
@@ -736,9 +736,7 @@ class Calibration:
                     # empirical CDF of the window's class
                     raw = np.interp(z[m], qs, GRID, left=0.0, right=1.0)
                     # mixed as the forecast mixes the calendar's prices into the model's
-                    raw = np.where(
-                        np.isfinite(promo[m]), (1 - WEIGHT) * raw + WEIGHT * promo[m], raw
-                    ) * (1.0 - still[m])
+                    raw = mix(raw, promo[m]) * (1.0 - still[m])
                     p[m] = np.clip(cal.recalibrate(raw), P_FLOOR, P_CEIL)
         for k, v in bands.items():
             fc[k] = v

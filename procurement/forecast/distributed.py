@@ -193,12 +193,12 @@ def _trust_everywhere(
 ) -> dict[str, tuple[float, float]]:
     """Every product's trust: its own where the sample backtested it, else the most common
     among the sample's products of its group (``trust_groups``), else the company's."""
-    by_cat: dict[str, Counter[tuple[float, float]]] = {}
+    by_group: dict[str, Counter[tuple[float, float]]] = {}
     for sku, w in sample_trust.items():
-        by_cat.setdefault(groups.get(sku, ""), Counter())[tuple(w)] += 1  # type: ignore[index]
-    cat_blend = {c: cnt.most_common(1)[0][0] for c, cnt in by_cat.items()}
+        by_group.setdefault(groups.get(sku, ""), Counter())[tuple(w)] += 1  # type: ignore[index]
+    group_blend = {c: cnt.most_common(1)[0][0] for c, cnt in by_group.items()}
     return {
-        p: tuple(sample_trust.get(p, cat_blend.get(groups.get(p, ""), default)))  # type: ignore[misc]
+        p: tuple(sample_trust.get(p, group_blend.get(groups.get(p, ""), default)))  # type: ignore[misc]
         for p in products
     }
 
