@@ -137,7 +137,8 @@ def what_if() -> None:
             else None,
             delta_color="inverse",
             help=(
-                "The forecast price on the buy day, and how far it is from today's. The saving "
+                "The forecast price on the buy day, and how far it is from today's. It is also "
+                "the target: if the price is down to it on an earlier day, buy then. The saving "
                 "beside it is what to expect: the forecast's gap weighed by how often such "
                 "forecasts came true in the backtest."
             ),
@@ -147,7 +148,8 @@ def what_if() -> None:
             money(rec["saving_total"], cur),
             help=(
                 f"For {qty:,.0f} {row['unit'] or 'units'} (the quantity on the left). How sure: "
-                f"{percent(rec['confidence'])} that the buy day is cheaper than today."
+                f"{percent(rec['confidence'])} that following the advice (the buy day, or an "
+                "earlier one at the target price) pays less than today."
             ),
         )
         st.vega_lite_chart(

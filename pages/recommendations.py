@@ -3,7 +3,7 @@ import streamlit as st
 
 from procurement.buying import ADVICE_COLUMNS
 from procurement.export import to_csv_bytes
-from ui.money import PRICES_HELP, SAVING_HELP, company_currency, shown_percent
+from ui.money import PRICES_HELP, SAVING_HELP, TARGET_HELP, company_currency, shown_percent
 from ui.page import advice_for, how_sure_column, page_setup
 
 ctx = page_setup("Recommendations")
@@ -63,7 +63,7 @@ st.dataframe(
             f"Forecast today ({cur})", format="%,.2f", help=PRICES_HELP
         ),
         "buy_price": st.column_config.NumberColumn(
-            f"Forecast on buy day ({cur})", format="%,.2f", help=PRICES_HELP
+            f"Forecast on buy day ({cur})", format="%,.2f", help=TARGET_HELP
         ),
         "saving": st.column_config.NumberColumn(
             f"Expected saving / unit ({cur})", format="%,.2f", help=SAVING_HELP

@@ -249,7 +249,10 @@ def cmd_backtest(args: argparse.Namespace) -> None:
         f"MASE model {m['model']['mase']:.3f} | naive {m['naive']['mase']:.3f} | seasonal naive "
         f"{m['seasonal_naive']['mase']:.3f} (model/naive {m['model']['mase_vs_naive']:.3f}); "
         f"coverage 80% {m['coverage_80']:.1%}, 95% {m['coverage_95']:.1%}; advice saves "
-        f"{m['advice']['mean_realized_saving_pct']:.2f}% ({m['advice']['oracle_share']:.0%} of oracle)"
+        f"{m['advice']['mean_realized_saving_pct']:.2f}% ({m['advice']['oracle_share']:.0%} of oracle; "
+        f"{m['advice']['advised_day_saving_pct']:.2f}% had it waited for the advised day whatever "
+        f"the price did before, {m['advice']['bought_before_advised_day']} windows bought sooner "
+        "at the target price)"
     )
     print("reliability of advice (stated -> observed, cases, 90% interval of the observed):")
     for r in m["reliability"]["advice"]:

@@ -5,6 +5,11 @@ distribution, among the days that clear the policy's bar (how likely a saving is
 The bar is not a guess: ``choose_policy`` replays the model's own backtest windows and keeps the
 thresholds that would have saved the most without losing money on average. On prices that
 behave like a random walk that means "buy now" almost always, which is the honest answer.
+
+The advice to wait carries a target price, the buy day's forecast: a buyer who sees the price
+already down to it on an earlier morning buys then (a promotion that comes a few days early is
+not let go). The backtest, the thresholds, the stated confidence and each product's record all
+follow the advice that way, using no price before its day.
 """
 
 from __future__ import annotations
@@ -120,6 +125,19 @@ class _Grid:
         best = score.argmax(axis=1)
         return np.where(np.isfinite(score.max(axis=1)), best, 0)
 
+    def follow(self, y: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """The step a buyer following the advice buys on, given the actual prices ``y``: the
+        first day before the advised one whose price is already at or below the advised day's
+        forecast (the advice's target price), else the advised day. Each day's choice uses
+        only the prices up to that day. The first day counts too: a price already down to the
+        target (a promotion that began on it) is bought at once, as the morning's fresh
+        forecast would advise, not a day later at what may be a dearer price."""
+        target = self.y_pred[np.arange(len(day)), day]
+        steps = np.arange(y.shape[1])[None, :]
+        with np.errstate(invalid="ignore"):
+            early = (steps < day[:, None]) & (y <= target[:, None])
+        return np.where(early.any(axis=1), early.argmax(axis=1), day)
+
 
 def recommend(
     forecast: pd.DataFrame,
@@ -130,7 +148,8 @@ def recommend(
     """One row per sku: ``buy_date``, ``buy_now``, ``first_price``, ``buy_price``,
     ``saving`` (per unit), ``saving_pct``, ``saving_total`` (x quantity), ``confidence``,
     ``not_dearer`` (chance the buy day is no dearer than the first, where waiting),
-    ``stockout`` (waiting would pay but stock runs out first), ``reason``.
+    ``stockout`` (waiting would pay but stock runs out first), ``target_price`` (where waiting:
+    buy before the buy day once the price is down to this, the buy day's forecast), ``reason``.
 
     ``forecast`` has sku, date, y_pred and, from the model's calibration, p_cheaper and
     expected_saving (without them: a normal approximation from lo_80/hi_80 and the forecast path).
@@ -167,6 +186,8 @@ def recommend(
     out["first_date"] = pd.to_datetime(fc["date"].to_numpy()[first_rows])
     out["first_price"] = first_price
     out["buy_price"] = fc["y_pred"].to_numpy()[pick]
+    # buy before the advised day once the price is already down to that day's forecast
+    out["target_price"] = np.where(wait, out["buy_price"], np.nan)
     out["saving"] = saving
     out["saving_pct"] = 100 * saving / denom
     out["confidence"] = np.where(
@@ -203,6 +224,7 @@ def recommend(
                     float(out["confidence"].iloc[i]),
                     float(out["trend_pct"].iloc[i]),
                     float(out["not_dearer"].iloc[i]),
+                    float(out["target_price"].iloc[i]),
                 )
             )
     out["reason"] = reasons
@@ -239,7 +261,7 @@ def choose_policy(replayed: pd.DataFrame) -> tuple[Policy, list[dict[str, Any]]]
     for conf in CONFIDENCE_GRID:
         for pct in SAVING_GRID:
             pol = Policy(float(conf), float(pct))
-            day = grid.choose(pol)
+            day = grid.follow(y, grid.choose(pol))
             paid = np.where(day > 0, y[idx, day], y_first)
             realized = np.where(np.isfinite(paid), (y_first - paid) / np.abs(y_first), 0.0)[keep]
             gain = 100 * float(realized.mean()) if len(realized) else 0.0
@@ -279,12 +301,16 @@ def confidence_map(replayed: pd.DataFrame, policy: Policy, evidence: float) -> P
     days that came true 80-91% of the time on every shelf tried."""
     grid, y = _with_actuals(replayed)
     day = grid.choose(policy)
+    bought = grid.follow(y, day)
     idx = np.arange(len(day))
-    seen = (day > 0) & np.isfinite(y[idx, day]) & np.isfinite(y[:, 0])
+    seen = (bought > 0) & np.isfinite(y[idx, bought]) & np.isfinite(y[:, 0])
     if seen.sum() < MIN_MAP_CASES or evidence <= 0:
         return policy
+    # stated on the advised day's forecast; came true where following the advice (the target
+    # price before that day, else that day) paid less than the first day. Windows whose first
+    # price was already at the target are bought at once: no wait, nothing stated
     p = grid.p[idx, day][seen]
-    came_true = (y[idx, day] < y[:, 0])[seen].astype(float)
+    came_true = (y[idx, bought] < y[:, 0])[seen].astype(float)
     iso = IsotonicRegression(y_min=P_FLOOR, y_max=P_CEIL, out_of_bounds="clip")
     iso.fit(p, came_true)
     miss = float(np.mean(came_true - p)) * evidence / (evidence + SHIFT_PRIOR)
@@ -304,7 +330,7 @@ def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     day) and ``median_saving_pct`` of those that paid off. Pseudo-products of ``replayed`` are
     named ``<sku>@<cutoff>``."""
     grid, y = _with_actuals(replayed)
-    day = grid.choose(policy)
+    day = grid.follow(y, grid.choose(policy))
     idx = np.arange(len(day))
     paid = y[idx, day]
     saving = 100 * (y[:, 0] - paid) / np.where(np.abs(y[:, 0]) > 0, np.abs(y[:, 0]), np.nan)
@@ -354,10 +380,18 @@ def _reason(
     conf: float,
     trend: float,
     not_dearer: float = np.nan,
+    target: float = np.nan,
 ) -> str:
     if wait:
         likely = f"{int(shown_percent(conf))}%"
-        text = f"Buy on {date:%a %d %b}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
+        sooner = ""
+        if np.isfinite(target) and target > 0:
+            price = f"{target:,.2f}" if target >= 1 else f"{target:.3g}"
+            sooner = f" (sooner at {price} or less)"
+        text = (
+            f"Buy on {date:%a %d %b}{sooner}: expected {saving_pct:.1f}% cheaper than today, "
+            f"{likely} likely"
+        )
         if not_dearer - conf >= STICKY_GAP:
             # a price that mostly stays put: waiting rarely costs more even when it saves nothing
             text += f" ({int(shown_percent(not_dearer))}% likely no dearer)"

@@ -221,6 +221,78 @@ def test_confidence_is_never_stated_as_certain() -> None:
     assert up["confidence"] <= 0.99
 
 
+def _window(w: int, path: list[float], actual: list[float]) -> pd.DataFrame:
+    """One replayed backtest window: the forecast path (its dips as expected savings, each
+    stated 90% likely) and the prices that came."""
+    days = pd.date_range("2026-03-02", periods=len(path), freq="D")
+    saving = [path[0] - v for v in path]
+    return pd.DataFrame(
+        {
+            "sku": f"A@{w}",
+            "date": days,
+            "y_pred": path,
+            "p_cheaper": [0.0] + [0.9] * (len(path) - 1),
+            "expected_saving": saving,
+            "y": actual,
+        }
+    )
+
+
+def test_a_buyer_following_the_advice_buys_sooner_once_the_price_is_down_to_its_target() -> None:
+    from procurement.recommend import advice_record
+
+    path = [100.0, 99.0, 98.0, 95.0]  # advised: day 3, target price 95
+    early = [_window(w, path, [100.0, 94.0, 101.0, 99.0]) for w in range(10)]
+    late = [_window(w, path, [100.0, 96.0, 95.5, 97.0]) for w in range(10, 20)]
+    replay = pd.concat(early + late, ignore_index=True)
+    policy, table = choose_policy(replay)
+    assert policy.min_confidence <= 0.9
+    # 6% where the price reached 95 on day 1; 3% on day 3 where it never got there first
+    assert max(r["saving_pct"] for r in table) == pytest.approx((6.0 + 3.0) / 2)
+    # a first price already at the target is paid at once: no saving, and no loss either
+    at_once = [_window(w, path, [94.0, 93.0, 99.0, 99.0]) for w in range(20, 30)]
+    _, table3 = choose_policy(pd.concat(early + late + at_once, ignore_index=True))
+    assert max(r["saving_pct"] for r in table3) == pytest.approx((6.0 + 3.0 + 0.0) / 3)
+    record = advice_record(replay, policy).iloc[0]
+    assert record["waits"] == 20 and record["paid_off"] == 20
+    assert record["median_saving_pct"] == pytest.approx(4.5)
+    # the day after the target is reached counts for nothing: no later price is looked at
+    after = pd.concat([_window(0, path, [100.0, 96.0, 102.0, 94.0])], ignore_index=True)
+    _, table = choose_policy(pd.concat([after.assign(sku=f"A@{w}") for w in range(10)]))
+    assert max(r["saving_pct"] for r in table) == pytest.approx(6.0)
+    rec = recommend(replay[replay["sku"] == "A@0"].drop(columns="y"), policy).iloc[0]
+    assert rec["target_price"] == pytest.approx(95.0)
+    assert rec["reason"].startswith("Buy on Thu 05 Mar (sooner at 95.00 or less): expected 5.0%")
+
+
+def test_the_backtest_marks_the_advised_day_and_the_day_the_buyer_bought() -> None:
+    from procurement.forecast.backtest import follow_advice
+
+    days = pd.date_range("2026-03-02", periods=4, freq="D")
+    fc = pd.DataFrame(
+        {
+            "sku": ["A"] * 4 + ["B"] * 4 + ["C"] * 4 + ["D"] * 4,
+            "date": list(days) * 4,
+            "y_pred": [100, 99, 98, 95] * 2 + [10, 10, 10, 10] + [100, 99, 98, 95],
+            "p_cheaper": [0.0, 0.6, 0.7, 0.9] * 4,
+            "y": [100, 94, 101, 99, 100, 96, np.nan, 97, 10, 9, 8, 7, 94, 93, 99, 99],
+        }
+    )
+    recs = recommend(fc.drop(columns="y"), Policy(0.8, 1.0))
+    assert recs.set_index("sku")["buy_now"].tolist() == [False, False, True, False]
+    out = follow_advice(fc, recs).set_index(["sku", "date"])
+    assert out.loc["A", "planned"].tolist() == [0, 0, 0, 1]
+    assert out.loc["A", "buy"].tolist() == [0, 1, 0, 0]  # 94 on day 1, under the 95 target
+    assert out.loc["B", "buy"].tolist() == [0, 0, 0, 1]  # never down to 95: the advised day
+    assert out.loc["C", "buy"].tolist() == [1, 0, 0, 0]  # buy now
+    # a promotion already on the first day: bought at once, nothing stated for a later day
+    assert out.loc["D", "buy"].tolist() == [1, 0, 0, 0]
+    assert out.loc["D", "p_cheaper"].tolist() == [0.0, 0.6, 0.7, 0.9]
+    conf = recs.set_index("sku")["confidence"]
+    assert out.loc[("A", days[1]), "p_cheaper"] == pytest.approx(conf["A"])
+    assert out.loc[("A", days[3]), "p_cheaper"] == pytest.approx(0.9)  # every-day chance
+
+
 def _mixed_replay(stated: float, came_true: float, n: int = 200) -> pd.DataFrame:
     """n windows stating ``stated`` on the later days, of which ``came_true`` really were
     cheaper (the rest dearer)."""

@@ -14,6 +14,11 @@ PRICES_HELP = (
     "The model's forecast for the day (today's too: the newest stored price is from an "
     "earlier day)."
 )
+TARGET_HELP = (
+    "The model's forecast for the buy day, and the advice's target price: if the price is "
+    "already down to it on an earlier day, buy then. The backtest's savings follow the advice "
+    "that way."
+)
 SAVING_HELP = (
     "The saving to expect from waiting, per unit, averaged over how the price may really turn "
     "out, from the model's backtest. It can differ from the gap between the two forecast "

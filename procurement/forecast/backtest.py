@@ -70,13 +70,6 @@ def run_backtest(
         fc["cutoff"] = cutoff
         recs = recommend(fc, policy or model.policy)
         policies.append(asdict(policy or model.policy or Policy()))
-        buy = recs.set_index("sku")["buy_date"]
-        fc["buy"] = (fc["date"] == fc["sku"].map(buy)).astype(int)
-        # the advised day states the advice's own confidence (``Policy.confidence``), as the
-        # pages show it
-        waiting = recs.set_index("sku").query("~buy_now")["confidence"]
-        advised = (fc["buy"] == 1) & fc["sku"].isin(waiting.index)
-        fc.loc[advised, "p_cheaper"] = fc.loc[advised, "sku"].map(waiting).to_numpy()
         actual = panel[
             (panel["ds"] > cutoff)
             & (panel["ds"] <= cutoff + (horizon + 1) * pd.tseries.frequencies.to_offset(freq))
@@ -86,6 +79,7 @@ def run_backtest(
             on=["sku", "date"],
             how="left",
         )
+        fc = follow_advice(fc, recs)
         hist = panel[panel["ds"] <= cutoff]
         scale = series_scale(hist)
         fc["scale"] = fc["sku"].map(scale)
@@ -104,8 +98,29 @@ def run_backtest(
     metrics["shrink_to_naive_per_fold"] = shrinks
     metrics["policy_per_fold"] = policies
     cols = ["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy", "p_cheaper"]
-    out = allfc[[*cols, "lo_95", "hi_95", "y"]].copy()
+    out = allfc[[*cols, "lo_95", "hi_95", "planned", "y"]].copy()
     return BacktestResult(forecasts=out, metrics=metrics)
+
+
+def follow_advice(fc: pd.DataFrame, recs: pd.DataFrame) -> pd.DataFrame:
+    """Mark the advised day (``planned``) and the day a buyer following the advice bought
+    (``buy``) in one window's forecast with its actual prices ``y``: where waiting was advised,
+    the first day before the advised one whose price was already at or below its target price
+    (``recommend``'s ``follow``; the first day itself when a promotion began on it), else the advised day.
+    A later bought day states the advice's own confidence (``Policy.confidence``), as the pages
+    show it."""
+    plan = recs.set_index("sku")
+    buy_date = fc["sku"].map(plan["buy_date"])
+    fc = fc.assign(planned=(fc["date"] == buy_date).astype(int))
+    target = fc["sku"].map(plan["target_price"]) if "target_price" in plan else np.nan
+    first = fc.groupby("sku")["date"].transform("min")
+    early = (fc["date"] < buy_date) & (fc["y"] <= target)
+    bought = buy_date.where(~early, fc["date"])
+    fc["buy"] = (fc["date"] == bought.groupby(fc["sku"]).transform("min")).astype(int)
+    waiting = plan.loc[~plan["buy_now"].astype(bool), "confidence"]
+    advised = (fc["buy"] == 1) & (fc["date"] > first) & fc["sku"].isin(waiting.index)
+    fc.loc[advised, "p_cheaper"] = fc.loc[advised, "sku"].map(waiting).to_numpy()
+    return fc
 
 
 def _metrics(
@@ -156,9 +171,13 @@ def _metrics(
     paid = win[win["buy"] == 1].set_index(["sku", "cutoff"])["y"].reindex(first.index).fillna(first)
     realized = first - paid
     oracle = first - low
+    # had the buyer waited for the advised day whatever the price did before it
+    on_day = win[win["planned"] == 1].set_index(["sku", "cutoff"])["y"]
+    fixed = first - on_day.reindex(first.index).fillna(first)
     fg = fc.sort_values(["sku", "cutoff", "date"]).groupby(["sku", "cutoff"], sort=False)
     buy_dates = fc[fc["buy"] == 1].set_index(["sku", "cutoff"])["date"]
-    waits = int((buy_dates > fg["date"].first().reindex(buy_dates.index)).sum())
+    planned = fc[fc["planned"] == 1].set_index(["sku", "cutoff"])["date"]
+    waits = int((planned > fg["date"].first().reindex(planned.index)).sum())
     m["advice"] = {
         "windows": len(first),
         "wait_advised": waits,
@@ -167,6 +186,9 @@ def _metrics(
         "mean_oracle_saving_pct": float(100 * oracle.sum() / first.abs().sum()),
         "oracle_share": float(realized.sum() / oracle.sum()) if oracle.sum() > 0 else 0.0,
         "windows_losing": int((realized < 0).sum()),
+        "bought_before_advised_day": int((buy_dates.reindex(planned.index) < planned).sum()),
+        "advised_day_saving_pct": float(100 * fixed.sum() / first.abs().sum()),
+        "advised_day_oracle_share": float(fixed.sum() / oracle.sum()) if oracle.sum() > 0 else 0.0,
     }
     m["reliability"] = reliability(fc)
     return m
