@@ -41,6 +41,7 @@ st.dataframe(
         "link",
         "name",
         "buy_date",
+        "target_price",
         "saving_total",
         "confidence",
         "reason",
@@ -59,6 +60,9 @@ st.dataframe(
         "category": "Category",
         "supplier": "Supplier",
         "buy_date": st.column_config.DateColumn("Buy on", format="ddd DD MMM"),
+        "target_price": st.column_config.NumberColumn(
+            f"Or sooner at ({cur})", format="%,.2f", help=TARGET_HELP
+        ),
         "first_price": st.column_config.NumberColumn(
             f"Forecast today ({cur})", format="%,.2f", help=PRICES_HELP
         ),
@@ -91,6 +95,7 @@ csv = view.assign(
     buy_date=view["buy_date"].dt.date,
     first_price=view["first_price"].round(2),
     buy_price=view["buy_price"].round(2),
+    target_price=view["target_price"].round(2),
     saving=view["saving"].round(2),
     saving_pct=view["saving_pct"].round(1),
     quantity=view["quantity"].round(0).astype("Int64"),

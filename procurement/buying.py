@@ -100,6 +100,7 @@ ADVICE_COLUMNS = [
     "category",
     "supplier",
     "buy_date",
+    "target_price",
     "first_price",
     "buy_price",
     "saving",

@@ -205,7 +205,15 @@ def test_model_and_recommendations_pages_read_at_a_glance(app_env) -> None:
     }
     assert names == {"model", "last price", "price a week ago"}
     order = list(_app("pages/recommendations.py").dataframe[0].proto.column_order)
-    assert order[:6] == ["link", "name", "buy_date", "saving_total", "confidence", "reason"]
+    assert order[:7] == [
+        "link",
+        "name",
+        "buy_date",
+        "target_price",
+        "saving_total",
+        "confidence",
+        "reason",
+    ]
 
 
 def test_retrain_button_publishes_a_new_model_version(app_env) -> None:

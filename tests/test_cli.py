@@ -113,9 +113,14 @@ def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
         "p_cheaper",
         "lo_95",
         "hi_95",
+        "planned",
     ]
     assert len(fc) == 4 * 2 * 7
     assert fc.groupby(["sku", "cutoff"])["buy"].sum().eq(1).all()
+    # the advised day, and the day bought following it: never after the advised day
+    assert fc.groupby(["sku", "cutoff"])["planned"].sum().eq(1).all()
+    day = fc.groupby(["sku", "cutoff"]).cumcount()
+    assert (day[fc["buy"] == 1].to_numpy() <= day[fc["planned"] == 1].to_numpy()).all()
     # p_cheaper: 0 on each window's first date, a probability short of certainty after it
     first = fc.groupby(["sku", "cutoff"])["date"].transform("min") == fc["date"]
     assert (fc.loc[first, "p_cheaper"] == 0).all()
