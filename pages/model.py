@@ -7,7 +7,7 @@ from procurement.db import open_session
 from procurement.db.runs import ACTIVE, DONE
 from procurement.forecast import store
 from ui.charts import importance_bars, metric_bars
-from ui.features import feature_words, frequency_words
+from ui.features import feature_words, frequency_words, span_words
 from ui.page import engine, local_time, page_setup, plain
 
 ctx = page_setup("Model", need_model=False)
@@ -161,6 +161,19 @@ with left:
             f"Advice learned from the backtest: wait only when a later day is at least "
             f"{pol['min_confidence']:.0%} likely to be cheaper{by}."
         )
+        if pol.get("target_price"):
+            late = pol.get("grace_steps", 0)
+            advice += (
+                " Each wait has a target price, the buy day's forecast: buy on an earlier day "
+                "whose price is down to it"
+                + (
+                    f", or up to {span_words(late, meta['freq'])} after the buy day while it "
+                    "has not come"
+                    if late
+                    else ""
+                )
+                + ", as it saved more in the backtest."
+            )
     else:
         advice = ""
     st.caption(

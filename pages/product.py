@@ -137,10 +137,15 @@ def what_if() -> None:
             else None,
             delta_color="inverse",
             help=(
-                "The forecast price on the buy day, and how far it is from today's. It is also "
-                "the target: if the price is down to it on an earlier day, buy then. The saving "
+                "The forecast price on the buy day, and how far it is from today's. The saving "
                 "beside it is what to expect: the forecast's gap weighed by how often such "
                 "forecasts came true in the backtest."
+                + (
+                    " It is also the target price: buy on the first day the price is at or "
+                    f"below it, by {rec['last_buy_date']:%a %d %b} at the latest."
+                    if pd.notna(rec.get("target_price"))
+                    else ""
+                )
             ),
         )
         c3.metric(
@@ -148,8 +153,8 @@ def what_if() -> None:
             money(rec["saving_total"], cur),
             help=(
                 f"For {qty:,.0f} {row['unit'] or 'units'} (the quantity on the left). How sure: "
-                f"{percent(rec['confidence'])} that following the advice (the buy day, or an "
-                "earlier one at the target price) pays less than today."
+                f"{percent(rec['confidence'])} that following the advice pays less than "
+                "today."
             ),
         )
         st.vega_lite_chart(

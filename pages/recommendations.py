@@ -3,7 +3,14 @@ import streamlit as st
 
 from procurement.buying import ADVICE_COLUMNS
 from procurement.export import to_csv_bytes
-from ui.money import PRICES_HELP, SAVING_HELP, TARGET_HELP, company_currency, shown_percent
+from ui.money import (
+    LATEST_HELP,
+    PRICES_HELP,
+    SAVING_HELP,
+    TARGET_HELP,
+    company_currency,
+    shown_percent,
+)
 from ui.page import advice_for, how_sure_column, page_setup
 
 ctx = page_setup("Recommendations")
@@ -42,6 +49,7 @@ st.dataframe(
         "name",
         "buy_date",
         "target_price",
+        "last_buy_date",
         "saving_total",
         "confidence",
         "reason",
@@ -61,13 +69,16 @@ st.dataframe(
         "supplier": "Supplier",
         "buy_date": st.column_config.DateColumn("Buy on", format="ddd DD MMM"),
         "target_price": st.column_config.NumberColumn(
-            f"Or sooner at ({cur})", format="%,.2f", help=TARGET_HELP
+            f"Target price ({cur})", format="%,.2f", help=TARGET_HELP
+        ),
+        "last_buy_date": st.column_config.DateColumn(
+            "At the latest", format="ddd DD MMM", help=LATEST_HELP
         ),
         "first_price": st.column_config.NumberColumn(
             f"Forecast today ({cur})", format="%,.2f", help=PRICES_HELP
         ),
         "buy_price": st.column_config.NumberColumn(
-            f"Forecast on buy day ({cur})", format="%,.2f", help=TARGET_HELP
+            f"Forecast on buy day ({cur})", format="%,.2f", help=PRICES_HELP
         ),
         "saving": st.column_config.NumberColumn(
             f"Expected saving / unit ({cur})", format="%,.2f", help=SAVING_HELP
@@ -93,6 +104,7 @@ st.dataframe(
 )
 csv = view.assign(
     buy_date=view["buy_date"].dt.date,
+    last_buy_date=view["last_buy_date"].dt.date,
     first_price=view["first_price"].round(2),
     buy_price=view["buy_price"].round(2),
     target_price=view["target_price"].round(2),

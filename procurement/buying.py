@@ -101,6 +101,7 @@ ADVICE_COLUMNS = [
     "supplier",
     "buy_date",
     "target_price",
+    "last_buy_date",
     "first_price",
     "buy_price",
     "saving",

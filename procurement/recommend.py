@@ -6,15 +6,17 @@ The bar is not a guess: ``choose_policy`` replays the model's own backtest windo
 thresholds that would have saved the most without losing money on average. On prices that
 behave like a random walk that means "buy now" almost always, which is the honest answer.
 
-The advice to wait carries a target price, the buy day's forecast: a buyer who sees the price
-already down to it on an earlier morning buys then (a promotion that comes a few days early is
-not let go). The backtest, the thresholds, the stated confidence and each product's record all
-follow the advice that way, using no price before its day.
+Where the backtest found it saves more, the advice to wait carries a target price, the buy
+day's forecast, and a last day: the buyer buys on the first day whose price is down to the
+target (a promotion that comes a few days early or late is not let go), else on the last day.
+The backtest, the thresholds, the stated confidence and each product's record all follow the
+advice that way, each day's choice using no later price.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,8 @@ from procurement.forecast.calibration import ISO_PRIOR, P_CEIL, P_FLOOR, t_stat
 NEVER_WAIT = 1.0  # a min_confidence no stated probability reaches (they stop at 99.5%)
 CONFIDENCE_GRID = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
 SAVING_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+# how long past the advised day a buyer may wait for the target price, in shares of the horizon
+GRACE_GRID = (0.0, 0.25, 0.5, 1.0)
 MIN_POLICY_T = 1.0  # the saving per backtest window must be positive with some consistency
 
 
@@ -35,6 +39,14 @@ MIN_POLICY_T = 1.0  # the saving per backtest window must be positive with some 
 class Policy:
     min_confidence: float = 0.7  # chance that the chosen day is no dearer than the first day
     min_saving_pct: float = 0.5  # smaller expected savings are not worth waiting for
+    # Whether the advice carries a target price (buy on any earlier day whose price is down to
+    # the buy day's forecast), and how many steps after the buy day the buyer still waits for
+    # it (a promotion that comes a few days late), buying on the last of them if it has not
+    # come. Chosen on the backtest like the thresholds: on prices that come back after a dip
+    # the target catches the dip, on trending ones (weekly fuel) it buys too soon. Off in
+    # models whose policy was learned without it.
+    target_price: bool = False
+    grace_steps: int = 0
     # How sure the advice is once a day has been chosen: an isotonic map from the forecast's
     # probability on the chosen day to how often that day really was cheaper in the backtest
     # (``confidence_map``), moved towards by ``conf_weight``. The chosen day is the deepest
@@ -83,6 +95,7 @@ class _Grid:
     # chance of paying no more than on the first day (``p`` where the forecast has no
     # ``p_not_dearer``): the gate of waiting, which on sticky prices is far above ``p``
     p_ok: np.ndarray
+    last_step: np.ndarray  # per product, its last step with a forecast
 
     @classmethod
     def of(cls, fc: pd.DataFrame) -> _Grid:
@@ -104,7 +117,10 @@ class _Grid:
         p = arr("p_cheaper")
         p_ok = arr("p_not_dearer") if "p_not_dearer" in fc else p
         p_ok = np.where(np.isnan(p_ok), p, np.maximum(p_ok, p))
-        return cls(pd.Index(skus), rows, y, p, arr("expected_saving"), arr(wait), y[:, 0], p_ok)
+        last = np.where(~np.isnan(y), np.arange(h)[None, :], -1).max(axis=1, initial=-1)
+        return cls(
+            pd.Index(skus), rows, y, p, arr("expected_saving"), arr(wait), y[:, 0], p_ok, last
+        )
 
     def choose(self, policy: Policy, max_wait: np.ndarray | None = None) -> np.ndarray:
         """Step of the buy day per product (0: buy now)."""
@@ -125,18 +141,41 @@ class _Grid:
         best = score.argmax(axis=1)
         return np.where(np.isfinite(score.max(axis=1)), best, 0)
 
-    def follow(self, y: np.ndarray, day: np.ndarray) -> np.ndarray:
+    def deadline(
+        self, day: np.ndarray, grace: int, max_wait: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The last step a buyer waits for the target price: ``grace`` steps after the advised
+        day, within the forecast and the stock's ``max_wait`` (0 where buying now)."""
+        last = self.last_step
+        if max_wait is not None:
+            steps = np.arange(self.y_pred.shape[1])[None, :]
+            ok = ~np.isnan(self.y_pred) & (self.wait_days <= max_wait[:, None])
+            last = np.where(ok, steps, -1).max(axis=1)
+        return np.where(day > 0, np.maximum(np.minimum(day + grace, last), day), 0)
+
+    def first_at_target(self, y: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Per window, the first step whose actual price ``y`` is at or below the advised day's
+        forecast (the target price); the number of steps where none is, or where buying now."""
+        target = self.y_pred[np.arange(len(day)), day]
+        with np.errstate(invalid="ignore"):
+            hit = (y <= target[:, None]) & (day > 0)[:, None]
+        return np.where(hit.any(axis=1), hit.argmax(axis=1), y.shape[1])
+
+    def follow(
+        self, y: np.ndarray, day: np.ndarray, policy: Policy, first: np.ndarray | None = None
+    ) -> np.ndarray:
         """The step a buyer following the advice buys on, given the actual prices ``y``: the
-        first day before the advised one whose price is already at or below the advised day's
-        forecast (the advice's target price), else the advised day. Each day's choice uses
+        first day up to the deadline (``deadline``) whose price is at or below the advised
+        day's forecast (the advice's target price), else the deadline. Each day's choice uses
         only the prices up to that day. The first day counts too: a price already down to the
         target (a promotion that began on it) is bought at once, as the morning's fresh
-        forecast would advise, not a day later at what may be a dearer price."""
-        target = self.y_pred[np.arange(len(day)), day]
-        steps = np.arange(y.shape[1])[None, :]
-        with np.errstate(invalid="ignore"):
-            early = (steps < day[:, None]) & (y <= target[:, None])
-        return np.where(early.any(axis=1), early.argmax(axis=1), day)
+        forecast would advise, not a day later at what may be a dearer price. ``first``:
+        ``first_at_target`` where the caller has it."""
+        if not policy.target_price:
+            return day
+        hit = self.first_at_target(y, day) if first is None else first
+        end = self.deadline(day, policy.grace_steps)
+        return np.where(hit <= end, hit, end)
 
 
 def recommend(
@@ -148,8 +187,9 @@ def recommend(
     """One row per sku: ``buy_date``, ``buy_now``, ``first_price``, ``buy_price``,
     ``saving`` (per unit), ``saving_pct``, ``saving_total`` (x quantity), ``confidence``,
     ``not_dearer`` (chance the buy day is no dearer than the first, where waiting),
-    ``stockout`` (waiting would pay but stock runs out first), ``target_price`` (where waiting:
-    buy before the buy day once the price is down to this, the buy day's forecast), ``reason``.
+    ``stockout`` (waiting would pay but stock runs out first), ``target_price`` and
+    ``last_buy_date`` (where waiting: buy on the first day up to ``last_buy_date`` whose price is
+    down to ``target_price``, the buy day's forecast; on ``last_buy_date`` if none), ``reason``.
 
     ``forecast`` has sku, date, y_pred and, from the model's calibration, p_cheaper and
     expected_saving (without them: a normal approximation from lo_80/hi_80 and the forecast path).
@@ -186,8 +226,13 @@ def recommend(
     out["first_date"] = pd.to_datetime(fc["date"].to_numpy()[first_rows])
     out["first_price"] = first_price
     out["buy_price"] = fc["y_pred"].to_numpy()[pick]
-    # buy before the advised day once the price is already down to that day's forecast
-    out["target_price"] = np.where(wait, out["buy_price"], np.nan)
+    # buy on any day up to the deadline once the price is down to the buy day's forecast
+    targeted = wait & policy.target_price
+    out["target_price"] = np.where(targeted, out["buy_price"], np.nan)
+    end = grid.deadline(np.where(targeted, best, 0), policy.grace_steps, limit)
+    out["last_buy_date"] = pd.to_datetime(
+        np.where(targeted, fc["date"].to_numpy()[grid.rows[idx, end]], np.datetime64("NaT"))
+    )
     out["saving"] = saving
     out["saving_pct"] = 100 * saving / denom
     out["confidence"] = np.where(
@@ -225,6 +270,7 @@ def recommend(
                     float(out["trend_pct"].iloc[i]),
                     float(out["not_dearer"].iloc[i]),
                     float(out["target_price"].iloc[i]),
+                    out["last_buy_date"].iloc[i],
                 )
             )
     out["reason"] = reasons
@@ -258,20 +304,29 @@ def choose_policy(replayed: pd.DataFrame) -> tuple[Policy, list[dict[str, Any]]]
     window = np.array([str(k).rsplit("@", 1)[-1] for k in grid.skus])[keep]
     table: list[dict[str, Any]] = []
     best, best_gain = Policy(NEVER_WAIT, 0.0), 0.0
-    for conf in CONFIDENCE_GRID:
-        for pct in SAVING_GRID:
-            pol = Policy(float(conf), float(pct))
-            day = grid.follow(y, grid.choose(pol))
+    horizon = grid.y_pred.shape[1]
+    graces = sorted({round(f * (horizon - 1)) for f in GRACE_GRID})
+    ways = [(False, 0)] + [(True, g) for g in graces]  # the buy day alone, or with a target
+    codes, _ = pd.factorize(window)
+    per_code = np.bincount(codes)
+    for conf, pct in itertools.product(CONFIDENCE_GRID, SAVING_GRID):
+        planned = grid.choose(Policy(float(conf), float(pct)))
+        at_target = grid.first_at_target(y, planned)
+        for target, grace in ways:
+            pol = Policy(float(conf), float(pct), target, grace)
+            day = grid.follow(y, planned, pol, at_target)
             paid = np.where(day > 0, y[idx, day], y_first)
             realized = np.where(np.isfinite(paid), (y_first - paid) / np.abs(y_first), 0.0)[keep]
             gain = 100 * float(realized.mean()) if len(realized) else 0.0
             waits = int((day[keep] > 0).sum())
-            per_window = pd.Series(realized).groupby(window).mean()
+            per_window = pd.Series(np.bincount(codes, realized, len(per_code)) / per_code)
             consistent = len(per_window) >= 3 and t_stat(per_window) > MIN_POLICY_T
             table.append(
                 {
                     "min_confidence": pol.min_confidence,
                     "min_saving_pct": pct,
+                    "target_price": target,
+                    "grace_steps": grace,
                     "waits": waits,
                     "saving_pct": gain,
                 }
@@ -301,7 +356,7 @@ def confidence_map(replayed: pd.DataFrame, policy: Policy, evidence: float) -> P
     days that came true 80-91% of the time on every shelf tried."""
     grid, y = _with_actuals(replayed)
     day = grid.choose(policy)
-    bought = grid.follow(y, day)
+    bought = grid.follow(y, day, policy)
     idx = np.arange(len(day))
     seen = (bought > 0) & np.isfinite(y[idx, bought]) & np.isfinite(y[:, 0])
     if seen.sum() < MIN_MAP_CASES or evidence <= 0:
@@ -330,7 +385,7 @@ def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     day) and ``median_saving_pct`` of those that paid off. Pseudo-products of ``replayed`` are
     named ``<sku>@<cutoff>``."""
     grid, y = _with_actuals(replayed)
-    day = grid.follow(y, grid.choose(policy))
+    day = grid.follow(y, grid.choose(policy), policy)
     idx = np.arange(len(day))
     paid = y[idx, day]
     saving = 100 * (y[:, 0] - paid) / np.where(np.abs(y[:, 0]) > 0, np.abs(y[:, 0]), np.nan)
@@ -381,17 +436,23 @@ def _reason(
     trend: float,
     not_dearer: float = np.nan,
     target: float = np.nan,
+    last: pd.Timestamp | None = None,
 ) -> str:
     if wait:
         likely = f"{int(shown_percent(conf))}%"
-        sooner = ""
+        when = f"Buy on {date:%a %d %b}"
         if np.isfinite(target) and target > 0:
             price = f"{target:,.2f}" if target >= 1 else f"{target:.3g}"
-            sooner = f" (sooner at {price} or less)"
-        text = (
-            f"Buy on {date:%a %d %b}{sooner}: expected {saving_pct:.1f}% cheaper than today, "
-            f"{likely} likely"
-        )
+            if last is not None and pd.notna(last) and last > date:
+                # a limit order: the day the price is expected down to the target, and how
+                # long to wait for it
+                when = (
+                    f"Buy once it costs {price} or less, expected {date:%a %d %b}, by "
+                    f"{last:%a %d %b}"
+                )
+            else:
+                when += f" (sooner at {price} or less)"
+        text = f"{when}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
         if not_dearer - conf >= STICKY_GAP:
             # a price that mostly stays put: waiting rarely costs more even when it saves nothing
             text += f" ({int(shown_percent(not_dearer))}% likely no dearer)"

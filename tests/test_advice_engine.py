@@ -246,7 +246,7 @@ def test_a_buyer_following_the_advice_buys_sooner_once_the_price_is_down_to_its_
     late = [_window(w, path, [100.0, 96.0, 95.5, 97.0]) for w in range(10, 20)]
     replay = pd.concat(early + late, ignore_index=True)
     policy, table = choose_policy(replay)
-    assert policy.min_confidence <= 0.9
+    assert policy.min_confidence <= 0.9 and policy.target_price
     # 6% where the price reached 95 on day 1; 3% on day 3 where it never got there first
     assert max(r["saving_pct"] for r in table) == pytest.approx((6.0 + 3.0) / 2)
     # a first price already at the target is paid at once: no saving, and no loss either
@@ -265,6 +265,32 @@ def test_a_buyer_following_the_advice_buys_sooner_once_the_price_is_down_to_its_
     assert rec["reason"].startswith("Buy on Thu 05 Mar (sooner at 95.00 or less): expected 5.0%")
 
 
+def test_the_policy_waits_past_the_buy_day_for_a_late_promotion_and_not_on_a_trend() -> None:
+    path = [100.0, 99.5, 99.0, 95.0, 99.0, 99.5, 100.0]  # a promotion forecast on day 3
+    late = [_window(w, path, [100.0, 100.0, 101.0, 100.0, 100.0, 93.0, 100.0]) for w in range(12)]
+    policy, table = choose_policy(pd.concat(late, ignore_index=True))
+    # it came two days late: bought on day 5 at 93 where the buy day alone paid 100
+    assert policy.target_price and policy.grace_steps >= 2
+    assert max(r["saving_pct"] for r in table) == pytest.approx(7.0)
+    fc = late[0].drop(columns="y").assign(sku="A")
+    rec = recommend(fc, policy).iloc[0]
+    assert rec["buy_date"] == pd.Timestamp("2026-03-05")
+    assert rec["last_buy_date"] == pd.Timestamp("2026-03-02") + pd.Timedelta(
+        days=min(3 + policy.grace_steps, 6)
+    )
+    assert rec["reason"].startswith("Buy once it costs 95.00 or less, expected Thu 05 Mar, by ")
+    # the stock lasts until day 4: the wait for the target stops there
+    short = recommend(fc, policy, max_wait=pd.Series({"A": 4.0})).iloc[0]
+    assert short["last_buy_date"] == pd.Timestamp("2026-03-06")
+    # a price that keeps falling: the target buys too soon, so the policy has none
+    falling = [_window(w, [100.0, 99.0, 98.0, 97.0], [100.0, 96.0, 94.0, 92.0]) for w in range(12)]
+    trend, _ = choose_policy(pd.concat(falling, ignore_index=True))
+    assert not trend.target_price and trend.min_confidence < 1.0
+    rec = recommend(falling[0].drop(columns="y").assign(sku="A"), trend).iloc[0]
+    assert rec["reason"].startswith("Buy on Thu 05 Mar: expected 3.0%")
+    assert pd.isna(rec["target_price"]) and pd.isna(rec["last_buy_date"])
+
+
 def test_the_backtest_marks_the_advised_day_and_the_day_the_buyer_bought() -> None:
     from procurement.forecast.backtest import follow_advice
 
@@ -278,7 +304,7 @@ def test_the_backtest_marks_the_advised_day_and_the_day_the_buyer_bought() -> No
             "y": [100, 94, 101, 99, 100, 96, np.nan, 97, 10, 9, 8, 7, 94, 93, 99, 99],
         }
     )
-    recs = recommend(fc.drop(columns="y"), Policy(0.8, 1.0))
+    recs = recommend(fc.drop(columns="y"), Policy(0.8, 1.0, target_price=True))
     assert recs.set_index("sku")["buy_now"].tolist() == [False, False, True, False]
     out = follow_advice(fc, recs).set_index(["sku", "date"])
     assert out.loc["A", "planned"].tolist() == [0, 0, 0, 1]

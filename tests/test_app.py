@@ -205,11 +205,12 @@ def test_model_and_recommendations_pages_read_at_a_glance(app_env) -> None:
     }
     assert names == {"model", "last price", "price a week ago"}
     order = list(_app("pages/recommendations.py").dataframe[0].proto.column_order)
-    assert order[:7] == [
+    assert order[:8] == [
         "link",
         "name",
         "buy_date",
         "target_price",
+        "last_buy_date",
         "saving_total",
         "confidence",
         "reason",

@@ -31,6 +31,11 @@ def _ago(n: int, freq: str) -> str:
     return f"{n} {unit}{'s' if n != 1 else ''}"
 
 
+def span_words(n: int, freq: str) -> str:
+    """``n`` periods in words: 3 "3 days", 14 "2 weeks" for daily prices, 2 "2 weeks" for weekly."""
+    return _ago(n, freq)
+
+
 def feature_words(name: str, freq: str = "D") -> str:
     """A plain-language label for a model feature; the raw name when it is not recognised."""
     if m := re.fullmatch(r"lag(\d+)", name):

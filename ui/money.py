@@ -15,9 +15,14 @@ PRICES_HELP = (
     "earlier day)."
 )
 TARGET_HELP = (
-    "The model's forecast for the buy day, and the advice's target price: if the price is "
-    "already down to it on an earlier day, buy then. The backtest's savings follow the advice "
-    "that way."
+    "Buy on the first day the price is at or below this, the model's forecast for the buy day, "
+    "and on the last day (At the latest) if it has not come down by then. Blank where the "
+    "backtest found a plain buy day saved more (prices that trend rather than dip)."
+)
+LATEST_HELP = (
+    "How long to wait for the target price: the buy day, or a few days after it where "
+    "promotions that came late were worth waiting for in the backtest. Buy on this day if the "
+    "price has not come down."
 )
 SAVING_HELP = (
     "The saving to expect from waiting, per unit, averaged over how the price may really turn "

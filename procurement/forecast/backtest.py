@@ -105,17 +105,22 @@ def run_backtest(
 def follow_advice(fc: pd.DataFrame, recs: pd.DataFrame) -> pd.DataFrame:
     """Mark the advised day (``planned``) and the day a buyer following the advice bought
     (``buy``) in one window's forecast with its actual prices ``y``: where waiting was advised,
-    the first day before the advised one whose price was already at or below its target price
-    (``recommend``'s ``follow``; the first day itself when a promotion began on it), else the advised day.
-    A later bought day states the advice's own confidence (``Policy.confidence``), as the pages
-    show it."""
+    the first day up to its last buy day whose price was at or below its target price
+    (``recommend``'s ``follow``; the first day itself when a promotion began on it), else the
+    last buy day. A later bought day states the advice's own confidence (``Policy.confidence``),
+    as the pages show it."""
     plan = recs.set_index("sku")
     buy_date = fc["sku"].map(plan["buy_date"])
     fc = fc.assign(planned=(fc["date"] == buy_date).astype(int))
     target = fc["sku"].map(plan["target_price"]) if "target_price" in plan else np.nan
+    last = (
+        fc["sku"].map(plan["last_buy_date"]).fillna(buy_date)
+        if "last_buy_date" in plan
+        else buy_date
+    )
     first = fc.groupby("sku")["date"].transform("min")
-    early = (fc["date"] < buy_date) & (fc["y"] <= target)
-    bought = buy_date.where(~early, fc["date"])
+    early = (fc["date"] <= last) & (fc["y"] <= target)
+    bought = last.where(~early, fc["date"])
     fc["buy"] = (fc["date"] == bought.groupby(fc["sku"]).transform("min")).astype(int)
     waiting = plan.loc[~plan["buy_now"].astype(bool), "confidence"]
     advised = (fc["buy"] == 1) & (fc["date"] > first) & fc["sku"].isin(waiting.index)

@@ -793,6 +793,8 @@ def fit_price_model(
     metrics["policy"] = {
         "min_confidence": policy.min_confidence,
         "min_saving_pct": policy.min_saving_pct,
+        "target_price": policy.target_price,
+        "grace_steps": policy.grace_steps,
     }
     metrics["policy_backtest"] = policy_table
     needs_level = any(v[1] > 0 for v in trust.values()) or trust_default[1] > 0
