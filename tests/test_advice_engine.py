@@ -382,6 +382,25 @@ def test_advice_confidence_moves_by_the_mean_miss_where_the_isotonic_fit_is_nois
     assert mapped.confidence(np.array([0.995]))[0] <= 0.995
 
 
+def test_advice_confidence_flattens_where_the_stated_chance_does_not_tell_waits_apart() -> None:
+    """Waits stated 72% and 95% that both came true 87-88% of the time (as waits for a target
+    price did on four shelves): the map's slope flattens, so neither keeps its stated value.
+    A shift by the mean miss alone had left them at 79% and 93% (82% and 88% came true)."""
+    from procurement.recommend import confidence_map
+
+    rng = np.random.default_rng(7)
+    stated = np.r_[np.full(150, 0.72), np.full(150, 0.95)]
+    came = rng.random(300) < np.r_[np.full(150, 0.87), np.full(150, 0.88)]
+    parts = [
+        _replayed(float(p), 3.0, actual_later=96.0 if c else 101.0, n=1).assign(sku=f"A@{w}")
+        for w, (p, c) in enumerate(zip(stated, came, strict=True))
+    ]
+    mapped = confidence_map(pd.concat(parts, ignore_index=True), Policy(0.5, 0.5), 150.0)
+    low, high = mapped.confidence(np.array([0.72, 0.95]))
+    seen_low, seen_high = came[:150].mean(), came[150:].mean()
+    assert abs(low - seen_low) < 0.03 and abs(high - seen_high) < 0.03, (low, high)
+
+
 def test_promotion_features_find_promotions_through_a_weekday_pattern() -> None:
     from procurement.forecast.transforms import PromoDue, PromoSince
 
