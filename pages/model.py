@@ -162,17 +162,23 @@ with left:
             f"{pol['min_confidence']:.0%} likely to be cheaper{by}."
         )
         if pol.get("target_price"):
-            late = pol.get("grace_steps", 0)
-            advice += (
-                " Each wait has a target price, the buy day's forecast: buy on an earlier day "
-                "whose price is down to it"
-                + (
-                    f", or up to {span_words(late, meta['freq'])} after the buy day while it "
-                    "has not come"
-                    if late
-                    else ""
+            late = int(pol.get("grace_steps", 0))
+            if late <= 0:
+                when = "on an earlier day whose price is already down to it"
+            elif late >= int(meta["horizon"]) - 1:
+                when = (
+                    "on the first day whose price is down to it, before the buy day or after it "
+                    "up to the end of the forecast, and on that last day if it has not come"
                 )
-                + ", as it saved more in the backtest."
+            else:
+                when = (
+                    "on the first day whose price is down to it, before the buy day or up to "
+                    f"{span_words(late, meta['freq'])} after it, and on the last of those days "
+                    "if it has not come"
+                )
+            advice += (
+                f" Each wait has a target price, the buy day's forecast: buy {when}. That saved "
+                "more in the backtest than waiting for the buy day alone."
             )
     else:
         advice = ""

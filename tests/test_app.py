@@ -197,6 +197,8 @@ def test_model_and_recommendations_pages_read_at_a_glance(app_env) -> None:
         f"market) and are judged apart from the rest: {m['drifting_trusted']} of those follow "
         "the model" in text
     )
+    # the learned rule says whether waits carry a target price, as the policy has it
+    assert ("Each wait has a target price" in text) == bool(m["policy"].get("target_price"))
     chart = next(c for c in at.get("vega_lite_chart") if "MASE" in c.proto.spec)
     names = {
         v
