@@ -493,3 +493,22 @@ def test_reliability_says_whether_a_buckets_miss_is_within_what_chance_leaves_op
     # 50 cases: the 90% interval spans 15-23 points around the observed share
     assert lo < cheaper / 50 < hi and 0.14 < hi - lo < 0.24
     assert row["within_chance"] is within
+
+
+def test_reliability_compares_with_the_price_on_the_first_date_or_not_at_all() -> None:
+    """A window whose first date has no price (a holiday) has nothing to compare with: it had
+    been compared with its next price, against which nothing was stated."""
+    from procurement.forecast.backtest import reliability
+
+    fc = _advised(30, 40, 0.72)
+    days = fc.groupby("sku")["date"].transform("min")
+    # ten windows without their first price, whose second day is above the third
+    gap = fc["sku"].isin([f"S{i}" for i in range(10)])
+    fc.loc[gap & (fc["date"] == days), "y"] = np.nan
+    third = fc[gap & (fc["date"] > days)].assign(
+        date=lambda d: d["date"] + pd.Timedelta(days=1), y=5.0, buy=0, p_cheaper=0.35
+    )
+    rows = reliability(pd.concat([fc, third], ignore_index=True))
+    (advice,) = [r for r in rows["advice"] if r["cases"]]
+    assert advice["cases"] == 30 and advice["observed"] == pytest.approx(20 / 30)
+    assert sum(r["cases"] for r in rows["all_days"]) == 30  # the ten windows are left out

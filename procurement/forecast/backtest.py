@@ -212,10 +212,15 @@ def reliability(fc: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     cases were independent: the days of one window are not, so it is the narrowest) and
     whether the stated probability lies in it (``within_chance``).
     """
-    win = fc[fc["y"].notna()].sort_values(["sku", "cutoff", "date"])
-    first_y = win.groupby(["sku", "cutoff"], sort=False)["y"].transform("first")
-    first_date = win.groupby(["sku", "cutoff"], sort=False)["date"].transform("first")
-    later = win[win["date"] > first_date].assign(cheaper=lambda d: d["y"] < first_y[d.index])
+    # against the price on each window's first date, as ``p_cheaper`` is stated: a window whose
+    # first date has no price (a holiday) has nothing to compare with (it had been compared
+    # with its next price, and EIA spot's days after New Year read 38% stated, 67% came true)
+    win = fc.sort_values(["sku", "cutoff", "date"])
+    keys = [win["sku"], win["cutoff"]]
+    at_first = win.groupby(keys, sort=False).cumcount() == 0
+    first_y = win["y"].where(at_first).groupby(keys, sort=False).transform("max")
+    later = win[~at_first & win["y"].notna() & first_y.notna()]
+    later = later.assign(cheaper=later["y"] < first_y[later.index])
     advised = later[later["buy"] == 1]
 
     def table(rows: pd.DataFrame, edges: tuple[float, ...]) -> list[dict[str, Any]]:
