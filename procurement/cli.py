@@ -250,9 +250,9 @@ def cmd_backtest(args: argparse.Namespace) -> None:
         f"{m['seasonal_naive']['mase']:.3f} (model/naive {m['model']['mase_vs_naive']:.3f}); "
         f"coverage 80% {m['coverage_80']:.1%}, 95% {m['coverage_95']:.1%}; advice saves "
         f"{m['advice']['mean_realized_saving_pct']:.2f}% ({m['advice']['oracle_share']:.0%} of oracle; "
-        f"{m['advice']['advised_day_saving_pct']:.2f}% had it waited for the advised day whatever "
-        f"the price did before, {m['advice']['bought_before_advised_day']} windows bought sooner "
-        "at the target price)"
+        f"{m['advice']['advised_day_saving_pct']:.2f}% on the advised day itself; at the target "
+        f"price {m['advice']['bought_before_advised_day']} windows bought sooner, "
+        f"{m['advice']['bought_after_advised_day']} later)"
     )
     print("reliability of advice (stated -> observed, cases, 90% interval of the observed):")
     for r in m["reliability"]["advice"]:

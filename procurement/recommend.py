@@ -340,7 +340,7 @@ def choose_policy(replayed: pd.DataFrame) -> tuple[Policy, list[dict[str, Any]]]
 
 MIN_MAP_CASES = 60  # advised backtest windows below which the confidence is not remapped
 MAP_GRID = np.r_[P_FLOOR, np.linspace(0.01, 0.99, 99), P_CEIL]
-SHIFT_PRIOR = 20.0  # independent windows at which the advice's mean miss gets half the weight
+SHIFT_PRIOR = 20.0  # independent windows at which the advice's logistic map gets half the weight
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -385,9 +385,10 @@ def confidence_map(replayed: pd.DataFrame, policy: Policy, evidence: float) -> P
     seen = (bought > 0) & np.isfinite(y[idx, bought]) & np.isfinite(y[:, 0])
     if seen.sum() < MIN_MAP_CASES or evidence <= 0:
         return policy
-    # stated on the advised day's forecast; came true where following the advice (the target
-    # price before that day, else that day) paid less than the first day. Windows whose first
-    # price was already at the target are bought at once: no wait, nothing stated
+    # stated on the advised day's forecast; came true where following the advice (the first
+    # day at the target price up to the last day, else the last day) paid less than the first
+    # day. Windows whose first price was already at the target are bought at once: no wait,
+    # nothing stated
     p = grid.p[idx, day][seen]
     came_true = (y[idx, bought] < y[:, 0])[seen].astype(float)
     iso = IsotonicRegression(y_min=P_FLOOR, y_max=P_CEIL, out_of_bounds="clip")

@@ -126,6 +126,9 @@ def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
     assert (fc.loc[first, "p_cheaper"] == 0).all()
     assert fc.loc[~first, "p_cheaper"].between(0, 0.995).all()
     m = json.loads(js.read_text())
+    a = m["advice"]
+    assert a["bought_before_advised_day"] + a["bought_after_advised_day"] <= a["wait_advised"]
+    assert a["advised_day_oracle_share"] <= 1.0 and "advised_day_saving_pct" in a
     for key in ("model", "naive", "seasonal_naive"):
         assert {"mase", "smape"} <= set(m[key])
     assert {"coverage_80", "coverage_95", "advice", "reliability"} <= set(m)

@@ -192,6 +192,7 @@ def _metrics(
         "oracle_share": float(realized.sum() / oracle.sum()) if oracle.sum() > 0 else 0.0,
         "windows_losing": int((realized < 0).sum()),
         "bought_before_advised_day": int((buy_dates.reindex(planned.index) < planned).sum()),
+        "bought_after_advised_day": int((buy_dates.reindex(planned.index) > planned).sum()),
         "advised_day_saving_pct": float(100 * fixed.sum() / first.abs().sum()),
         "advised_day_oracle_share": float(fixed.sum() / oracle.sum()) if oracle.sum() > 0 else 0.0,
     }
