@@ -352,12 +352,14 @@ def price_check(
         # a quote at a fraction of every price paid is more likely a typo, another unit or
         # another product than a bargain: "a good price" would be the wrong answer
         verdict = "implausible"
+    elif share_below >= 0.75:
+        # above most prices paid: that is the first thing to say, even where the forecast
+        # also says to wait (the answer adds the wait)
+        verdict = "high"
     elif waits and asked > float(rec["buy_price"]):
         verdict = "wait"
     elif share_below <= 0.35:
         verdict = "good"
-    elif share_below >= 0.75:
-        verdict = "high"
     else:
         verdict = "fair"
     first, last = h["date"].iloc[0].date(), h["date"].iloc[-1].date()
