@@ -158,11 +158,24 @@ def what_if() -> None:
             ),
         )
         st.vega_lite_chart(
-            spec=price_forecast(hist, advice.forecast, rec["buy_date"]), width="stretch"
+            spec=price_forecast(
+                hist,
+                advice.forecast,
+                rec["buy_date"],
+                rec.get("target_price"),
+                rec.get("last_buy_date"),
+            ),
+            width="stretch",
         )
         st.caption(
             plain(
-                "Shaded: 80% and 95% intervals. Drag to pan, scroll to zoom. "
+                "Shaded: 80% and 95% intervals. "
+                + (
+                    "Orange line: the target price, until the last day to wait for it. "
+                    if pd.notna(rec.get("target_price"))
+                    else ""
+                )
+                + "Drag to pan, scroll to zoom. "
                 f"Unit: {row['unit']}, supplier: {row['supplier'] or '-'}, "
                 f"category: {row['category']}. Model {advice.version}, data to "
                 f"{advice.data_end:%d %b %Y}."

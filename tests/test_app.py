@@ -119,6 +119,19 @@ def test_product_page_forecast_delta_is_the_gap_between_the_numbers_it_shows(app
     def number(text: str) -> float:
         return float(re.sub(r"[^0-9.\-]", "", text.replace("\u2212", "-")))
 
+    # where the advice has a target price, the chart draws it up to the last day to wait
+    row = wait.iloc[0]
+    spans = [
+        pa.ipc.open_stream(ds.data.data).read_pandas()
+        for ds in at.get("vega_lite_chart")[0].proto.datasets
+    ]
+    (span,) = [f for f in spans if "target" in f.columns]
+    if pd.notna(row["target_price"]):
+        assert span["target"].round(2).eq(round(float(row["target_price"]), 2)).all()
+        assert pd.Timestamp(span["date"].max()).date() == pd.Timestamp(row["last_buy_date"]).date()
+        assert "Orange line" in " ".join(c.value for c in at.caption)
+    else:
+        assert span.empty
     today = next(m for m in at.metric if m.label == "Forecast today")
     shown = next(m for m in at.metric if m.label.startswith("Forecast on"))
     gap = (number(shown.value) / number(today.value) - 1) * 100

@@ -50,11 +50,21 @@ def _with_data(template: VegaLiteSpec, **frames: pd.DataFrame) -> VegaLiteSpec:
 
 
 def price_forecast(
-    history: pd.DataFrame, forecast: pd.DataFrame, buy_date: pd.Timestamp
+    history: pd.DataFrame,
+    forecast: pd.DataFrame,
+    buy_date: pd.Timestamp,
+    target: float | None = None,
+    last_date: pd.Timestamp | None = None,
 ) -> VegaLiteSpec:
-    """Price history, the forecast with 80%/95% bands, and the recommended buy day."""
+    """Price history, the forecast with 80%/95% bands, the recommended buy day and, where the
+    advice has one, its target price up to the last day to wait for it."""
     buy = forecast[forecast["date"] == buy_date]
-    return _with_data(_price_forecast(), history=history, forecast=forecast, buy=buy)
+    span = pd.DataFrame(
+        {"date": pd.Series(dtype="datetime64[ns]"), "target": pd.Series(dtype=float)}
+    )
+    if target is not None and pd.notna(target) and last_date is not None and pd.notna(last_date):
+        span = forecast.loc[forecast["date"] <= last_date, ["date"]].assign(target=float(target))
+    return _with_data(_price_forecast(), history=history, forecast=forecast, buy=buy, target=span)
 
 
 @functools.cache
@@ -109,7 +119,20 @@ def _price_forecast() -> VegaLiteSpec:
         )
     )
     rule = alt.Chart(buy).mark_rule(color="#d97706", strokeDash=[2, 2]).encode(x=x)
-    return _template(alt.layer(band95, band80, hist, line, rule, marker).properties(height=380))
+    target = (
+        alt.Chart(alt.NamedData("target"))
+        .mark_line(color="#d97706", strokeWidth=1.5)
+        .encode(
+            x=x,
+            y="target:Q",
+            tooltip=[
+                alt.Tooltip("target:Q", format=",.2f", title="Target price"),
+                alt.Tooltip("date:T", format="%a %d %b", title="Until"),
+            ],
+        )
+    )
+    layers = alt.layer(band95, band80, hist, line, rule, target, marker)
+    return _template(layers.properties(height=380))
 
 
 def metric_bars(metrics: pd.DataFrame) -> alt.Chart:
