@@ -111,6 +111,7 @@ def what_if() -> None:
                 overrides=overrides,
             )
     rec = advice.rec
+    targeted = pd.notna(rec.get("target_price"))  # the advice waits for a target price
     with right:
         if rec["buy_now"]:
             st.warning(f"**{rec['reason']}**", icon=":material/shopping_cart:")
@@ -143,7 +144,7 @@ def what_if() -> None:
                 + (
                     " It is also the target price: buy on the first day the price is at or "
                     f"below it, by {rec['last_buy_date']:%a %d %b} at the latest."
-                    if pd.notna(rec.get("target_price"))
+                    if targeted
                     else ""
                 )
             ),
@@ -172,7 +173,7 @@ def what_if() -> None:
                 "Shaded: 80% and 95% intervals. "
                 + (
                     "Orange line: the target price, until the last day to wait for it. "
-                    if pd.notna(rec.get("target_price"))
+                    if targeted
                     else ""
                 )
                 + "Drag to pan, scroll to zoom. "

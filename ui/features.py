@@ -24,34 +24,30 @@ def frequency_words(freq: str) -> str:
     return FREQ_WORDS.get(freq[:1].upper(), freq)
 
 
-def _ago(n: int, freq: str) -> str:
+def span_words(n: int, freq: str) -> str:
+    """``n`` periods in words: 3 "3 days", 14 "2 weeks" for daily prices, 2 "2 weeks" for weekly."""
     unit = _unit(freq)
     if unit == "day" and n % 7 == 0 and n >= 7:
         n, unit = n // 7, "week"
     return f"{n} {unit}{'s' if n != 1 else ''}"
 
 
-def span_words(n: int, freq: str) -> str:
-    """``n`` periods in words: 3 "3 days", 14 "2 weeks" for daily prices, 2 "2 weeks" for weekly."""
-    return _ago(n, freq)
-
-
 def feature_words(name: str, freq: str = "D") -> str:
     """A plain-language label for a model feature; the raw name when it is not recognised."""
     if m := re.fullmatch(r"lag(\d+)", name):
         n = int(m.group(1))
-        return "the last price" if n == 1 else f"price {_ago(n, freq)} ago"
+        return "the last price" if n == 1 else f"price {span_words(n, freq)} ago"
     if m := re.fullmatch(r"rolling_mean_lag1_window_size(\d+)", name):
-        return f"average price over {_ago(int(m.group(1)), freq)}"
+        return f"average price over {span_words(int(m.group(1)), freq)}"
     if m := re.fullmatch(r"rolling_std_lag1_window_size(\d+)", name):
-        return f"price swings over {_ago(int(m.group(1)), freq)}"
+        return f"price swings over {span_words(int(m.group(1)), freq)}"
     if m := re.fullmatch(r"exponentially_weighted_mean_lag1_alpha([\d.]+)", name):
         span = round(1 / float(m.group(1)))
-        return f"recent average price (about {_ago(span, freq)})"
+        return f"recent average price (about {span_words(span, freq)})"
     if m := re.fullmatch(r"below_high_lag1_window(\d+)", name):
-        return f"price below its {_ago(int(m.group(1)), freq)} high"
+        return f"price below its {span_words(int(m.group(1)), freq)} high"
     if m := re.fullmatch(r"above_low_lag1_window(\d+)", name):
-        return f"price above its {_ago(int(m.group(1)), freq)} low"
+        return f"price above its {span_words(int(m.group(1)), freq)} low"
     if re.fullmatch(r"since_drop_lag1_.*", name):
         return "time since the last price drop"
     if re.fullmatch(r"drop_gap_lag1_.*", name):
@@ -66,8 +62,8 @@ def feature_words(name: str, freq: str = "D") -> str:
             if m := re.search(r"_l(\d+)$", rest):
                 n = int(m.group(1))
                 what = "change" if "chg" in rest else "level"
-                return f"{driver} {what} over {_ago(n, freq)}"
+                return f"{driver} {what} over {span_words(n, freq)}"
             if m := re.search(r"_w(\d+)$", rest):
-                return f"{driver} change over {_ago(int(m.group(1)), freq)}"
+                return f"{driver} change over {span_words(int(m.group(1)), freq)}"
             return driver
     return name
