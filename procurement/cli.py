@@ -566,7 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_user)
 
     s = sub.add_parser("backtest", help="rolling-origin backtest of a CSV, without the database")
-    s.add_argument("--csv", required=True, help="sku,date,price file")
+    s.add_argument(
+        "--csv",
+        required=True,
+        help="sku,date,price file; a category column lets drivers named index:<category> drive its products",
+    )
     s.add_argument(
         "--horizon", type=int, default=st.horizon, help="periods of the series' own frequency"
     )

@@ -473,3 +473,39 @@ def test_products_that_move_together_do_not_split_their_few_market_moves_into_cl
     together = Calibration.from_backtest(copies[1].drop(columns="running"), copies[0], 14, 30)
     assert together.pools["all"].departure_quantiles is None
     assert together.pools["model"].departure_quantiles is None
+
+
+def test_a_backtest_file_with_categories_lets_each_categorys_index_drive_its_products(
+    tmp_path,
+) -> None:
+    """A price file's ``category`` column maps ``index:<category>`` drivers to its products, as
+    training from the database does; without it those drivers drive nothing."""
+    from procurement.data.importers import read_lenient_csv
+    from procurement.forecast.backtest import run_backtest
+
+    rng = np.random.default_rng(5)
+    n, lag = 300, 7
+    dates = pd.date_range("2026-01-01", periods=n + lag, freq="D")
+    index = {c: np.cumsum(rng.normal(0, 0.015, n + lag)) for c in ("metal", "grain")}
+    drivers = pd.concat(
+        pd.DataFrame({"sku": f"index:{c}", "date": dates, "price": 100 * np.exp(v)})
+        for c, v in index.items()
+    )
+    rows = []
+    for i in range(8):
+        cat = ("metal", "grain")[i % 2]
+        # the supplier's price list follows its category's index a week late
+        log_p = np.log(20 + 10 * i) + index[cat][:n] + rng.normal(0, 0.002, n)
+        rows.append(
+            pd.DataFrame(
+                {"sku": f"P{i}", "date": dates[lag:], "price": np.exp(log_p), "category": cat}
+            )
+        )
+    path = tmp_path / "prices.csv"
+    pd.concat(rows).to_csv(path, index=False, date_format="%Y-%m-%d")
+    prices = read_lenient_csv(path)
+    assert prices.loc[prices["sku"] == "P1", "category"].eq("grain").all()
+    drv = drivers.rename(columns={"sku": "name", "price": "value"})
+    with_cats = run_backtest(prices, 7, 2, drv).metrics
+    without = run_backtest(prices.drop(columns=["category"]), 7, 2, drv).metrics
+    assert with_cats["model"]["mase_vs_naive"] < 0.8 * without["model"]["mase_vs_naive"]

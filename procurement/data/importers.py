@@ -657,8 +657,9 @@ def _case_conflicts(skus: pd.Series, lines: np.ndarray) -> list[RowError]:
 
 
 def read_lenient_csv(path: str | Path) -> pd.DataFrame:
-    """Read ``sku,date,price`` for analysis (backtests): rows with a missing or non-numeric price
-    are dropped, negative prices are kept (they happen: WTI on 2020-04-20)."""
+    """Read ``sku,date,price`` (and ``category`` where the file has it) for analysis (backtests):
+    rows with a missing or non-numeric price are dropped, negative prices are kept (they happen:
+    WTI on 2020-04-20)."""
     df = _csv_strings(path, str(path), REQUIRED)
     df["date"] = pd.to_datetime(df["date"].str.strip(), format="%Y-%m-%d", errors="coerce")
     df["price"] = pd.to_numeric(df["price"], errors="coerce")
@@ -666,6 +667,9 @@ def read_lenient_csv(path: str | Path) -> pd.DataFrame:
     df = df[np.isfinite(df["price"]) & (df["sku"].str.strip() != "")]
     if df.empty:
         raise ImportValidationError([RowError(None, None, "no usable rows")], str(path))
+    if "category" in df.columns:
+        category = df["category"].str.strip().replace("", None)
+        return df[["sku", "date", "price"]].assign(category=category)
     return df[["sku", "date", "price"]]
 
 

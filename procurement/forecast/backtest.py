@@ -34,8 +34,9 @@ def run_backtest(
     freq: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
-    """``prices``: sku, date, price. ``drivers`` (optional): name, date, value, used as global
-    drivers of every series (e.g. wholesale prices for retail ones)."""
+    """``prices``: sku, date, price, optionally category. ``drivers`` (optional): name, date,
+    value, used as global drivers of every series (e.g. wholesale prices for retail ones); a
+    driver named ``index:<category>`` drives only that category's products, as in training."""
     if folds < 1 or horizon < 1:
         raise ValueError("folds and horizon must be at least 1")
     raw = prices.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})[
@@ -44,6 +45,10 @@ def run_backtest(
     raw = raw.assign(ds=pd.to_datetime(raw["ds"]), y=pd.to_numeric(raw["y"], errors="coerce"))
     raw = raw.dropna(subset=["y"])
     raw = raw[np.isfinite(raw["y"])]
+    categories = None
+    if "category" in prices.columns:
+        named = prices.dropna(subset=["category"]).drop_duplicates("sku", keep="last")
+        categories = dict(zip(named["sku"].astype(str), named["category"].astype(str), strict=True))
     freq = freq or infer_freq(raw)
     spec = spec_for(freq)
     panel = regularize(raw, freq)
@@ -63,6 +68,7 @@ def run_backtest(
         data = TrainingData(
             prices=train_raw,
             drivers=None if drv is None else drv[drv["ds"] <= cutoff],
+            categories=categories,
         )
         model = fit_price_model(data, freq, horizon, params)
         fc = model.predict(horizon)
