@@ -7,7 +7,7 @@ from procurement.db import open_session
 from procurement.db.runs import ACTIVE, DONE
 from procurement.forecast import store
 from ui.charts import importance_bars, metric_bars
-from ui.features import feature_words, frequency_words, span_words
+from ui.features import feature_words, frequency_words, policy_words
 from ui.page import engine, local_time, page_setup, plain
 
 ctx = page_setup("Model", need_model=False)
@@ -153,35 +153,7 @@ with left:
             "promotion is due, from the gaps between their past ones), where it forecast "
             "better in the backtest. "
         )
-    if pol.get("min_confidence", 0) >= 1:
-        advice = "Advice learned from the backtest: never wait (no threshold saved money)."
-    elif pol:
-        by = f" by {pol['min_saving_pct']:g}% or more" if pol["min_saving_pct"] > 0 else ""
-        advice = (
-            f"Advice learned from the backtest: wait only when a later day is at least "
-            f"{pol['min_confidence']:.0%} likely to be cheaper{by}."
-        )
-        if pol.get("target_price"):
-            late = int(pol.get("grace_steps", 0))
-            if late <= 0:
-                when = "on an earlier day whose price is already down to it"
-            elif late >= int(meta["horizon"]) - 1:
-                when = (
-                    "on the first day whose price is down to it, before the buy day or after it "
-                    "up to the end of the forecast, and on that last day if it has not come"
-                )
-            else:
-                when = (
-                    "on the first day whose price is down to it, before the buy day or up to "
-                    f"{span_words(late, meta['freq'])} after it, and on the last of those days "
-                    "if it has not come"
-                )
-            advice += (
-                f" Each wait has a target price, the buy day's forecast: buy {when}. That saved "
-                "more in the backtest than waiting for the buy day alone."
-            )
-    else:
-        advice = ""
+    advice = policy_words(pol, int(meta["horizon"]), str(meta["freq"])) if pol else ""
     st.caption(
         f"Out-of-sample over the last {windows} x {meta['horizon']} periods, "
         f"{m['n_forecasts']:,} forecasts of {m['n_series']} products. {followed}{advice}"

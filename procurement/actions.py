@@ -16,7 +16,6 @@ The order actions live in ``procurement.orders`` and are part of this layer; the
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -491,7 +490,7 @@ def price_history(
 def _policy(model: PriceModel, min_confidence: float | None, settings: Settings) -> Policy:
     policy = buying.advice_policy(model, settings.min_confidence, settings.min_saving_pct)
     if min_confidence is not None:
-        policy = dataclasses.replace(policy, min_confidence=min_confidence)
+        policy = policy.with_min_confidence(min_confidence)
     return policy
 
 
@@ -563,7 +562,7 @@ def product_advice(
     model = stored.model
     if sku not in model.last_price:
         raise LookupError(f"{sku} has no forecast yet: it is new since model {stored.version}")
-    policy = _policy(model, None, settings)
+    policy = _policy(model, None, settings).of(sku)
     if decision is None:
         # this product's row and demand only: the whole catalog's were a fifth of the app's
         # time per page under load (200 products), and grow with the catalog

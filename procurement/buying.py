@@ -212,7 +212,7 @@ def decide(
         recommend(
             on_working_days(fc, working_days),
             dataclasses.replace(
-                policy or Policy(),
+                (policy or Policy()).of(sku),
                 min_confidence=decision.min_confidence,
                 min_saving_pct=min_saving_pct,
             ),

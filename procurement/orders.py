@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from procurement import demand as demand_mod
 from procurement.auth import PermissionDenied, Principal, authorized_tenant
-from procurement.buying import calendars, on_working_days
+from procurement.buying import advice_policy, calendars, on_working_days
 from procurement.config import Settings, get_settings
 from procurement.data.importers import (
     MAX_ERRORS_REPORTED,
@@ -79,9 +79,11 @@ class OrderPolicy:
     order_cycle_days: int = 14
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OrderPolicy:
+    def from_settings(cls, settings: Settings, model: Any = None) -> OrderPolicy:
+        """The settings' service level and order cycle, and the price advice ``model`` learned
+        (the one the Recommendations page gives), else the settings' thresholds."""
         return cls(
-            Policy(settings.min_confidence, settings.min_saving_pct),
+            advice_policy(model, settings.min_confidence, settings.min_saving_pct),
             settings.service_level,
             settings.order_cycle_days,
         )
@@ -209,7 +211,7 @@ def propose_lines(
             first = float(rec["first_price"])
             if ahead is not None and abs(first) > 0:
                 rise = 100 * (float(ahead) - first) / abs(first)
-            wait = 0 if rise >= max(policy.price.min_saving_pct, 1e-9) else latest
+            wait = 0 if rise >= max(policy.price.of(sku).min_saving_pct, 1e-9) else latest
         order_date = today + pd.Timedelta(wait, "D")
         lt = int(lead[sku])
         path = info["path"]
@@ -239,10 +241,19 @@ def propose_lines(
         if latest < 0:
             parts.append("stock falls below safety stock before a delivery can arrive: order today")
         elif not bool(rec["buy_now"]):
-            parts.append(
-                f"price forecast lowest {_day(order_date)}, {rec['saving_pct']:.1f}% below today, "
+            likely = (
+                f"{rec['saving_pct']:.1f}% below today, "
                 f"{int(shown_percent(float(rec['confidence'])))}% likely"
             )
+            if pd.notna(rec["target_price"]):
+                # the advice's target: a dip that comes early or late is not let go
+                parts.append(
+                    f"order once it costs {float(rec['target_price']):,.2f} or less, expected "
+                    f"{_day(order_date)}, at the latest {_day(pd.Timestamp(rec['last_buy_date']))}"
+                    f": {likely}"
+                )
+            else:
+                parts.append(f"price forecast lowest {_day(order_date)}, {likely}")
         elif not bool(free.loc[sku, "buy_now"]):
             f = free.loc[sku]
             parts.append(
@@ -340,7 +351,7 @@ def propose_orders(
         sales, today - pd.Timedelta(1, "D"), model.horizon, skus=list(items["sku"])
     )
     lines = propose_lines(
-        fc, dem, items, OrderPolicy.from_settings(settings), working_days=calendars(items)
+        fc, dem, items, OrderPolicy.from_settings(settings, model), working_days=calendars(items)
     )
     orders = q.replace_drafts(session, ten.id, lines, actor.username)
     log.info(

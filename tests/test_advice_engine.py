@@ -18,7 +18,17 @@ from procurement.forecast.calibration import (
     trust_groups,
 )
 from procurement.forecast.transforms import AboveLow, BelowHigh, SinceDrop
-from procurement.recommend import NEVER_WAIT, SHIFT_PRIOR, Policy, choose_policy, recommend
+from procurement.recommend import (
+    MIN_KIND_WINDOWS,
+    NEVER_WAIT,
+    SHIFT_PRIOR,
+    Policy,
+    advice_record,
+    choose_policies,
+    choose_policy,
+    policy_summary,
+    recommend,
+)
 
 
 def _reference(x: np.ndarray, kind: str, window: int) -> np.ndarray:
@@ -187,6 +197,45 @@ def test_policy_never_waits_when_waiting_lost_money_in_the_backtest() -> None:
     assert policy.min_confidence == NEVER_WAIT
     fc = _replayed(0.99, 5.0, 90.0, n=1).drop(columns="y").assign(sku="A")
     assert recommend(fc, policy).iloc[0]["buy_now"]  # no stated probability reaches it
+
+
+def _two_kinds(n: int) -> pd.DataFrame:
+    """n windows of a product whose dips come back (R: waiting saved 6%) and of one that drifts
+    (D: waiting lost 2%), stated alike: 80% likely, 3% cheaper."""
+    rng = np.random.default_rng(4)
+    parts = []
+    for sku, later in (("R", 94.0), ("D", 102.0)):
+        for w in range(n):
+            one = _replayed(0.8, 3.0, later + rng.normal(0, 1.0), n=1)
+            parts.append(one.assign(sku=f"{sku}@{w}"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_each_kind_of_product_gets_the_policy_its_own_windows_paid_for() -> None:
+    kind_of = {"R": "reverts", "D": "drifts"}
+    replayed = _two_kinds(MIN_KIND_WINDOWS)
+    alone, _ = choose_policy(replayed)
+    assert alone.min_confidence <= 0.8  # one bar for both: waiting paid on average
+    policy, _ = choose_policies(replayed, kind_of, evidence=50.0)
+    assert policy.of("D").min_confidence == NEVER_WAIT
+    assert policy.of("R").min_confidence <= 0.8
+    assert policy.of("X").kinds is None  # a product of no kind: the company's
+    fc = _replayed(0.8, 3.0, 0.0, n=1).drop(columns="y")
+    fc = pd.concat([fc.assign(sku="D"), fc.assign(sku="R"), fc.assign(sku="X")])
+    recs = recommend(fc, policy).set_index("sku")
+    assert list(recs.index) == ["D", "R", "X"]
+    assert recs.loc["D", "buy_now"] and not recs.loc["R", "buy_now"]
+    assert not recs.loc["X", "buy_now"]
+    # a buyer's own bar applies to every kind
+    assert recommend(fc, policy.with_min_confidence(0.9))["buy_now"].all()
+    record = advice_record(replayed, policy).set_index("sku")
+    assert record.loc["D", "waits"] == 0 and record.loc["R", "waits"] == MIN_KIND_WINDOWS
+    summary = policy_summary(policy)
+    assert summary["kinds"]["drifts"]["products"] == 1
+    assert summary["kinds"]["drifts"]["min_confidence"] == NEVER_WAIT
+    # too few windows of a kind: one policy for the company
+    few, _ = choose_policies(_two_kinds(MIN_KIND_WINDOWS - 1), kind_of, evidence=50.0)
+    assert few.kinds is None and "kinds" not in policy_summary(few)
 
 
 def test_stock_out_is_the_reason_when_waiting_would_pay_but_stock_runs_out() -> None:

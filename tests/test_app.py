@@ -210,8 +210,15 @@ def test_model_and_recommendations_pages_read_at_a_glance(app_env) -> None:
         f"market) and are judged apart from the rest: {m['drifting_trusted']} of those follow "
         "the model" in text
     )
-    # the learned rule says whether waits carry a target price, as the policy has it
-    assert ("Each wait has a target price" in text) == bool(m["policy"].get("target_price"))
+    # the learned rule says whether waits carry a target price, as the policy has it, for
+    # each kind of product where the kinds have policies of their own
+    pol = m["policy"]
+    own = pol.get("kinds") or {"": pol}
+    targeted = any(k["target_price"] and k["min_confidence"] < 1 for k in own.values())
+    assert ("ach wait has a target price" in text) == targeted
+    for kind in pol.get("kinds") or {}:
+        n = own[kind]["products"]
+        assert f"For the {n} product{'s' if n != 1 else ''} whose price" in text
     chart = next(c for c in at.get("vega_lite_chart") if "MASE" in c.proto.spec)
     names = {
         v

@@ -21,6 +21,7 @@ from procurement.db import orders as q
 from procurement.db.models import Stock
 from procurement.demand import DemandForecast, days_until_below, forecast_demand, safety_stock
 from procurement.orders import backtest_orders, propose_lines
+from procurement.recommend import Policy
 
 TODAY = pd.Timestamp("2026-07-01")  # a Wednesday
 DATES = pd.date_range(TODAY, periods=14, freq="D")
@@ -93,6 +94,33 @@ def test_propose_waits_for_the_cheapest_day_when_stock_lasts() -> None:
         "Stock lasts 10 days, lead time 2; price forecast lowest Mon 06 Jul, 10.0% below today, "
         "90% likely."
     )
+
+
+def test_a_line_that_waits_for_a_target_price_says_it_and_when_to_order_at_the_latest() -> None:
+    """The learned advice carries a target price: the line is priced at it and dated on the
+    dip, and says to order sooner once the price is down to it, up to three days after the
+    dip (Thu 09 Jul, also the last day a delivery arrives before stock runs low)."""
+    policy = orders.OrderPolicy(Policy(0.7, 0.5, target_price=True, grace_steps=3))
+    lines = propose_lines(
+        price_forecast({"A": DIP}, P_DIP),
+        flat_demand({"A": 10.0}),
+        items(A={"on_hand": 100.0}),
+        policy,
+    )
+    line = lines.iloc[0]
+    assert line["order_date"] == pd.Timestamp("2026-07-06") and line["unit_price"] == 9.0
+    assert line["reason"] == (
+        "Stock lasts 10 days, lead time 2; order once it costs 9.00 or less, expected Mon 06 "
+        "Jul, at the latest Thu 09 Jul: 10.0% below today, 90% likely."
+    )
+    # the stock caps the last day: 80 in stock, a delivery must be ordered by day 6
+    short = propose_lines(
+        price_forecast({"A": DIP}, P_DIP),
+        flat_demand({"A": 10.0}),
+        items(A={"on_hand": 80.0}),
+        policy,
+    )
+    assert "at the latest Tue 07 Jul" in short.iloc[0]["reason"]
 
 
 def test_propose_orders_today_when_stock_runs_out_before_the_discount() -> None:
@@ -293,12 +321,19 @@ LIMITS = Settings(approval_limits={"buyer": 1000.0}, min_confidence=0.7, min_sav
 
 
 class StubModel:
-    """Stands in for the price model: a fixed forecast starting the day after the data."""
+    """Stands in for the price model: a fixed forecast starting the day after the data, and
+    the advice policy it learned (None: the settings' thresholds)."""
 
     horizon = 14
 
-    def __init__(self, prices: dict[str, list[float]], p: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        prices: dict[str, list[float]],
+        p: list[float] | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.fc = price_forecast(prices, p)
+        self.policy = policy
 
     def predict(self) -> pd.DataFrame:
         return self.fc.copy()
@@ -354,6 +389,21 @@ def test_propose_orders_groups_lines_per_supplier_and_day(session) -> None:  # t
     view = orders.get_order(_buyer(tid), session=session, tenant="demo", order_id=made[1].id)
     assert list(view.lines["sku"]) == ["A"]
     assert view.history["status"].tolist() == ["draft"]
+
+
+def test_proposed_orders_follow_the_advice_the_model_learned(session) -> None:  # type: ignore[no-untyped-def]
+    """The Recommendations page advises with the model's learned policy; the orders do too. A
+    model that learned to wait only when 95% sure does not wait for a dip stated 90% likely,
+    though the settings' own bar (70%) would."""
+    tid = _company(session)
+    model = StubModel({"A": DIP, "B": DIP}, P_DIP, policy=Policy(0.95, 0.5))
+    orders.propose_orders(_buyer(tid), session=session, tenant="demo", model=model, settings=LIMITS)
+    table = orders.list_orders(_buyer(tid), session=session, tenant="demo")
+    assert dt.date(2026, 7, 6) not in set(table["order_date"])
+    view = orders.get_order(
+        _buyer(tid), session=session, tenant="demo", order_id=int(table["id"].max())
+    )
+    assert "no reliable saving from waiting" in " ".join(view.lines["reason"])
 
 
 def test_approval_above_the_buyers_limit_needs_an_admin(session) -> None:  # type: ignore[no-untyped-def]

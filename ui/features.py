@@ -1,8 +1,11 @@
-"""Model feature names in a buyer's words: "price 4 weeks ago", not "lag28"."""
+"""The model in a buyer's words: feature names ("price 4 weeks ago", not "lag28") and the
+advice policy it learned."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 UNITS = {"D": "day", "B": "working day", "W": "week", "M": "month", "Q": "quarter"}
 FREQ_WORDS = {
@@ -67,3 +70,60 @@ def feature_words(name: str, freq: str = "D") -> str:
                 return f"{driver} change over {span_words(int(m.group(1)), freq)}"
             return driver
     return name
+
+
+KIND_WORDS = {
+    "drifts": "whose price drifts like a random walk (a commodity after its market)",
+    "reverts": "whose price comes back after a dip (promotions, shocks that fade)",
+}
+
+
+def _bar_words(pol: Mapping[str, Any]) -> str:
+    if pol.get("min_confidence", 0) >= 1:
+        return "never wait (no threshold saved money)"
+    by = f" by {pol['min_saving_pct']:g}% or more" if pol.get("min_saving_pct", 0) > 0 else ""
+    return f"wait only when a later day is at least {pol['min_confidence']:.0%} likely to be cheaper{by}"
+
+
+def _target_words(pol: Mapping[str, Any], horizon: int, freq: str) -> str:
+    late = int(pol.get("grace_steps", 0))
+    if late <= 0:
+        when = "on an earlier day whose price is already down to it"
+    elif late >= horizon - 1:
+        when = (
+            "on the first day whose price is down to it, before the buy day or after it up to "
+            "the end of the forecast, and on that last day if it has not come"
+        )
+    else:
+        when = (
+            "on the first day whose price is down to it, before the buy day or up to "
+            f"{span_words(late, freq)} after it, and on the last of those days if it has not come"
+        )
+    return f"each wait has a target price, the buy day's forecast: buy {when}"
+
+
+def policy_words(pol: Mapping[str, Any], horizon: int, freq: str) -> str:
+    """The advice policy learned from the backtest (``recommend.policy_summary``), in words."""
+    kinds = pol.get("kinds") or {}
+    if not kinds:
+        text = f"Advice learned from the backtest: {_bar_words(pol)}."
+        if pol.get("target_price") and pol.get("min_confidence", 0) < 1:
+            text += (
+                f" {_target_words(pol, horizon, freq).capitalize()}. That saved more in the "
+                "backtest than waiting for the buy day alone."
+            )
+        return text
+    parts = []
+    for kind, own in kinds.items():
+        n = int(own.get("products", 0))
+        what = f"{n} product{'s' if n != 1 else ''} {KIND_WORDS.get(kind, kind)}"
+        rule = _bar_words(own)
+        if own.get("target_price") and own.get("min_confidence", 0) < 1:
+            rule += f"; {_target_words(own, horizon, freq)}"
+        elif own.get("min_confidence", 0) < 1:
+            rule += "; buy on the buy day"
+        parts.append(f"For the {what}: {rule}.")
+    return (
+        "Advice learned from the backtest, for each kind of product on its own windows. "
+        + " ".join(parts)
+    )

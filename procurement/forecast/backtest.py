@@ -4,7 +4,7 @@ without a database: each fold refits on data up to its cutoff and is scored on t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 from procurement.forecast.calibration import add_baselines, point_metrics, series_scale
 from procurement.forecast.features import infer_freq, regularize, spec_for
 from procurement.forecast.model import ModelParams, TrainingData, fit_price_model
-from procurement.recommend import Policy, recommend
+from procurement.recommend import Policy, policy_summary, recommend
 
 
 @dataclass
@@ -75,7 +75,7 @@ def run_backtest(
         shrinks.append(model.shrink)
         fc["cutoff"] = cutoff
         recs = recommend(fc, policy or model.policy)
-        policies.append(asdict(policy or model.policy or Policy()))
+        policies.append(policy_summary(policy or model.policy or Policy()))
         actual = panel[
             (panel["ds"] > cutoff)
             & (panel["ds"] <= cutoff + (horizon + 1) * pd.tseries.frequencies.to_offset(freq))

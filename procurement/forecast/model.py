@@ -62,7 +62,7 @@ from procurement.forecast.transforms import (
     history_kept,
     keeps_no_state,
 )
-from procurement.recommend import Policy, advice_record, choose_policy, confidence_map
+from procurement.recommend import Policy, advice_record, choose_policies, policy_summary
 
 LEVELS = (80, 95)
 Progress = Callable[[float, str], None]
@@ -764,9 +764,11 @@ def fit_price_model(
     seen = replayed["y"].notna()
     inside = replayed["y"].between(replayed["lo_80"], replayed["hi_80"])
     coverage_80 = float(inside[seen].mean()) if seen.any() else None
-    policy, policy_table = choose_policy(replayed)
     model_pool = calib.pools.get("model")
-    policy = confidence_map(replayed, policy, model_pool.evidence if model_pool else 0.0)
+    kind_of = {u: "drifts" if str(g).endswith("|drifts") else "reverts" for u, g in groups.items()}
+    policy, policy_table = choose_policies(
+        replayed, kind_of, model_pool.evidence if model_pool else 0.0
+    )
     record = advice_record(replayed, policy).set_index("sku")
     metrics = backtest_metrics(cv, cv_frame, spec.season)
     metrics["backtest_windows"] = n_windows
@@ -790,12 +792,7 @@ def fit_price_model(
         )
         for b in {*trust.values(), NAIVE}
     }
-    metrics["policy"] = {
-        "min_confidence": policy.min_confidence,
-        "min_saving_pct": policy.min_saving_pct,
-        "target_price": policy.target_price,
-        "grace_steps": policy.grace_steps,
-    }
+    metrics["policy"] = policy_summary(policy)
     metrics["policy_backtest"] = policy_table
     needs_level = any(v[1] > 0 for v in trust.values()) or trust_default[1] > 0
     checked = params.samples(len(train))
