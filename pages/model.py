@@ -141,10 +141,15 @@ with left:
     )
     drifting = m.get("drifting_products")
     if drifting:
+        trusted_drifting = int(m.get("drifting_trusted", 0))
+        follow = (
+            "all of those follow the model"
+            if trusted_drifting == drifting
+            else f"{trusted_drifting} of those follow the model, the others stay at their last price"
+        )
         followed += (
             f"{drifting} of them move like a random walk (a commodity after its market) and are "
-            f"judged apart from the rest: {m.get('drifting_trusted', 0)} of those follow the "
-            "model, the others stay at their last price. "
+            f"judged apart from the rest: {follow}. "
         )
     calendars = m.get("promotion_calendars")
     if calendars:

@@ -121,7 +121,7 @@ def policy_words(pol: Mapping[str, Any], horizon: int, freq: str) -> str:
         if own.get("target_price") and own.get("min_confidence", 0) < 1:
             rule += f"; {_target_words(own, horizon, freq)}"
         elif own.get("min_confidence", 0) < 1:
-            rule += "; buy on the buy day"
+            rule += "; no target price: buy on the advised day"
         parts.append(f"For the {what}: {rule}.")
     return (
         "Advice learned from the backtest, for each kind of product on its own windows. "
