@@ -442,6 +442,11 @@ KINDS = ("drifts", "reverts")
 MIN_KIND_WINDOWS = 100
 
 
+def kinds_of(groups: Mapping[str, str]) -> dict[str, str]:
+    """Each product's kind from its ``trust_groups`` group (``"<category>|drifts"``: drifts)."""
+    return {u: "drifts" if str(g).endswith("|drifts") else "reverts" for u, g in groups.items()}
+
+
 def _window_skus(replayed: pd.DataFrame) -> pd.Series:
     """The product of each replayed row (pseudo-products are named ``<sku>@<cutoff>``)."""
     return replayed["sku"].astype(str).str.rsplit("@", n=1).str[0]

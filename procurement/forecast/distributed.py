@@ -44,6 +44,7 @@ from procurement.forecast.model import (
     make_level_forecaster,
     prepare,
 )
+from procurement.recommend import kinds_of
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -279,20 +280,21 @@ def fit_distributed(
         promotions, promotion_info, odds = calendars_ahead(
             frame, spec, horizon, decided, bool(choice["default"])
         )
+    groups = trust_groups(frame, horizon, pd.Series(categories, dtype=object)).to_dict()
+    policy = base.policy
+    if policy is not None and policy.kinds:
+        # the kinds' policies came from the sample; every product of the catalog has a kind
+        policy = dataclasses.replace(policy, kind_of=kinds_of(groups))
     full = dataclasses.replace(
         base,
+        policy=policy,
         promotions=promotions or None,
         promotion_info=promotion_info or None,
         promotion_odds=odds or None,
         last_price={str(k): float(v) for k, v in last_price.items()},
         categories=categories,
         sales_tail=sales_tail,
-        trust=_trust_everywhere(
-            base.trust,
-            base.trust_default,
-            products,
-            trust_groups(frame, horizon, pd.Series(categories, dtype=object)).to_dict(),
-        ),
+        trust=_trust_everywhere(base.trust, base.trust_default, products, groups),
         exog=exog,
     )
     return DistributedPriceModel(base=full, fcst=fcst, level_fcst=level, n_rows=len(train))

@@ -62,7 +62,13 @@ from procurement.forecast.transforms import (
     history_kept,
     keeps_no_state,
 )
-from procurement.recommend import Policy, advice_record, choose_policies, policy_summary
+from procurement.recommend import (
+    Policy,
+    advice_record,
+    choose_policies,
+    kinds_of,
+    policy_summary,
+)
 
 LEVELS = (80, 95)
 Progress = Callable[[float, str], None]
@@ -765,9 +771,8 @@ def fit_price_model(
     inside = replayed["y"].between(replayed["lo_80"], replayed["hi_80"])
     coverage_80 = float(inside[seen].mean()) if seen.any() else None
     model_pool = calib.pools.get("model")
-    kind_of = {u: "drifts" if str(g).endswith("|drifts") else "reverts" for u, g in groups.items()}
     policy, policy_table = choose_policies(
-        replayed, kind_of, model_pool.evidence if model_pool else 0.0
+        replayed, kinds_of(groups), model_pool.evidence if model_pool else 0.0
     )
     record = advice_record(replayed, policy).set_index("sku")
     metrics = backtest_metrics(cv, cv_frame, spec.season)
