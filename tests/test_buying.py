@@ -217,3 +217,31 @@ def test_a_20pct_move_of_a_commodity_products_main_driver_moves_its_forecast_2pc
     loose = [s for s in loose if s in index_move]
     assert loose
     assert np.median([abs(index_move[s]) for s in loose]) < 1.0
+
+
+def test_the_learned_policy_in_a_buyers_words_for_the_company_and_for_each_kind() -> None:
+    from ui.features import policy_words
+
+    one = {"min_confidence": 0.6, "min_saving_pct": 0.5, "target_price": True, "grace_steps": 3}
+    assert policy_words(one, 14, "D") == (
+        "Advice learned from the backtest: wait only when a later day is at least 60% likely to "
+        "be cheaper by 0.5% or more. Each wait has a target price, the buy day's forecast: buy on "
+        "the first day whose price is down to it, before the buy day or up to 3 days after it, "
+        "and on the last of those days if it has not come. That saved more in the backtest than "
+        "waiting for the buy day alone."
+    )
+    never = {"min_confidence": 1.0, "min_saving_pct": 0.0, "target_price": False, "grace_steps": 0}
+    kinds = {
+        **one,
+        "kinds": {
+            "drifts": {**never, "products": 1},
+            "reverts": {**one, "target_price": False, "products": 5},
+        },
+    }
+    assert policy_words(kinds, 14, "D") == (
+        "Advice learned from the backtest, for each kind of product on its own windows. For the "
+        "1 product whose price drifts like a random walk (a commodity after its market): never "
+        "wait (no threshold saved money). For the 5 products whose price comes back after a dip "
+        "(promotions, shocks that fade): wait only when a later day is at least 60% likely to be "
+        "cheaper by 0.5% or more; no target price: buy on the advised day."
+    )

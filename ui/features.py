@@ -108,9 +108,10 @@ def policy_words(pol: Mapping[str, Any], horizon: int, freq: str) -> str:
     if not kinds:
         text = f"Advice learned from the backtest: {_bar_words(pol)}."
         if pol.get("target_price") and pol.get("min_confidence", 0) < 1:
+            target = _target_words(pol, horizon, freq)
             text += (
-                f" {_target_words(pol, horizon, freq).capitalize()}. That saved more in the "
-                "backtest than waiting for the buy day alone."
+                f" {target[:1].upper()}{target[1:]}. That saved more in the backtest than waiting "
+                "for the buy day alone."
             )
         return text
     parts = []
