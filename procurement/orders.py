@@ -19,6 +19,7 @@ raise ordinary exceptions; the page, the CLI and the scheduler all call them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import logging
@@ -735,7 +736,9 @@ def backtest_orders(
     safety stock and order-up-to quantity, so they differ only in the day they order.
 
     ``forecaster(cutoff)`` returns the price forecast made with data up to ``cutoff`` (its first
-    date the day after); forecasts and demand are refreshed every ``refit_every`` days. Each day
+    date the day after), or that forecast and the advice policy its model learned, which then
+    sets the price advice as it would in the app (the ``policy``'s otherwise); forecasts and
+    demand are refreshed every ``refit_every`` days. Each day
     goods due arrive, orders are placed at the day's actual price, then the day's actual sales
     are taken from stock; a day a product cannot meet them is a stock-out day. Cost is the value
     of the goods used up: the stock at the start at the first day's price, plus the money spent,
@@ -766,7 +769,8 @@ def backtest_orders(
         today = start + pd.Timedelta(k, "D")
         if k % refit_every == 0:
             cutoff = today - pd.Timedelta(1, "D")
-            fc = forecaster(cutoff)
+            made = forecaster(cutoff)
+            fc, learned = made if isinstance(made, tuple) else (made, None)
             dem = demand_mod.forecast_demand(
                 sold[sold["date"] <= cutoff], cutoff, horizon, skus=skus
             )
@@ -779,7 +783,8 @@ def backtest_orders(
                 on_hand=[state["policy"][s].on_hand for s in skus],
                 on_order=[state["policy"][s].position - state["policy"][s].on_hand for s in skus],
             ).reset_index()
-            lines = propose_lines(fc, dem, now, policy)
+            advised = policy if learned is None else dataclasses.replace(policy, price=learned)
+            lines = propose_lines(fc, dem, now, advised)
             plan = dict(zip(lines["sku"], pd.to_datetime(lines["order_date"]), strict=True))
             refits += 1
             if progress:
@@ -902,14 +907,16 @@ def run_order_backtest(
     panel = prices.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
     sold = sales.rename(columns={"sku": "unique_id", "date": "ds"})
 
-    def forecaster(cutoff: pd.Timestamp) -> pd.DataFrame:
+    def forecaster(cutoff: pd.Timestamp) -> tuple[pd.DataFrame, Policy | None]:
         data = TrainingData(
             prices=panel[panel["ds"] <= cutoff],
             drivers=drivers[drivers["ds"] <= cutoff] if len(drivers) else None,
             sales=sold[sold["ds"] <= cutoff] if len(sold) else None,
             categories=categories,
         )
-        return fit_price_model(data, "D", settings.horizon, params).predict()
+        model = fit_price_model(data, "D", settings.horizon, params)
+        # the advice each refit learned, as the proposals in the app use it
+        return model.predict(), model.policy
 
     return backtest_orders(
         prices,

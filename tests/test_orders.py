@@ -298,6 +298,29 @@ def test_backtest_orders_policy_buys_the_dips_the_baseline_misses() -> None:
     assert res["policy_paid_vs_mean_price_pct"] < res["baseline_paid_vs_mean_price_pct"]
 
 
+def test_backtest_orders_advises_with_the_policy_each_refit_learned(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A forecaster may return the policy its model learned with its forecast; the proposals of
+    the replay then advise with it, as the app's do, and otherwise with the given one."""
+    from procurement.recommend import NEVER_WAIT
+
+    prices, sales, its = _dip_history()
+    oracle = _oracle(prices)
+    seen: list[Policy] = []
+    real = orders.propose_lines
+
+    def spy(fc, dem, items_now, policy, working_days=None):  # type: ignore[no-untyped-def]
+        seen.append(policy.price)
+        return real(fc, dem, items_now, policy, working_days)
+
+    monkeypatch.setattr(orders, "propose_lines", spy)
+    learned = Policy(NEVER_WAIT, 0.0, target_price=True, grace_steps=3)
+    backtest_orders(prices, sales, its, lambda c: (oracle(c), learned), "2026-04-01", 28)
+    assert seen and all(p == learned for p in seen)
+    seen.clear()
+    backtest_orders(prices, sales, its, oracle, "2026-04-01", 28)
+    assert seen and all(p == orders.OrderPolicy().price for p in seen)
+
+
 def test_backtest_orders_with_a_flat_forecast_never_runs_out_more_than_the_baseline() -> None:
     prices, sales, its = _dip_history()
 
