@@ -47,7 +47,7 @@ from procurement.data.importers import (
 from procurement.db import catalog, history
 from procurement.db import orders as q
 from procurement.db.models import PurchaseOrder, PurchaseOrderEvent, PurchaseOrderLine
-from procurement.recommend import Policy, recommend, shown_percent
+from procurement.recommend import Policy, price_text, recommend, shown_percent
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def propose_lines(
             if pd.notna(rec["target_price"]):
                 # the advice's target: a dip that comes early or late is not let go
                 parts.append(
-                    f"order once it costs {float(rec['target_price']):,.2f} or less, expected "
+                    f"order once it costs {price_text(float(rec['target_price']))} or less, expected "
                     f"{_day(order_date)}, at the latest {_day(pd.Timestamp(rec['last_buy_date']))}"
                     f": {likely}"
                 )

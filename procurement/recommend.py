@@ -447,9 +447,9 @@ def kinds_of(groups: Mapping[str, str]) -> dict[str, str]:
     return {u: "drifts" if str(g).endswith("|drifts") else "reverts" for u, g in groups.items()}
 
 
-def _window_skus(replayed: pd.DataFrame) -> pd.Series:
-    """The product of each replayed row (pseudo-products are named ``<sku>@<cutoff>``)."""
-    return replayed["sku"].astype(str).str.rsplit("@", n=1).str[0]
+def _window_skus(names: pd.Series | pd.Index) -> pd.Series:
+    """The product of each pseudo-product name ``<sku>@<cutoff>`` of the replayed windows."""
+    return pd.Series(names).astype(str).str.rsplit("@", n=1).str[0]
 
 
 def choose_policies(
@@ -466,7 +466,7 @@ def choose_policies(
     with the company's policy, 46% with their own; the shelf goods 59% -> 60%)."""
     policy, table = choose_policy(replayed)
     policy = confidence_map(replayed, policy, evidence)
-    kind = _window_skus(replayed).map(kind_of).fillna("")
+    kind = _window_skus(replayed["sku"]).map(kind_of).fillna("")
     windows = replayed.groupby(kind.to_numpy())["sku"].nunique()
     if any(windows.get(k, 0) < MIN_KIND_WINDOWS for k in KINDS):
         return policy, table
@@ -502,7 +502,7 @@ def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     day) and ``median_saving_pct`` of those that paid off. Pseudo-products of ``replayed`` are
     named ``<sku>@<cutoff>``."""
     if policy.kinds:
-        kind = _window_skus(replayed).map(policy.kind_of or {}).fillna("").to_numpy()
+        kind = _window_skus(replayed["sku"]).map(policy.kind_of or {}).fillna("").to_numpy()
         return pd.concat(
             [
                 advice_record(part, policy.kinds.get(str(k), policy.alone()))
@@ -517,7 +517,7 @@ def advice_record(replayed: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     saving = 100 * (y[:, 0] - paid) / np.where(np.abs(y[:, 0]) > 0, np.abs(y[:, 0]), np.nan)
     rows = pd.DataFrame(
         {
-            "sku": [str(k).rsplit("@", 1)[0] for k in grid.skus],
+            "sku": _window_skus(grid.skus).to_numpy(),
             "wait": day > 0,
             "paid_off": (day > 0) & (saving > 0),
             "saving": np.where((day > 0) & (saving > 0), saving, np.nan),
@@ -554,6 +554,12 @@ def shown_percent(p: float | np.ndarray | pd.Series) -> np.ndarray:
 STICKY_GAP = 0.1  # "no dearer" said beside "cheaper" when it is this much more likely
 
 
+def price_text(price: float) -> str:
+    """A unit price as the advice says it: cents from 1 up, three significant digits below
+    (a part at 0.0123 is not "0.01")."""
+    return f"{price:,.2f}" if price >= 1 else f"{price:.3g}"
+
+
 def _reason(
     wait: bool,
     date: pd.Timestamp,
@@ -568,7 +574,7 @@ def _reason(
         likely = f"{int(shown_percent(conf))}%"
         when = f"Buy on {date:%a %d %b}"
         if np.isfinite(target) and target > 0:
-            price = f"{target:,.2f}" if target >= 1 else f"{target:.3g}"
+            price = price_text(target)
             if last is not None and pd.notna(last) and last > date:
                 # a limit order: the day the price is expected down to the target, and how
                 # long to wait for it

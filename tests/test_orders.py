@@ -121,6 +121,14 @@ def test_a_line_that_waits_for_a_target_price_says_it_and_when_to_order_at_the_l
         policy,
     )
     assert "at the latest Tue 07 Jul" in short.iloc[0]["reason"]
+    # a part at a fraction of a cent keeps its digits, as the advice's own sentence does
+    cheap = propose_lines(
+        price_forecast({"A": [p / 1000 for p in DIP]}, P_DIP),
+        flat_demand({"A": 10.0}),
+        items(A={"on_hand": 100.0}),
+        policy,
+    )
+    assert "order once it costs 0.009 or less" in cheap.iloc[0]["reason"]
 
 
 def test_propose_orders_today_when_stock_runs_out_before_the_discount() -> None:
