@@ -342,9 +342,11 @@ _recommendations: dict[str, tuple[int, int]] = {}
 
 
 def count_recommendations(engine: Engine, settings: Settings, slug: str) -> tuple[int, int] | None:
-    """Advice over the stored forecasts of the current model: (products, of which wait)."""
+    """Advice over the stored forecasts of the current model, with the policy it learned, as
+    the Recommendations page gives it: (products, of which wait)."""
+    from procurement.buying import advice_policy
     from procurement.db import forecasts
-    from procurement.recommend import Policy, recommend
+    from procurement.recommend import recommend
 
     version = store.current_version(settings.model_dir, slug)
     if version is None:
@@ -354,7 +356,11 @@ def count_recommendations(engine: Engine, settings: Settings, slug: str) -> tupl
         fc = None if ten is None else forecasts.load_forecast(s, ten.id, version)
     if fc is None:
         return None
-    recs = recommend(fc, Policy(settings.min_confidence, settings.min_saving_pct))
+    # the model the app serves (loaded once per process and version); with the settings'
+    # thresholds the gauge had counted 70%-sure waits where the pages advised on 55%
+    model = store.load_shared(settings.model_dir, slug, version).model
+    policy = advice_policy(model, settings.min_confidence, settings.min_saving_pct)
+    recs = recommend(fc, policy)
     n, waits = len(recs), int((~recs["buy_now"].astype(bool)).sum())
     _recommendations[slug] = (n, waits)
     return n, waits

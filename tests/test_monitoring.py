@@ -491,3 +491,33 @@ def test_model_health_page_shows_drift_over_time(app_env) -> None:
     labels = [m.label for m in at.metric]
     assert "Data drift (largest PSI)" in labels and "Backtest MASE" in labels
     assert not at.error
+
+
+def test_the_waits_gauge_counts_with_the_policy_the_model_learned(db, settings, gen_data) -> None:  # type: ignore[no-untyped-def]
+    """The gauge of waiting products agrees with the Recommendations page, which advises with
+    the model's learned policy, not with the settings' thresholds."""
+    from procurement.db import forecasts
+    from procurement.recommend import Policy, recommend
+
+    version = _trained_until(db, settings, gen_data, END)
+    model = store.load_shared(settings.model_dir, "demo", version).model
+    learned = model.policy
+    eager = Policy(0.0, -100.0)  # waits wherever any later day is forecast cheaper
+    with open_session(db) as s:
+        fc = forecasts.load_forecast(s, catalog.get_tenant(s, "demo").id, version)
+    waits = int((~recommend(fc, eager)["buy_now"].astype(bool)).sum())
+    assert waits > 0
+    try:
+        # a model that learned never to wait, under settings that would wait on anything
+        model.policy = Policy(1.0, 100.0)
+        loose = settings.model_copy(update={"min_confidence": 0.0, "min_saving_pct": -100.0})
+        assert monitoring.count_recommendations(db, loose, "demo") == (len(fc["sku"].unique()), 0)
+        # and one that learned to wait on anything, under settings that never would
+        model.policy = eager
+        strict = settings.model_copy(update={"min_confidence": 1.0, "min_saving_pct": 100.0})
+        assert monitoring.count_recommendations(db, strict, "demo") == (
+            len(fc["sku"].unique()),
+            waits,
+        )
+    finally:
+        model.policy = learned
