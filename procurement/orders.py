@@ -183,6 +183,8 @@ def propose_lines(
         "safety_stock",
         "reorder_point",
         "reason",
+        "target_price",
+        "last_order_date",
     ]
     if not rows:
         return pd.DataFrame(columns=cols)
@@ -233,6 +235,11 @@ def propose_lines(
             float(r.get("min_value", 0.0) or 0.0),
             price,
         )
+        waits_for_target = (
+            not bool(rec["buy_now"]) and latest >= 0 and pd.notna(rec.get("target_price"))
+        )
+        target = float(rec["target_price"]) if waits_for_target else np.nan
+        last_day = pd.Timestamp(rec["last_buy_date"]) if waits_for_target else pd.NaT
         runs_out = info["runs_out"]
         stock_text = (
             f"stock lasts {runs_out} days" if runs_out is not None else "no stock-out expected"
@@ -246,12 +253,11 @@ def propose_lines(
                 f"{rec['saving_pct']:.1f}% below today, "
                 f"{int(shown_percent(float(rec['confidence'])))}% likely"
             )
-            if pd.notna(rec["target_price"]):
+            if waits_for_target:
                 # the advice's target: a dip that comes early or late is not let go
                 parts.append(
-                    f"order once it costs {price_text(float(rec['target_price']))} or less, expected "
-                    f"{_day(order_date)}, at the latest {_day(pd.Timestamp(rec['last_buy_date']))}"
-                    f": {likely}"
+                    f"order once it costs {price_text(target)} or less, expected "
+                    f"{_day(order_date)}, at the latest {_day(last_day)}: {likely}"
                 )
             else:
                 parts.append(f"price forecast lowest {_day(order_date)}, {likely}")
@@ -289,6 +295,10 @@ def propose_lines(
                 "safety_stock": float(ss[sku]),
                 "reorder_point": rate * lt + float(ss[sku]),
                 "reason": reason[0].upper() + reason[1:] + ".",
+                # where the line waits for a target price: order on the first day it costs that
+                # or less, on the last day at the latest
+                "target_price": target,
+                "last_order_date": last_day,
             }
         )
     return pd.DataFrame(out, columns=cols)
@@ -756,7 +766,8 @@ def backtest_orders(
         name: {s: _Sku(float(it.loc[s, "on_hand"] or 0.0), []) for s in skus}
         for name in ("policy", "baseline")
     }
-    plan: dict[str, pd.Timestamp] = {}
+    # per sku: the planned order day, and the target price and last day where it waits for one
+    plan: dict[str, tuple[pd.Timestamp, float, pd.Timestamp]] = {}
     target = rop = pd.Series(0.0, index=skus)
     lead = it["lead_time_days"].fillna(0).astype(int)
     period = px[
@@ -785,7 +796,10 @@ def backtest_orders(
             ).reset_index()
             advised = policy if learned is None else dataclasses.replace(policy, price=learned)
             lines = propose_lines(fc, dem, now, advised)
-            plan = dict(zip(lines["sku"], pd.to_datetime(lines["order_date"]), strict=True))
+            plan = {
+                r.sku: (pd.Timestamp(r.order_date), float(r.target_price), r.last_order_date)
+                for r in lines.itertuples(index=False)
+            }
             refits += 1
             if progress:
                 progress(k, days)
@@ -799,9 +813,17 @@ def backtest_orders(
                 if price is None or not np.isfinite(price):
                     continue
                 order = st.position <= rop[s] + 1e-9  # the reorder point is reached
-                if name == "policy" and s in plan and plan[s] <= today:
-                    del plan[s]
-                    order = True  # the planned (cheapest forecast) day
+                if name == "policy" and s in plan:
+                    day, target_price, last_day = plan[s]
+                    if np.isfinite(target_price):
+                        # as a buyer follows the advice: the first day it costs the target or
+                        # less, else its last day
+                        ready = today >= last_day or float(price) <= target_price
+                    else:
+                        ready = today >= day  # the planned (cheapest forecast) day
+                    if ready:
+                        del plan[s]
+                        order = True
                 if not order:
                     continue
                 qty, _ = _round_quantity(

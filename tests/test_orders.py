@@ -329,6 +329,39 @@ def test_backtest_orders_advises_with_the_policy_each_refit_learned(monkeypatch)
     assert seen and all(p == orders.OrderPolicy().price for p in seen)
 
 
+def test_backtest_orders_buys_on_the_day_the_price_reaches_the_lines_target() -> None:
+    """A line that waits for a target price is ordered the first day the price gets there, as a
+    buyer follows the advice, not on the forecast's day: a dip that comes two days before the
+    forecast said is caught with the target and missed without it."""
+    prices, sales, its = _dip_history()
+    actual = prices.set_index("date")["price"]
+
+    def late(cutoff: pd.Timestamp) -> pd.DataFrame:
+        dates = pd.date_range(cutoff + pd.Timedelta(1, "D"), periods=14, freq="D")
+        path = actual.reindex(dates - pd.Timedelta(2, "D")).to_numpy()  # every dip 2 days late
+        return pd.DataFrame(
+            {
+                "sku": "A",
+                "date": dates,
+                "y_pred": path,
+                "p_cheaper": np.where(path < path[0], 0.99, 0.0),
+                "expected_saving": path[0] - path,
+            }
+        )
+
+    def run(price: Policy) -> dict[str, object]:
+        policy = orders.OrderPolicy(price=price)
+        return backtest_orders(prices, sales, its, late, "2026-04-01", 84, policy=policy)
+
+    with_target = run(Policy(0.5, 0.0, target_price=True, grace_steps=3))
+    on_the_day = run(Policy(0.5, 0.0))
+    assert with_target["policy_orders"] > 0 and on_the_day["policy_orders"] > 0
+    # every planned order met the dip: paid 8.0 against a mean price of about 9.86
+    assert with_target["policy_paid_vs_mean_price_pct"] < -15
+    assert on_the_day["policy_paid_vs_mean_price_pct"] > -5
+    assert with_target["policy_stockout_days"] == 0
+
+
 def test_backtest_orders_with_a_flat_forecast_never_runs_out_more_than_the_baseline() -> None:
     prices, sales, its = _dip_history()
 
