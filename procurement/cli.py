@@ -220,6 +220,11 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     _write(recs[[*ADVICE_COLUMNS[:4], "buy_now", *ADVICE_COLUMNS[4:]]], args.out)
 
 
+def _ratio(value: float | None) -> str:
+    """A ratio to three decimals; "n/a" where it has none (nothing to divide by)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def cmd_backtest(args: argparse.Namespace) -> None:
     from procurement.data.importers import read_lenient_csv
     from procurement.forecast.backtest import run_backtest
@@ -247,7 +252,7 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     m = res.metrics
     print(
         f"MASE model {m['model']['mase']:.3f} | naive {m['naive']['mase']:.3f} | seasonal naive "
-        f"{m['seasonal_naive']['mase']:.3f} (model/naive {m['model']['mase_vs_naive']:.3f}); "
+        f"{m['seasonal_naive']['mase']:.3f} (model/naive {_ratio(m['model']['mase_vs_naive'])}); "
         f"coverage 80% {m['coverage_80']:.1%}, 95% {m['coverage_95']:.1%}; advice saves "
         f"{m['advice']['mean_realized_saving_pct']:.2f}% ({m['advice']['oracle_share']:.0%} of oracle; "
         f"{m['advice']['advised_day_saving_pct']:.2f}% on the advised day itself; at the target "

@@ -135,8 +135,12 @@ def spec_for(freq: str) -> FreqSpec:
 def infer_freq(df: pd.DataFrame, id_col: str = "unique_id", time_col: str = "ds") -> str:
     """Daily ('D'), business-daily ('B'), weekly ('W-<DAY>') or monthly ('MS' dated on the
     first of the month, else 'ME'), from the spacing of the dates."""
-    ds = pd.to_datetime(df[time_col])
-    d = ds.groupby(df[id_col].to_numpy()).diff().dt.days.dropna()
+    # in date order within each series: a file sorted newest first had steps of -7 days, which
+    # read as daily
+    dated = pd.DataFrame({"id": df[id_col].to_numpy(), "ds": pd.to_datetime(df[time_col])})
+    dated = dated.drop_duplicates().sort_values(["id", "ds"], kind="stable")
+    ds = dated["ds"]
+    d = ds.groupby(dated["id"].to_numpy()).diff().dt.days.dropna()
     if d.empty:
         raise ValueError("need at least two dates per series to infer the frequency")
     step = float(d.median())
@@ -152,24 +156,32 @@ def infer_freq(df: pd.DataFrame, id_col: str = "unique_id", time_col: str = "ds"
     )
 
 
-def regularize(df: pd.DataFrame, freq: str) -> pd.DataFrame:
+def regularize(df: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Put every series on a regular calendar; fill holidays and gaps with the last known price.
 
     Adds ``observed`` (False on filled rows) so metrics can be computed on real observations only.
+    ``end``: carry every series forward to that date (on the calendar), so that all of them are
+    forecast from it.
     """
     base = df[["unique_id", "ds", "y"]].dropna(subset=["y"])
     base = base.assign(ds=pd.to_datetime(base["ds"]).dt.normalize())
     if freq.startswith("W"):
-        base = base.assign(ds=base["ds"].dt.to_period(freq).dt.end_time.dt.normalize())
+        # the nearest week's date: a Monday series' price quoted on Tuesday after a holiday
+        # belongs to that Monday, not to the next (where it was overwritten by that week's)
+        anchor = base["ds"].dt.to_period(freq).dt.end_time.dt.normalize()
+        late = (anchor - base["ds"]).dt.days > 3
+        base = base.assign(ds=anchor.where(~late, anchor - pd.Timedelta(7, "D")))
     elif freq in MONTHLY:
         base = base.assign(ds=month_dates(pd.PeriodIndex(base["ds"], freq="M"), freq))
     elif freq == "B":
         base = base[base["ds"].dt.dayofweek < 5]
     base = base.drop_duplicates(["unique_id", "ds"], keep="last")
-    if _is_regular(base, freq):
+    short = end is not None and bool((base.groupby("unique_id")["ds"].max() < end).any())
+    if _is_regular(base, freq) and not short:
         full = base.sort_values(["unique_id", "ds"], ignore_index=True)
     else:
-        full = fill_gaps(base, freq=freq, start="per_serie", end="per_serie")
+        stop: str | pd.Timestamp = end if short and end is not None else "per_serie"
+        full = fill_gaps(base, freq=freq, start="per_serie", end=stop)
         full = full.sort_values(["unique_id", "ds"], ignore_index=True)
     full["observed"] = full["y"].notna()
     full["y"] = full.groupby("unique_id", sort=False)["y"].ffill()

@@ -196,6 +196,10 @@ class TrainingData:
     drivers: pd.DataFrame | None = None  # name, ds, value
     sales: pd.DataFrame | None = None  # unique_id, ds, quantity
     categories: Mapping[str, str] | None = None  # unique_id -> category
+    # the date the data runs to: every series is carried forward to it and forecast from it
+    # (the backtest's cutoff, where a product had no price that day); None: each from its own
+    # last price
+    until: pd.Timestamp | None = None
 
 
 @dataclass
@@ -544,7 +548,9 @@ def prepare(
     )
     panels = []
     for rows in groups.rows:
-        panel = regularize(prices.iloc[rows] if len(groups.rows) > 1 else prices, freq)
+        panel = regularize(
+            prices.iloc[rows] if len(groups.rows) > 1 else prices, freq, end=data.until
+        )
         if max_history:
             panel = panel.groupby("unique_id", sort=False).tail(max_history)
         panels.append(panel.reset_index(drop=True))

@@ -1,0 +1,76 @@
+"""The backtest on files as they come from outside: sorted newest first, with missing days,
+products that stopped, prices that never move, weekly quotes moved by a holiday."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from procurement.forecast.backtest import run_backtest
+from procurement.forecast.features import infer_freq, regularize
+
+
+def _walk(sku: str, dates: pd.DatetimeIndex, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    price = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(dates)))), 2)
+    return pd.DataFrame({"sku": sku, "date": dates, "price": price})
+
+
+@pytest.mark.parametrize(
+    ("freq", "start", "periods"),
+    [("W-MON", "2021-01-04", 200), ("MS", "2015-01-01", 120), ("D", "2024-01-01", 400)],
+)
+def test_the_frequency_is_read_whatever_order_the_rows_come_in(
+    freq: str, start: str, periods: int
+) -> None:
+    dates = pd.date_range(start, periods=periods, freq=freq)
+    rows = pd.concat([_walk(s, dates, i) for i, s in enumerate("ABC")], ignore_index=True)
+    rows = rows.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
+    assert infer_freq(rows) == freq
+    # newest first (as many exports are), and shuffled: steps of -7 days had read as daily
+    newest_first = rows.sort_values(["unique_id", "ds"], ascending=[True, False])
+    assert infer_freq(newest_first) == freq
+    assert infer_freq(rows.sample(frac=1.0, random_state=1)) == freq
+
+
+def test_a_weekly_price_quoted_a_day_late_belongs_to_its_own_week() -> None:
+    mondays = pd.date_range("2024-09-02", periods=8, freq="W-MON")
+    quoted = mondays.to_series().reset_index(drop=True)
+    quoted[5] += pd.Timedelta(1, "D")  # Monday a holiday: quoted on Tuesday
+    df = pd.DataFrame({"unique_id": "A", "ds": quoted, "y": np.arange(8.0)})
+    out = regularize(df, "W-MON")
+    # it had gone to the next Monday, where that week's own price overwrote it
+    assert list(out["ds"]) == list(mondays)
+    assert list(out["y"]) == list(np.arange(8.0))
+    assert out["observed"].all()
+
+
+def test_every_window_starts_the_day_after_its_cutoff() -> None:
+    dates = pd.date_range("2023-01-01", "2024-12-31", freq="D")
+    holiday = pd.Timestamp("2024-12-24")  # the cutoff of the one fold: A has no price that day
+    a = _walk("A", dates, 0)
+    a = a[a["date"] != holiday]
+    b = _walk("B", dates, 1)
+    stopped = _walk("C", dates[dates <= "2024-06-30"], 2)  # no longer quoted
+    res = run_backtest(pd.concat([a, b, stopped]), horizon=7, folds=1)
+    fc = res.forecasts
+    assert (fc["cutoff"] == holiday).all()
+    # A's window had started on its last price's next day, the cutoff itself, and missed the
+    # last day of the window
+    for sku in ("A", "B"):
+        own = fc[fc["sku"] == sku].sort_values("date")
+        assert list(own["date"]) == list(pd.date_range("2024-12-25", periods=7, freq="D"))
+        assert own["p_cheaper"].iloc[0] == 0.0
+    assert "C" not in set(fc["sku"])
+
+
+def test_prices_that_never_move_are_forecast_exactly_without_a_crash() -> None:
+    dates = pd.date_range("2023-01-01", "2024-12-31", freq="D")
+    shelf = pd.DataFrame(
+        {"sku": "SHELF", "date": dates, "price": 10 + np.floor(np.arange(len(dates)) / 30) * 0.25}
+    )
+    res = run_backtest(shelf, horizon=7, folds=1)  # the window holds no price change
+    m = res.metrics
+    assert m["naive"]["mase"] == 0.0 and m["model"]["mase"] == 0.0
+    assert m["model"]["mase_vs_naive"] == 1.0
