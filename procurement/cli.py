@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from procurement.auth import PermissionDenied, Principal
 from procurement.config import get_settings
-from procurement.data.importers import FormatError, ImportValidationError
+from procurement.data.importers import FileFormat, FormatError, ImportValidationError
 from procurement.db.runs import TrainingBusy
 from procurement.forecast.store import ModelStoreError
 
@@ -82,7 +82,6 @@ def cmd_import(args: argparse.Namespace) -> None:
     import getpass
 
     from procurement import actions
-    from procurement.data.importers import FileFormat
     from procurement.db import open_session
 
     engine = _db()
@@ -116,9 +115,7 @@ def cmd_import(args: argparse.Namespace) -> None:
             )
         print(undo.source)
         return
-    fmt = FileFormat(
-        decimal={"comma": ",", "dot": "."}.get(args.decimal or ""), date_order=args.date_order
-    )
+    fmt = _file_format(args)
     with tqdm(desc="storing", unit="row", file=sys.stderr) as bar, open_session(engine) as s:
 
         def progress(done: int, total: int) -> None:
@@ -230,10 +227,11 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     from procurement.forecast.backtest import run_backtest
     from procurement.training import params_from
 
-    prices = read_lenient_csv(args.csv)
+    fmt = _file_format(args)
+    prices = read_lenient_csv(args.csv, fmt)
     drivers = None
     if args.drivers:
-        d = read_lenient_csv(args.drivers)
+        d = read_lenient_csv(args.drivers, fmt)
         drivers = d.rename(columns={"sku": "name", "price": "value"})
     params = params_from(get_settings())
     with tqdm(total=args.folds, desc="backtest folds", unit="fold", file=sys.stderr) as bar:
@@ -471,6 +469,26 @@ def cmd_ask(args: argparse.Namespace) -> None:
         print(reply.answer)
 
 
+def _file_format(args: argparse.Namespace) -> FileFormat:
+    """The ``--decimal`` and ``--date-order`` a command was given (None: from the file)."""
+    return FileFormat(
+        decimal={"comma": ",", "dot": "."}.get(args.decimal or ""), date_order=args.date_order
+    )
+
+
+def _format_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--decimal",
+        choices=["comma", "dot"],
+        help="decimal separator of prices and quantities, when the file's values leave it open",
+    )
+    s.add_argument(
+        "--date-order",
+        choices=["dmy", "mdy", "ymd"],
+        help="order of day and month in dates like 03/04/2024, when the file leaves it open",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     st = get_settings()
     p = argparse.ArgumentParser(
@@ -502,16 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("kind", choices=["prices", "stock", "catalog", "runs", "undo"])
     s.add_argument("file", nargs="?", help="the file; for undo, the import run's number")
     s.add_argument("--tenant", default=st.default_tenant)
-    s.add_argument(
-        "--decimal",
-        choices=["comma", "dot"],
-        help="decimal separator of prices and quantities, when the file's values leave it open",
-    )
-    s.add_argument(
-        "--date-order",
-        choices=["dmy", "mdy", "ymd"],
-        help="order of day and month in dates like 03/04/2024, when the file leaves it open",
-    )
+    _format_options(s)
     s.add_argument(
         "--confirm-outliers",
         action="store_true",
@@ -584,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default="metrics.json")
     s.add_argument("--drivers", help="sku,date,price file of related series used as drivers")
     s.add_argument("--freq", help="D, B or W-MON...; inferred when omitted")
+    _format_options(s)
     s.set_defaults(func=cmd_backtest)
 
     s = sub.add_parser(

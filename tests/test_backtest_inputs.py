@@ -74,3 +74,28 @@ def test_prices_that_never_move_are_forecast_exactly_without_a_crash() -> None:
     m = res.metrics
     assert m["naive"]["mase"] == 0.0 and m["model"]["mase"] == 0.0
     assert m["model"]["mase_vs_naive"] == 1.0
+
+
+def test_a_backtest_file_is_read_in_the_formats_a_price_import_reads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from procurement.data.importers import ImportValidationError, read_lenient_csv
+
+    iso = tmp_path / "iso.csv"
+    iso.write_text("sku,date,price\nA,2025-01-30,1002.5\nA,2025-01-31,999.0\nB,2025-01-31,3\n")
+    european = tmp_path / "eu.csv"
+    european.write_text(
+        "sku;date;price\n A ;30.01.2025;1.002,50\nA;31.01.2025;999,00\nB;31.01.2025;3\n"
+    )
+    us = tmp_path / "us.csv"
+    us.write_text('sku,date,price\nA,01/30/2025,"1,002.50"\nA,01/31/2025,999.00\nB,1/31/2025,3\n')
+    want = read_lenient_csv(iso)
+    assert list(want["date"].astype(str)) == ["2025-01-30", "2025-01-31", "2025-01-31"]
+    for path in (european, us):
+        got = read_lenient_csv(path)
+        # day-first dates, decimal commas and thousands separators had dropped every row, and a
+        # padded " A " had been a product of its own
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+
+    dollars = tmp_path / "dollars.csv"
+    dollars.write_text("sku,date,price\nA,2025-01-30,$12.50\nA,2025-01-31,$12.60\n")
+    with pytest.raises(ImportValidationError, match=r"line 2, field 'price': '\$12.50' is not a"):
+        read_lenient_csv(dollars)

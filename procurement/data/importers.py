@@ -656,21 +656,39 @@ def _case_conflicts(skus: pd.Series, lines: np.ndarray) -> list[RowError]:
     return errors
 
 
-def read_lenient_csv(path: str | Path) -> pd.DataFrame:
+def read_lenient_csv(path: str | Path, fmt: FileFormat | None = None) -> pd.DataFrame:
     """Read ``sku,date,price`` (and ``category`` where the file has it) for analysis (backtests):
-    rows with a missing or non-numeric price are dropped, negative prices are kept (they happen:
-    WTI on 2020-04-20)."""
-    df = _csv_strings(path, str(path), REQUIRED)
-    df["date"] = pd.to_datetime(df["date"].str.strip(), format="%Y-%m-%d", errors="coerce")
-    df["price"] = pd.to_numeric(df["price"], errors="coerce")
-    df = df.dropna(subset=["date", "price"])
-    df = df[np.isfinite(df["price"]) & (df["sku"].str.strip() != "")]
-    if df.empty:
-        raise ImportValidationError([RowError(None, None, "no usable rows")], str(path))
+    rows whose price or date does not read are dropped, negative prices are kept (they happen:
+    WTI on 2020-04-20). Numbers and dates are read as a price import reads them (decimal comma
+    or point, day/month or month/day dates, decided from the file's values unless ``fmt`` says;
+    a ``FormatError`` names the rows that leave it open)."""
+    label = str(path)
+    df = _csv_strings(path, label, REQUIRED)
+    parsed = _parse(df[["price", "date"]], np.arange(2, len(df) + 2), fmt or FileFormat(), label)
+    assert parsed.dates is not None and parsed.date_parts is not None
+    price = _number_values(parsed.numbers[0], parsed.fmt.decimal or ".")
+    date = _date_values(parsed.dates, parsed.date_parts, parsed.fmt.date_order or "ymd")
+    sku = df["sku"].str.strip()
+    out = pd.DataFrame({"sku": sku, "date": date, "price": price})
+    usable = out["date"].notna() & np.isfinite(out["price"]) & (sku != "")
+    if not usable.any():
+        raise ImportValidationError([_first_unusable(df, out)], label)
+    out = out[usable.to_numpy()]
     if "category" in df.columns:
-        category = df["category"].str.strip().replace("", None)
-        return df[["sku", "date", "price"]].assign(category=category)
-    return df[["sku", "date", "price"]]
+        category = df.loc[usable.to_numpy(), "category"].str.strip().replace("", None)
+        return out.assign(category=category.to_numpy())
+    return out
+
+
+def _first_unusable(raw: pd.DataFrame, read: pd.DataFrame) -> RowError:
+    """What keeps the first row of a file with no usable row from being read."""
+    if read["sku"].iloc[0] == "":
+        return RowError(2, "sku", "is blank (no row of the file is usable)")
+    if pd.isna(read["date"].iloc[0]):
+        value = raw["date"].iloc[0]
+        return RowError(2, "date", f"{value!r} is not a date (no row of the file is usable)")
+    value = raw["price"].iloc[0]
+    return RowError(2, "price", f"{value!r} is not a number (no row of the file is usable)")
 
 
 def apply_mapping(
