@@ -935,6 +935,7 @@ def run_order_backtest(
             drivers=drivers[drivers["ds"] <= cutoff] if len(drivers) else None,
             sales=sold[sold["ds"] <= cutoff] if len(sold) else None,
             categories=categories,
+            until=cutoff,
         )
         model = fit_price_model(data, "D", settings.horizon, params)
         # the advice each refit learned, as the proposals in the app use it

@@ -96,6 +96,9 @@ def load_training_data(
         drivers=drivers if len(drivers) else None,
         sales=sales if len(sales) else None,
         categories=dict(zip(products["sku"], products["category"], strict=True)),
+        # a product without a price on the newest day is forecast from it too, at its last
+        # price (its buy day had been in the past)
+        until=pd.Timestamp(last),
     )
 
 

@@ -153,3 +153,33 @@ def test_a_child_that_dies_before_reading_its_query_falls_back_to_reading_here(
     monkeypatch.setattr(bulkread.sys, "executable", sys.executable)
     assert list(ids) == [1, 2] and list(values) == [2.5, 4.0]
     assert [str(d)[:10] for d in dates] == ["2026-01-01", "2026-01-02"]
+
+
+def test_a_product_without_todays_price_is_forecast_from_today(session, settings) -> None:
+    """The newest day of the company's prices is today for every product: one whose price did
+    not come in for the last days is carried forward at its last price, and its buy day is
+    not in the past."""
+    import pandas as pd
+
+    from procurement.db.catalog import get_or_create_tenant
+    from procurement.db.history import store_prices
+
+    rng = np.random.default_rng(4)
+    dates = pd.date_range("2026-01-01", periods=240, freq="D")
+    frames = []
+    for i in range(6):
+        price = np.round(50 * np.exp(np.cumsum(rng.normal(0, 0.01, len(dates)))), 2)
+        frames.append(pd.DataFrame({"sku": f"P{i}", "date": dates.date, "price": price}))
+    rows = pd.concat(frames, ignore_index=True)
+    late = (rows["sku"] == "P5") & (rows["date"] > dates[-4].date())  # P5: 3 days missing
+    with session.begin():
+        ten = get_or_create_tenant(session, "gaps")
+        store_prices(session, ten.id, rows[~late].assign(quantity=1.0))
+    with session.begin():
+        train_global_lgbm_model(session, "gaps", settings)
+    model = load_current(settings.model_dir, "gaps").model
+    fc = predict_prices(model)
+    first = fc.groupby("sku")["date"].min()
+    assert set(first) == {dates[-1] + pd.Timedelta(1, "D")}, first
+    recs = recommendations(model)
+    assert (pd.to_datetime(recs["buy_date"]) > dates[-1]).all()

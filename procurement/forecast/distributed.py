@@ -178,11 +178,8 @@ def _subset(data: TrainingData, ids: np.ndarray) -> TrainingData:
     sales = data.sales
     if sales is not None:
         sales = sales[sales["unique_id"].isin(keep)]
-    return TrainingData(
-        prices=data.prices[data.prices["unique_id"].isin(keep)],
-        drivers=data.drivers,
-        sales=sales,
-        categories=data.categories,
+    return dataclasses.replace(
+        data, prices=data.prices[data.prices["unique_id"].isin(keep)], sales=sales
     )
 
 
