@@ -279,12 +279,14 @@ def _dip_history() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return prices, sales, items(A={"on_hand": 150.0})
 
 
-def _oracle(prices: pd.DataFrame):  # type: ignore[no-untyped-def]
-    """A forecaster that knows the future prices: the policy's best case."""
+def _oracle(prices: pd.DataFrame, late: int = 0):  # type: ignore[no-untyped-def]
+    """A forecaster that knows the future prices: the policy's best case (``late``: it sees
+    each of them that many days late)."""
 
     def forecast(cutoff: pd.Timestamp) -> pd.DataFrame:
         dates = pd.date_range(cutoff + pd.Timedelta(1, "D"), periods=14, freq="D")
-        path = prices.set_index("date").loc[dates, "price"].to_numpy()
+        path = prices.set_index("date")["price"].reindex(dates - pd.Timedelta(late, "D"))
+        path = path.to_numpy()
         return pd.DataFrame(
             {
                 "sku": "A",
@@ -334,20 +336,7 @@ def test_backtest_orders_buys_on_the_day_the_price_reaches_the_lines_target() ->
     buyer follows the advice, not on the forecast's day: a dip that comes two days before the
     forecast said is caught with the target and missed without it."""
     prices, sales, its = _dip_history()
-    actual = prices.set_index("date")["price"]
-
-    def late(cutoff: pd.Timestamp) -> pd.DataFrame:
-        dates = pd.date_range(cutoff + pd.Timedelta(1, "D"), periods=14, freq="D")
-        path = actual.reindex(dates - pd.Timedelta(2, "D")).to_numpy()  # every dip 2 days late
-        return pd.DataFrame(
-            {
-                "sku": "A",
-                "date": dates,
-                "y_pred": path,
-                "p_cheaper": np.where(path < path[0], 0.99, 0.0),
-                "expected_saving": path[0] - path,
-            }
-        )
+    late = _oracle(prices, late=2)  # every dip forecast 2 days after it comes
 
     def run(price: Policy) -> dict[str, object]:
         policy = orders.OrderPolicy(price=price)
