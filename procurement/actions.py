@@ -511,12 +511,16 @@ def advice(
     products = catalog_db.load_products(session, ten.id)
     demand = history.demand_per_day(session, ten.id)
     fc = _forecast(session, ten, stored, None, overrides)
+    # prices that came in since the training: the forecasts start from them, and so does what
+    # counts as an old price
+    newer = retrain.newer_prices(session, ten.id, stored.model)
     recs = buying.advice_table(
         stored.model,
         products,
         demand,
         _policy(stored.model, min_confidence, settings),
         forecast=fc,
+        stale=stored.model.stale_prices(newer),
     )
     return recs.assign(version=stored.version)
 

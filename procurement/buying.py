@@ -50,8 +50,11 @@ def advice_table(
     policy: Policy,
     overrides: Mapping[str, float] | None = None,
     forecast: pd.DataFrame | None = None,
+    stale: Mapping[str, pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
-    """One row per product: recommendation, quantity needed over the horizon, total saving."""
+    """One row per product: recommendation, quantity needed over the horizon, total saving.
+    ``stale``: products whose newest price is older than the others' (``PriceModel.stale_prices``;
+    None: the model's own), whose advice says so."""
     fc = forecast if forecast is not None else model.predict(overrides=overrides)
     cat = products.set_index("sku")
     dem = demand.reindex(cat.index).fillna(0.0)
@@ -62,7 +65,8 @@ def advice_table(
         cat["lead_time_days"].astype(float).fillna(0),
     )
     recs = _explained(
-        recommend(on_working_days(fc, calendars(products)), policy, max_wait=wait, quantity=qty)
+        recommend(on_working_days(fc, calendars(products)), policy, max_wait=wait, quantity=qty),
+        model.stale_prices() if stale is None else stale,
     )
     recs = recs.merge(products, on="sku", how="left")
     recs["quantity"] = recs["sku"].map(qty).fillna(0.0)
@@ -154,12 +158,21 @@ def on_working_days(fc: pd.DataFrame, working_days: Calendar = WORKING_DAYS) -> 
     return fc[works | (dates == first).to_numpy()]
 
 
-def _explained(recs: pd.DataFrame) -> pd.DataFrame:
-    """Advice whose buy day is the forecast's last day says so: the price may keep falling."""
+def _explained(recs: pd.DataFrame, stale: Mapping[str, pd.Timestamp] | None = None) -> pd.DataFrame:
+    """Advice whose buy day is the forecast's last day says so: the price may keep falling.
+    A product whose newest price is older than the others' (``stale``: sku -> its date) says
+    so too: its advice takes that price as today's."""
     edge = recs["last_day"].fillna(False).astype(bool)
     recs.loc[edge, "reason"] = (
         recs.loc[edge, "reason"] + "; the last day forecast, so it may fall further after it"
     )
+    old = recs["sku"].map(stale or {})
+    known = old.notna()
+    if known.any():
+        recs.loc[known, "reason"] = recs.loc[known, "reason"] + [
+            f"; its newest price is from {pd.Timestamp(day):%a %d %b %Y}, taken as today's"
+            for day in old[known]
+        ]
     return recs
 
 

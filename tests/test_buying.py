@@ -60,7 +60,7 @@ def test_buy_days_fall_on_each_suppliers_own_working_days() -> None:
     fc = pd.concat([_forecast("2026-07-01", path).assign(sku=s) for s in cals])
     recs = buying.advice_table(
         # only the horizon and the (absent) promotion calendars are read
-        SimpleNamespace(horizon=14, promotion_info=None),  # type: ignore[arg-type]
+        SimpleNamespace(horizon=14, promotion_info=None, stale_prices=dict),  # type: ignore[arg-type]
         _catalog(cals),
         pd.Series(dtype=float),
         Policy(0.7, 0.5),
@@ -98,7 +98,7 @@ def test_no_buy_day_falls_on_a_day_its_supplier_does_not_work() -> None:
         walk = 100 + np.cumsum(rng.normal(0, 2, 14))
         frames.append(_forecast(str(start.date()), list(walk)).assign(sku=sku))
     recs = buying.advice_table(
-        SimpleNamespace(horizon=14, promotion_info=None),  # type: ignore[arg-type]
+        SimpleNamespace(horizon=14, promotion_info=None, stale_prices=dict),  # type: ignore[arg-type]
         _catalog(cals),
         pd.Series(dtype=float),
         Policy(0.7, 0.5),

@@ -161,6 +161,8 @@ def test_a_product_without_todays_price_is_forecast_from_today(session, settings
     not in the past."""
     import pandas as pd
 
+    from procurement import actions
+    from procurement.auth import Principal
     from procurement.db.catalog import get_or_create_tenant
     from procurement.db.history import store_prices
 
@@ -183,3 +185,16 @@ def test_a_product_without_todays_price_is_forecast_from_today(session, settings
     assert set(first) == {dates[-1] + pd.Timedelta(1, "D")}, first
     recs = recommendations(model)
     assert (pd.to_datetime(recs["buy_date"]) > dates[-1]).all()
+    # and it says how old its price is, on the Recommendations page and in `recommend`
+    assert model.stale_prices() == {"P5": pd.Timestamp(dates[-4])}
+    advice = actions.advice(Principal.system(), session=session, tenant="gaps", settings=settings)
+    reasons = advice.set_index("sku")["reason"]
+    assert reasons["P5"].endswith(
+        f"its newest price is from {dates[-4]:%a %d %b %Y}, taken as today's"
+    )
+    assert not reasons.drop("P5").str.contains("newest price").any()
+    # a price of P5 that came in after the training, a day later than the others'
+    tomorrow = pd.DataFrame(
+        {"sku": ["P5"], "date": [dates[-1] + pd.Timedelta(1, "D")], "price": [50.0]}
+    )
+    assert set(model.stale_prices(tomorrow)) == {f"P{i}" for i in range(5)}

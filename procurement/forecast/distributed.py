@@ -42,6 +42,7 @@ from procurement.forecast.model import (
     history_to_keep,
     make_forecaster,
     make_level_forecaster,
+    newest_prices,
     prepare,
 )
 from procurement.recommend import kinds_of
@@ -235,6 +236,7 @@ def fit_distributed(
     say(0.1, f"calibration backtest on {len(sample):,} products (one machine)")
     base = fit_price_model(_subset(data, sample), freq, horizon, params)
 
+    last_seen = newest_prices(frame, frame["observed"])
     train = frame.drop(columns=["observed"])
     workers = client.scheduler_info().get("workers", {})
     n_workers = max(1, len(workers))
@@ -289,6 +291,7 @@ def fit_distributed(
         promotion_info=promotion_info or None,
         promotion_odds=odds or None,
         last_price={str(k): float(v) for k, v in last_price.items()},
+        last_seen=last_seen,
         categories=categories,
         sales_tail=sales_tail,
         trust=_trust_everywhere(base.trust, base.trust_default, products, groups),

@@ -237,6 +237,25 @@ class PriceModel:
     # the chance of a price below the first forecast day's is computed over when the promotion
     # comes (None in models saved before: the chance from the change errors alone)
     promotion_odds: dict[str, np.ndarray] | None = None
+    # per product: the date of its newest price of its own; one without a price on
+    # ``last_date`` is forecast from it at that price (``TrainingData.until``). None in models
+    # saved before
+    last_seen: dict[str, pd.Timestamp] | None = None
+
+    def stale_prices(self, newer: pd.DataFrame | None = None) -> dict[str, pd.Timestamp]:
+        """The products whose newest price is older than the newest day, with its date (on the
+        data's calendar: a weekly price is dated on its week's day). ``newer``: prices that came
+        in after the model's data (``sku, date, price``), as its forecasts start from them."""
+        seen = dict(self.last_seen or {})
+        newest = self.last_date
+        if newer is not None and len(newer):
+            new = newer.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
+            new = regularize(new[["unique_id", "ds", "y"]], self.spec.freq)
+            dates = new.loc[new["observed"]].groupby("unique_id")["ds"].max()
+            if len(dates):
+                seen.update({str(k): max(v, seen.get(str(k), v)) for k, v in dates.items()})
+                newest = max(newest, dates.max())
+        return {k: v for k, v in seen.items() if v < newest}
 
     def __post_init__(self) -> None:
         # mlforecast swaps internal state while it predicts a subset of products, so one loaded
@@ -363,6 +382,9 @@ class PriceModel:
             level_fcst=updated(self.level_fcst),
             last_date=dates[-1],
             last_price={p: float(v) for p, v in grid.iloc[-1].items()},
+            last_seen=None
+            if self.last_seen is None
+            else {**self.last_seen, **reg.groupby("unique_id")["ds"].max().to_dict()},
             drivers_tail=tail,
             sales_tail=sales_tail,
             **self._calendars_after(grid),
@@ -525,6 +547,13 @@ class PriceModel:
 PREPARE_CHUNK_ROWS = 3_000_000  # rows of history put on the calendar and given drivers at a time
 
 
+def newest_prices(frame: pd.DataFrame, observed: pd.Series | np.ndarray) -> dict[str, pd.Timestamp]:
+    """Per series of a regularized ``frame``: the date of its newest price of its own."""
+    seen = np.asarray(observed, dtype=bool)
+    dates = frame["ds"][seen].groupby(frame["unique_id"][seen].to_numpy()).max()
+    return {str(k): pd.Timestamp(v) for k, v in dates.items()}
+
+
 def prepare(
     data: TrainingData, freq: str, max_history: int | None, with_exog: bool = True
 ) -> tuple[pd.DataFrame, FreqSpec, list[str]]:
@@ -668,6 +697,7 @@ def fit_price_model(
     # the flag of filled rows leaves the table in place (a copy without it was the size of the
     # whole table); from here ``frame`` is what the models see: prices and drivers
     observed = frame.pop("observed")
+    last_seen = newest_prices(frame, observed)
     train = frame
     source = SeriesExog(train, spec, data, last_known) if lazy else None
     if source is not None:
@@ -867,6 +897,7 @@ def fit_price_model(
         sales_tail=sales_tail,
         categories=dict(data.categories or {}),
         last_price={k: float(v) for k, v in last_price.items()},
+        last_seen=last_seen,
         calibration=calib,
         metrics=metrics,
         trust=cast(dict[str, tuple[float, float]], full_trust),
