@@ -575,16 +575,21 @@ def product_advice(
         decision = _decision(products, demand, sku, model.horizon, policy.min_confidence)
     fc = _forecast(session, ten, stored, [sku], overrides)
     days = workdays.parse(catalog_db.working_days_of(session, ten.id, sku))
-    rec = buying.decide(fc, sku, decision, policy.min_saving_pct, days, policy=policy)
+    newer = _newer_of(session, ten.id, model, sku)
+    # its price against the company's newest day (an indexed max: no other product is read)
+    stale = model.stale_prices(
+        newer.assign(sku=sku), newest=history.latest_price_date(session, ten.id)
+    )
+    rec = buying.decide(
+        fc, sku, decision, policy.min_saving_pct, days, policy=policy, price_from=stale.get(sku)
+    )
     return ProductAdvice(
         sku,
         fc,
         rec,
         decision,
         buying.backtest_record(model, sku),
-        buying.promotion_pattern(
-            model, sku, today=dt.date.today(), newer=_newer_of(session, ten.id, model, sku)
-        ),
+        buying.promotion_pattern(model, sku, today=dt.date.today(), newer=newer),
         stored.version,
         model.last_date.date(),
     )

@@ -212,10 +212,12 @@ def decide(
     min_saving_pct: float = 0.5,
     working_days: tuple[int, ...] = WORKING_DAYS,
     policy: Policy | None = None,
+    price_from: pd.Timestamp | None = None,
 ) -> pd.Series:
     """The advice on one product's forecast for the buyer's situation (quantity, stock, lead
     time, required confidence), on its supplier's ``working_days``; ``policy``: the model's
-    learned one (its confidence map), with the buyer's thresholds."""
+    learned one (its confidence map), with the buyer's thresholds; ``price_from``: the date of
+    its newest price, where that is older than the company's newest day."""
     wait = max_wait_days(
         pd.Series({sku: decision.on_hand}),
         pd.Series({sku: decision.daily_demand}),
@@ -231,7 +233,8 @@ def decide(
             ),
             max_wait=wait,
             quantity=pd.Series({sku: decision.quantity}),
-        )
+        ),
+        None if price_from is None else {sku: price_from},
     ).iloc[0]
 
 

@@ -193,6 +193,15 @@ def test_a_product_without_todays_price_is_forecast_from_today(session, settings
         f"its newest price is from {dates[-4]:%a %d %b %Y}, taken as today's"
     )
     assert not reasons.drop("P5").str.contains("newest price").any()
+    # the Product page's own advice too
+    page = actions.product_advice(
+        Principal.system(), session=session, tenant="gaps", sku="P5", settings=settings
+    )
+    assert page.rec["reason"].endswith(f"from {dates[-4]:%a %d %b %Y}, taken as today's")
+    other = actions.product_advice(
+        Principal.system(), session=session, tenant="gaps", sku="P0", settings=settings
+    )
+    assert "newest price" not in other.rec["reason"]
     # a price of P5 that came in after the training, a day later than the others'
     tomorrow = pd.DataFrame(
         {"sku": ["P5"], "date": [dates[-1] + pd.Timedelta(1, "D")], "price": [50.0]}

@@ -242,20 +242,28 @@ class PriceModel:
     # saved before
     last_seen: dict[str, pd.Timestamp] | None = None
 
-    def stale_prices(self, newer: pd.DataFrame | None = None) -> dict[str, pd.Timestamp]:
+    def stale_prices(
+        self, newer: pd.DataFrame | None = None, newest: Any = None
+    ) -> dict[str, pd.Timestamp]:
         """The products whose newest price is older than the newest day, with its date (on the
         data's calendar: a weekly price is dated on its week's day). ``newer``: prices that came
-        in after the model's data (``sku, date, price``), as its forecasts start from them."""
+        in after the model's data (``sku, date, price``), as its forecasts start from them;
+        ``newest``: the company's newest price date, where ``newer`` holds only some products."""
         seen = dict(self.last_seen or {})
-        newest = self.last_date
+        newest_day = self.last_date
         if newer is not None and len(newer):
             new = newer.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
             new = regularize(new[["unique_id", "ds", "y"]], self.spec.freq)
             dates = new.loc[new["observed"]].groupby("unique_id")["ds"].max()
             if len(dates):
                 seen.update({str(k): max(v, seen.get(str(k), v)) for k, v in dates.items()})
-                newest = max(newest, dates.max())
-        return {k: v for k, v in seen.items() if v < newest}
+                newest_day = max(newest_day, dates.max())
+        if newest is not None:
+            one = pd.DataFrame({"unique_id": ["_"], "ds": [pd.Timestamp(newest)], "y": [0.0]})
+            day = regularize(one, self.spec.freq)["ds"]
+            if len(day):
+                newest_day = max(newest_day, day.iloc[0])
+        return {k: v for k, v in seen.items() if v < newest_day}
 
     def __post_init__(self) -> None:
         # mlforecast swaps internal state while it predicts a subset of products, so one loaded
