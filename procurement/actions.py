@@ -422,14 +422,17 @@ def _forecast(
     stored: store.StoredModel,
     skus: list[str] | None,
     overrides: Mapping[str, float] | None,
+    newer: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
+    """``newer``: the prices after the model's data, where the caller has read them."""
     # The stored forecasts (refreshed daily and after every retrain) serve the default view, so
     # the shared model is only asked for what-if changes.
     if not _is_what_if(overrides):
         fc = forecasts.load_forecast(session, ten.id, stored.version, skus)
         if fc is not None:
             return fc
-    newer = retrain.newer_prices(session, ten.id, stored.model)
+    if newer is None:
+        newer = retrain.newer_prices(session, ten.id, stored.model)
     return stored.model.predict(overrides=overrides, ids=skus, prices=newer)
 
 
@@ -510,10 +513,10 @@ def advice(
     stored = _model(tenant, settings)
     products = catalog_db.load_products(session, ten.id)
     demand = history.demand_per_day(session, ten.id)
-    fc = _forecast(session, ten, stored, None, overrides)
     # prices that came in since the training: the forecasts start from them, and so does what
     # counts as an old price
     newer = retrain.newer_prices(session, ten.id, stored.model)
+    fc = _forecast(session, ten, stored, None, overrides, newer)
     recs = buying.advice_table(
         stored.model,
         products,

@@ -84,10 +84,7 @@ def run_backtest(
         fc["cutoff"] = cutoff
         recs = recommend(fc, policy or model.policy)
         policies.append(policy_summary(policy or model.policy or Policy()))
-        actual = panel[
-            (panel["ds"] > cutoff)
-            & (panel["ds"] <= cutoff + (horizon + 1) * pd.tseries.frequencies.to_offset(freq))
-        ]
+        actual = panel[(panel["ds"] > cutoff) & (panel["ds"] <= cutoff + (horizon + 1) * offset)]
         fc = fc.merge(
             actual.rename(columns={"unique_id": "sku", "ds": "date"}),
             on=["sku", "date"],

@@ -254,11 +254,11 @@ class PriceModel:
         if newer is not None and len(newer):
             new = newer.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
             new = regularize(new[["unique_id", "ds", "y"]], self.spec.freq)
-            dates = new.loc[new["observed"]].groupby("unique_id")["ds"].max()
-            if len(dates):
-                seen.update({str(k): max(v, seen.get(str(k), v)) for k, v in dates.items()})
-                newest_day = max(newest_day, dates.max())
-        if newest is not None:
+            dates = newest_prices(new, new["observed"])
+            if dates:
+                seen.update({k: max(v, seen.get(k, v)) for k, v in dates.items()})
+                newest_day = max(newest_day, *dates.values())
+        if newest is not None:  # dated on the calendar as a price of that day would be
             one = pd.DataFrame({"unique_id": ["_"], "ds": [pd.Timestamp(newest)], "y": [0.0]})
             day = regularize(one, self.spec.freq)["ds"]
             if len(day):
@@ -392,7 +392,7 @@ class PriceModel:
             last_price={p: float(v) for p, v in grid.iloc[-1].items()},
             last_seen=None
             if self.last_seen is None
-            else {**self.last_seen, **reg.groupby("unique_id")["ds"].max().to_dict()},
+            else {**self.last_seen, **newest_prices(reg, reg["observed"])},
             drivers_tail=tail,
             sales_tail=sales_tail,
             **self._calendars_after(grid),
