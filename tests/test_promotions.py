@@ -15,6 +15,7 @@ from procurement.forecast.promotions import (
     cheaper_than_first,
     choose_calendars,
     find_promotions,
+    mix,
 )
 
 
@@ -121,6 +122,38 @@ def test_calendars_are_chosen_where_they_forecast_better_and_held_out_per_window
     # without any calendar, nothing is chosen
     none = choose_calendars(cv.assign(promo=np.nan))
     assert none[0] == {} and none[1] is False
+
+
+def test_a_calendar_that_lost_within_chance_is_taken_and_one_that_lost_steadily_is_not() -> None:
+    """A regular calendar is taken unless its windows show it losing by more than chance: a
+    promotion every eight weeks falls in few 14-day windows, so most windows judge it on
+    regular days, where the calendar's expected dip costs a little."""
+    rows = []
+    for uid in ("rare", "steady"):
+        for w, cut in enumerate(pd.date_range("2026-01-01", periods=8, freq="14D")):
+            y = np.full(14, 100.0)
+            lgbm = y.copy()
+            if uid == "rare":
+                # on promotion in one window of eight, which the calendar saw coming
+                promo = y - 4.0 if w != 3 else y - 20.0
+                if w == 3:
+                    y = y - 20.0
+            else:
+                promo = y - 4.0 - 0.1 * w  # a little worse in every window
+            rows.append(
+                pd.DataFrame(
+                    {"unique_id": uid, "cutoff": cut, "y": y, "lgbm": lgbm, "promo": promo}
+                )
+            )
+    cv = pd.concat(rows, ignore_index=True)
+    gain = (cv["y"] - cv["lgbm"]).abs() - (cv["y"] - mix(cv["lgbm"], cv["promo"])).abs()
+    assert gain[cv["unique_id"] == "rare"].mean() < 0  # it lost on average
+    decisions, _, held = choose_calendars(cv)
+    assert decisions == {"rare": True, "steady": False}
+    rare = held[held["unique_id"] == "rare"].set_index("cutoff")["use"]
+    # without the window of its promotion, nothing spoke for it
+    assert not rare.iloc[3] and rare.drop(rare.index[3]).all()
+    assert not held.loc[held["unique_id"] == "steady", "use"].any()
 
 
 def test_model_mixes_the_calendar_into_the_forecast(fitted_model) -> None:

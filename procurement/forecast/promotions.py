@@ -32,6 +32,7 @@ DROP_MOVES = 5.0  # ... and this many of the product's median absolute moves
 MAX_LENGTH = 8  # periods a promotion may last before it counts as a new price level
 MIN_PROMOTIONS = 5
 MAX_SPREAD = 0.2  # robust spread of the gaps over their median
+CALENDAR_MARGIN = 2.0  # standard errors by which a calendar may lose and still be taken
 RECENT = 10  # gaps and promotions that describe the pattern (cycles drift)
 
 
@@ -424,8 +425,11 @@ def calendar_paths(
 def choose_calendars(cv: pd.DataFrame) -> tuple[dict[str, bool], bool, pd.DataFrame]:
     """Which products' forecasts take their calendar (``WEIGHT`` of it), judged on backtest rows
     (unique_id, cutoff, y, lgbm, promo; promo NaN without a calendar): a product with at least
-    two windows with a calendar takes it when the mixed forecast had the smaller mean absolute
-    error over them; others follow the company (whether the mix won over all windows).
+    two windows with a calendar takes it unless the mixed forecast's mean absolute error over
+    them was larger by more than ``CALENDAR_MARGIN`` standard errors of the windows' gains
+    (a calendar exists only where promotions came at regular gaps, and one every eight weeks
+    falls in few windows: on the shelves tried, taking those that lost within chance found more
+    of the saving); others follow the company (whether the mix won over all windows).
 
     Returns the decision per judged product, the company's, and per product and window the
     decision made without that window (unique_id, cutoff, use), for calibration."""
@@ -441,16 +445,24 @@ def choose_calendars(cv: pd.DataFrame) -> tuple[dict[str, bool], bool, pd.DataFr
     wide = per.unstack(level=1)  # series x windows
     company = bool(per.mean() > 0)
     total = wide.sum(axis=1, min_count=1)
+    squares = (wide**2).sum(axis=1, min_count=1)
     count = wide.notna().sum(axis=1)
+
+    def takes(t: pd.Series, sq: pd.Series, n: pd.Series) -> pd.Series:
+        mean = t / n
+        sd = np.sqrt(np.maximum(sq / n - mean**2, 0.0) * n / np.maximum(n - 1, 1))
+        return mean > -CALENDAR_MARGIN * sd / np.sqrt(n)
+
+    own = takes(total, squares, count)
     decisions = {
-        str(u): bool(t / c > 0) for u, t, c in zip(wide.index, total, count, strict=True) if c >= 2
+        str(u): bool(ok) for u, ok, c in zip(wide.index, own, count, strict=True) if c >= 2
     }
     held = []
     for window in wide.columns:
         g = wide[window]
         rest_n = count - g.notna()
-        rest = (total - g.fillna(0)) / rest_n.where(rest_n > 0)
-        use = np.where(rest_n >= 2, rest > 0, company)
+        rest = takes(total - g.fillna(0), squares - (g**2).fillna(0), rest_n.where(rest_n > 0))
+        use = np.where(rest_n >= 2, rest, company)
         held.append(pd.DataFrame({"unique_id": wide.index, "cutoff": window, "use": use}))
     return decisions, company, pd.concat(held, ignore_index=True)
 
