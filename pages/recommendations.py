@@ -35,8 +35,10 @@ view = view[cols].sort_values(["saving_total", "buy_date"], ascending=[False, Tr
 shown = view.assign(
     link="/product?sku=" + view["sku"],
     confidence=shown_percent(view["confidence"]),
-    # a blank, not "None", where no promotion is due
+    # a blank, not "None", where no promotion is due or the advice waits for no target price
     promotion_due=pd.to_datetime(view["promotion_due"]).dt.strftime("%a %d %b").fillna(""),
+    target_price=view["target_price"].map(lambda v: "" if pd.isna(v) else f"{v:,.2f}"),
+    last_buy_date=view["last_buy_date"].dt.strftime("%a %d %b").fillna(""),
 )
 st.caption(f"{len(view):,} products, most money at stake first")
 st.dataframe(
@@ -68,12 +70,10 @@ st.dataframe(
         "category": "Category",
         "supplier": "Supplier",
         "buy_date": st.column_config.DateColumn("Buy on", format="ddd DD MMM"),
-        "target_price": st.column_config.NumberColumn(
-            f"Target price ({cur})", format="%,.2f", help=TARGET_HELP
+        "target_price": st.column_config.TextColumn(
+            f"Target price ({cur})", help=TARGET_HELP, alignment="right"
         ),
-        "last_buy_date": st.column_config.DateColumn(
-            "At the latest", format="ddd DD MMM", help=LATEST_HELP
-        ),
+        "last_buy_date": st.column_config.TextColumn("At the latest", help=LATEST_HELP),
         "first_price": st.column_config.NumberColumn(
             f"Forecast today ({cur})", format="%,.2f", help=PRICES_HELP
         ),
