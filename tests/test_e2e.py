@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,6 +240,8 @@ def test_admin_page_survives_a_reload(app_url) -> None:
             page.get_by_role("link", name="Admin", exact=True).click()
             try:
                 page.wait_for_selector("text=Users", timeout=RENDER_MS // 3)
+                if attempt:  # shown in the run's warnings summary: how often this happens
+                    warnings.warn(f"the Admin page came after {attempt + 1} clicks", stacklevel=1)
                 break
             except Exception:
                 if attempt == 2:
