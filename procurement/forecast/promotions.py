@@ -444,25 +444,21 @@ def choose_calendars(cv: pd.DataFrame) -> tuple[dict[str, bool], bool, pd.DataFr
     per = gain.groupby([rows["unique_id"].to_numpy(), rows["cutoff"].to_numpy()]).mean()
     wide = per.unstack(level=1)  # series x windows
     company = bool(per.mean() > 0)
-    total = wide.sum(axis=1, min_count=1)
-    squares = (wide**2).sum(axis=1, min_count=1)
-    count = wide.notna().sum(axis=1)
 
-    def takes(t: pd.Series, sq: pd.Series, n: pd.Series) -> pd.Series:
-        mean = t / n
-        sd = np.sqrt(np.maximum(sq / n - mean**2, 0.0) * n / np.maximum(n - 1, 1))
-        return mean > -CALENDAR_MARGIN * sd / np.sqrt(n)
+    def takes(gains: pd.DataFrame) -> pd.Series:
+        """Per series: its windows' gains were not below zero by more than ``CALENDAR_MARGIN``
+        standard errors (read only where it has two windows or more)."""
+        se = gains.std(axis=1, ddof=1) / np.sqrt(gains.count(axis=1))
+        return gains.mean(axis=1) > -CALENDAR_MARGIN * se
 
-    own = takes(total, squares, count)
+    count = wide.count(axis=1)
     decisions = {
-        str(u): bool(ok) for u, ok, c in zip(wide.index, own, count, strict=True) if c >= 2
+        str(u): bool(ok) for u, ok, c in zip(wide.index, takes(wide), count, strict=True) if c >= 2
     }
     held = []
     for window in wide.columns:
-        g = wide[window]
-        rest_n = count - g.notna()
-        rest = takes(total - g.fillna(0), squares - (g**2).fillna(0), rest_n.where(rest_n > 0))
-        use = np.where(rest_n >= 2, rest, company)
+        rest = wide.drop(columns=window)
+        use = np.where(rest.count(axis=1) >= 2, takes(rest), company)
         held.append(pd.DataFrame({"unique_id": wide.index, "cutoff": window, "use": use}))
     return decisions, company, pd.concat(held, ignore_index=True)
 
