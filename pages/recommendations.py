@@ -3,6 +3,7 @@ import streamlit as st
 
 from procurement.buying import ADVICE_COLUMNS
 from procurement.export import to_csv_bytes
+from procurement.recommend import price_text
 from ui.money import (
     LATEST_HELP,
     PRICES_HELP,
@@ -37,7 +38,8 @@ shown = view.assign(
     confidence=shown_percent(view["confidence"]),
     # a blank, not "None", where no promotion is due or the advice waits for no target price
     promotion_due=pd.to_datetime(view["promotion_due"]).dt.strftime("%a %d %b").fillna(""),
-    target_price=view["target_price"].map(lambda v: "" if pd.isna(v) else f"{v:,.2f}"),
+    # written as the advice's reason writes it (a part at 0.0123 is not "0.01")
+    target_price=view["target_price"].map(lambda v: "" if pd.isna(v) else price_text(v)),
     last_buy_date=view["last_buy_date"].dt.strftime("%a %d %b").fillna(""),
 )
 st.caption(f"{len(view):,} products, most money at stake first")
