@@ -19,8 +19,8 @@ from conftest import PASSWORD, require_tool  # noqa: E402
 from screenshot import chromium_path, screenshot  # noqa: E402
 
 # how long a page may take to appear: these tests share the 2 cores with the other test worker,
-# which may be driving test_load.py's five browsers at the same time (the Admin page once took
-# over 60 s to render then, on a clone that passed alone in 58 s for the whole file)
+# which may be driving test_load.py's five browsers at the same time; a generous wait costs time
+# only in a run that fails
 RENDER_MS = 150_000
 
 pytestmark = pytest.mark.e2e

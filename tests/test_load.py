@@ -28,7 +28,7 @@ COOKIE = "procurement_auth"
 # for the browser fails this test on any machine, not only on a busy one.
 LATE_COMPONENT_S = 2.0
 # how long a page may take to appear: the other test worker may be driving test_e2e.py's browser
-# on the same 2 cores (a page there once took over 60 s)
+# on the same 2 cores; a generous wait costs time only in a run that fails
 TIMEOUT_MS = 120_000
 IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 ERRORS = """() => [...document.querySelectorAll(
