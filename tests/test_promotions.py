@@ -80,6 +80,28 @@ def test_no_calendar_without_regular_promotions() -> None:
     assert calendar_of(x, 14, 7) is not None
 
 
+def test_regular_promotions_among_a_cheap_weekday_and_shocks_still_have_a_calendar() -> None:
+    """A shelf good 3-6% cheaper one day a week (as on the synthetic demo: the shallower dips
+    are not seen as falls), with a few shocks that come back within days, and a promotion 17%
+    off for four days every 49 days or so: the weekday dips and shocks are found too and make
+    the falls irregular; the promotions alone are regular."""
+    rng = np.random.default_rng(5)
+    x, starts = shelf(days=700, cycle=49, length=4, depth=0.17, seed=5)
+    weekday = np.arange(3, 700, 7)
+    x[weekday] -= rng.uniform(0.03, 0.06, len(weekday))
+    for t in rng.choice(np.arange(20, 680), 6, replace=False):
+        x[t : t + 2] -= 0.06
+    found = find_promotions(x)
+    assert len(found.starts) > 2 * len(starts)  # the dips are found too
+    cut = starts[-1] - 6  # six days before the last promotion
+    cal = calendar_of(x[:cut], horizon=14, season=7)
+    assert cal is not None
+    assert cal.cycle == pytest.approx(49, abs=2)
+    assert cal.length == 4
+    assert cal.depth == pytest.approx(0.17, abs=0.03)
+    assert abs(int(np.argmax(cal.chance)) + 1 - 6) <= 2
+
+
 def test_calendar_paths_as_of_a_cutoff_see_nothing_after_it() -> None:
     x, starts = shelf(seed=5)
     ds = pd.date_range("2025-01-01", periods=len(x), freq="D")
