@@ -450,6 +450,32 @@ def test_advice_confidence_flattens_where_the_stated_chance_does_not_tell_waits_
     assert abs(low - seen_low) < 0.03 and abs(high - seen_high) < 0.03, (low, high)
 
 
+def test_advice_confidence_that_came_true_as_stated_is_still_drawn_to_its_mean() -> None:
+    """Waits stated 60-98% that came true exactly as stated in the backtest that fitted the map:
+    out of sample such confidences were too spread (see ``ADVICE_SPREAD``), so the map keeps
+    their mean and draws each towards it; without evidence it leaves them as stated."""
+    from procurement.recommend import ADVICE_SPREAD, SHIFT_PRIOR, confidence_map
+
+    rng = np.random.default_rng(11)
+    stated = rng.uniform(0.6, 0.98, 400)
+    came = rng.random(400) < stated
+    parts = [
+        _replayed(float(p), 3.0, actual_later=96.0 if c else 101.0, n=1).assign(sku=f"A@{w}")
+        for w, (p, c) in enumerate(zip(stated, came, strict=True))
+    ]
+    replay = pd.concat(parts, ignore_index=True)
+    sure = confidence_map(replay, Policy(0.5, 0.5), 1e9)
+    got = sure.confidence(stated)
+    assert float(np.mean(got)) == pytest.approx(float(np.mean(stated)), abs=0.02)
+    slope = np.polyfit(stated, got, 1)[0]
+    assert slope == pytest.approx(ADVICE_SPREAD, abs=0.1)
+    assert np.all(np.diff(sure.confidence(np.linspace(0.5, 0.99, 50))) >= 0)
+    # half-trusted evidence draws them half as far
+    half = confidence_map(replay, Policy(0.5, 0.5), SHIFT_PRIOR).confidence(stated)
+    half_slope = np.polyfit(stated, half, 1)[0]
+    assert half_slope == pytest.approx(1 - (1 - ADVICE_SPREAD) / 2, abs=0.1)
+
+
 def test_promotion_features_find_promotions_through_a_weekday_pattern() -> None:
     from procurement.forecast.transforms import PromoDue, PromoSince
 
