@@ -15,8 +15,16 @@ from procurement.training import train_global_lgbm_model
 def test_train_from_database_publishes_model_with_metadata(session, settings) -> None:
     with session.begin():
         demo.seed_synthetic(session, "demo", n_products=8, n_days=200)
+    said: list[tuple[float, str]] = []
     with session.begin():
-        res = train_global_lgbm_model(session, "demo", settings)
+        res = train_global_lgbm_model(
+            session, "demo", settings, progress=lambda f, m: said.append((f, m))
+        )
+    # the bar never runs backwards (it went from 95% to 92% when the promotion calendars of
+    # every product came before saving) and ends full
+    fractions = [f for f, _ in said]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0, said
+    assert any("promotion calendars of every product" in m for _, m in said)
     meta = store.read_metadata(settings.model_dir, "demo")
     assert meta["version"] == res.version
     for key in (

@@ -878,7 +878,7 @@ def fit_price_model(
     last_price = frame.groupby("unique_id", sort=True)["y"].last()
     promotions, promotion_info, promotion_odds = None, None, None
     if any(calendars.values()) or calendar_default:
-        say(0.95, "promotion calendars of every product")
+        say(0.91, "promotion calendars of every product")
         promotions, promotion_info, promotion_odds = calendars_ahead(
             frame, spec, horizon, calendars, calendar_default
         )
