@@ -238,7 +238,8 @@ def calendar_of(
     n = len(x)
     days = np.arange(n) if days is None else np.asarray(days, dtype=np.int64)
     ahead = np.arange(1, horizon + 1) if ahead is None else np.asarray(ahead, dtype=np.int64)
-    for promo in (found, _deep_only(found)):
+    for deep in (False, True):
+        promo = _deep_only(found) if deep else found
         if len(promo.starts) < MIN_PROMOTIONS:
             return None
         first_seen = days[promo.starts]
