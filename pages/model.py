@@ -7,7 +7,7 @@ from procurement.db import open_session
 from procurement.db.runs import ACTIVE, DONE
 from procurement.forecast import store
 from ui.charts import importance_bars, metric_bars
-from ui.features import feature_words, frequency_words, policy_words
+from ui.features import feature_words, frequency_words, policy_words, span_words
 from ui.page import engine, local_time, page_setup, plain
 
 ctx = page_setup("Model", need_model=False)
@@ -150,6 +150,13 @@ with left:
         followed += (
             f"{drifting} of them move like a random walk (a commodity after its market) and are "
             f"judged apart from the rest: {follow}. "
+        )
+    held = m.get("held_after_drivers") or {}
+    if held.get("products"):
+        followed += (
+            f"The forecasts of {held['products']} random walks stay where their drivers take "
+            f"them: flat after {span_words(int(held['after']), str(meta['freq']))}, as far as "
+            "the drivers reach. "
         )
     calendars = m.get("promotion_calendars")
     if calendars:

@@ -217,6 +217,11 @@ def test_model_and_recommendations_pages_read_at_a_glance(app_env) -> None:
         f"{m['drifting_products']} of them move like a random walk (a commodity after its "
         f"market) and are judged apart from the rest: {follow}" in text
     )
+    # the random walks held where their drivers stop reaching (the demo has drivers)
+    held = m["held_after_drivers"]
+    assert held["products"] > 0 and held["after"] == 7
+    assert f"The forecasts of {held['products']} random walks stay where" in text
+    assert "flat after 1 week, as far as the drivers reach" in text
     # the learned rule says whether waits carry a target price, as the policy has it, for
     # each kind of product where the kinds have policies of their own
     pol = m["policy"]
