@@ -210,8 +210,18 @@ def variance_ratio(frame: pd.DataFrame, horizon: int) -> pd.Series:
     return pd.Series(ratio, index=ids[first])
 
 
+def random_walks(ratio: pd.Series) -> frozenset[str]:
+    """The products whose price moves like a random walk, neither coming back nor trending
+    (``variance_ratio`` from ``DRIFT_RATIO`` up to ``TREND_RATIO``)."""
+    walks = ratio.index[(ratio >= DRIFT_RATIO) & (ratio < TREND_RATIO)]
+    return frozenset(str(k) for k in walks)
+
+
 def trust_groups(
-    frame: pd.DataFrame, horizon: int, categories: pd.Series | None = None
+    frame: pd.DataFrame,
+    horizon: int,
+    categories: pd.Series | None = None,
+    ratio: pd.Series | None = None,
 ) -> pd.Series:
     """Per product, the group whose verdict it takes when its own backtest is inconclusive: its
     category (``""``, the company, where it has none), and apart from it, ``"<category>|drifts"``
@@ -219,8 +229,8 @@ def trust_groups(
     as that many independent one-period changes (``variance_ratio`` at least ``DRIFT_RATIO``).
     Commodities that inherited the shelf goods' trust waited in 59 backtest windows of the
     synthetic catalog, stated 69% likely to be cheaper, and were cheaper in 37%, losing 0.45% a
-    wait."""
-    ratio = variance_ratio(frame, horizon)
+    wait. ``ratio``: the ``variance_ratio`` of ``frame``, where the caller has it."""
+    ratio = variance_ratio(frame, horizon) if ratio is None else ratio
     drifts = pd.Series(np.where(ratio >= DRIFT_RATIO, "|drifts", ""), index=ratio.index)
     if categories is None or not len(categories):
         return drifts

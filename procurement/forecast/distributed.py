@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from mlforecast import MLForecast
 
-from procurement.forecast.calibration import trust_groups
+from procurement.forecast.calibration import random_walks, trust_groups, variance_ratio
 from procurement.forecast.model import (
     ModelParams,
     PriceModel,
@@ -44,7 +44,6 @@ from procurement.forecast.model import (
     make_level_forecaster,
     newest_prices,
     prepare,
-    random_walks,
 )
 from procurement.recommend import kinds_of
 
@@ -280,7 +279,8 @@ def fit_distributed(
         promotions, promotion_info, odds = calendars_ahead(
             frame, spec, horizon, decided, bool(choice["default"])
         )
-    groups = trust_groups(frame, horizon, pd.Series(categories, dtype=object)).to_dict()
+    ratio = variance_ratio(frame, horizon)  # the trust groups' and the hold's
+    groups = trust_groups(frame, horizon, pd.Series(categories, dtype=object), ratio).to_dict()
     policy = base.policy
     if policy is not None and policy.kinds:
         # the kinds' policies came from the sample; every product of the catalog has a kind
@@ -298,7 +298,7 @@ def fit_distributed(
         trust=_trust_everywhere(base.trust, base.trust_default, products, groups),
         exog=exog,
         # every random walk of the catalog, where the sample's drivers reach short of the horizon
-        held=random_walks(frame, horizon) if base.held_after else frozenset(),
+        held=random_walks(ratio) if base.held_after else frozenset(),
     )
     return DistributedPriceModel(base=full, fcst=fcst, level_fcst=level, n_rows=len(train))
 

@@ -26,13 +26,12 @@ from mlforecast.target_transforms import (
 from sklearn.preprocessing import FunctionTransformer
 
 from procurement.forecast.calibration import (
-    DRIFT_RATIO,
     NAIVE,
-    TREND_RATIO,
     Calibration,
     add_naive,
     backtest_metrics,
     choose_blend,
+    random_walks,
     trust_groups,
     variance_ratio,
 )
@@ -483,7 +482,7 @@ class PriceModel:
         x0 = self.future_exog(h, None, ids) if what_if else None
         with self._lock:
             fc = self.fcst.predict(h, X_df=x, ids=ids)
-            fc0 = self.fcst.predict(h, X_df=x0, ids=ids) if what_if else fc
+            fc0 = self.fcst.predict(h, X_df=x0, ids=ids) if what_if else None
             level, level0 = None, None
             if self.level_fcst is not None and (w[:, 1] > 0).any():
                 level = self.level_fcst.predict(h, X_df=x if self.level_exog else None, ids=ids)
@@ -491,10 +490,13 @@ class PriceModel:
                 if what_if and self.level_exog:
                     level0 = self.level_fcst.predict(h, X_df=x0, ids=ids)
         fc = fc.rename(columns={"lgbm": "change", "unique_id": "sku", "ds": "date"})
-        without = fc[["sku"]].assign(change=fc0["lgbm"].to_numpy())
-        if level is not None and level0 is not None:
+        if level is not None:
             fc["level"] = level["lgbm"].to_numpy()  # both ordered by id, then date
-            without["level"] = level0["lgbm"].to_numpy()
+        without = None
+        if fc0 is not None:
+            without = fc[["sku"]].assign(change=fc0["lgbm"].to_numpy())
+            if level0 is not None:
+                without["level"] = level0["lgbm"].to_numpy()
         fc = hold_beyond(
             fc, ["sku"], ["change", "level"], self.held, self.held_after, without=without
         )
@@ -780,14 +782,16 @@ def fit_price_model(
             on=["unique_id", "ds", "cutoff"],
             how="left",
         )
+    ratio = variance_ratio(frame, horizon)  # the trust groups' and the hold's
     held, hold_after = frozenset[str](), 0
     if data.drivers is not None and len(data.drivers) and max(spec.driver_lags) < horizon:
         hold_after = max(spec.driver_lags)
-        held = random_walks(frame, horizon)
+        held = random_walks(ratio)
         cv = hold_beyond(cv, ["unique_id", "cutoff"], ["change", "level"], held, hold_after)
     cv = cv.merge(cv_frame[["unique_id", "ds", "observed"]], on=["unique_id", "ds"], how="left")
     cv = add_naive(cv, cv_frame)
-    groups = trust_groups(frame, horizon, pd.Series(data.categories or {}, dtype=object))
+    categories = pd.Series(data.categories or {}, dtype=object)
+    groups = trust_groups(frame, horizon, categories, ratio=ratio)
     trust, trust_default, held_out = choose_blend(cv, cv_frame, groups)
     # each backtest window is forecast with the blend chosen without it: what calibrates the
     # intervals, the stated probabilities and the policy must not have picked the blend
@@ -946,14 +950,6 @@ def fit_price_model(
         held=held,
         held_after=hold_after,
     )
-
-
-def random_walks(frame: pd.DataFrame, horizon: int) -> frozenset[str]:
-    """The products whose price moves like a random walk, neither coming back nor trending
-    (``variance_ratio`` from ``DRIFT_RATIO`` up to ``TREND_RATIO``)."""
-    ratio = variance_ratio(frame, horizon)
-    walks = ratio.index[(ratio >= DRIFT_RATIO) & (ratio < TREND_RATIO)]
-    return frozenset(str(k) for k in walks)
 
 
 def hold_beyond(
