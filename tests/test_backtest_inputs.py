@@ -99,3 +99,18 @@ def test_a_backtest_file_is_read_in_the_formats_a_price_import_reads(tmp_path) -
     dollars.write_text("sku,date,price\nA,2025-01-30,$12.50\nA,2025-01-31,$12.60\n")
     with pytest.raises(ImportValidationError, match=r"line 2, field 'price': '\$12.50' is not a"):
         read_lenient_csv(dollars)
+
+
+def test_too_many_folds_for_the_history_say_how_many_fit() -> None:
+    """Two years of weekly prices, 12 folds of 4 weeks: the first fold trains on a year, less
+    than the model needs; the error says which fold, how much history, and how many folds fit."""
+    weeks = pd.date_range("2024-07-01", periods=105, freq="W-MON")
+    rows = pd.concat([_walk(s, weeks, i) for i, s in enumerate("ABC")], ignore_index=True)
+    with pytest.raises(
+        ValueError, match=r"first of 12 folds .* 57 periods .* use at most (\d+) folds"
+    ) as err:
+        run_backtest(rows, horizon=4, folds=12)
+    fit = int(err.value.args[0].rsplit("at most ", 1)[1].split()[0])
+    assert 1 <= fit < 12
+    # as many as it says fit: the backtest runs
+    assert not run_backtest(rows, horizon=4, folds=fit).forecasts.empty

@@ -14,7 +14,7 @@ from scipy.stats import binomtest
 
 from procurement.forecast.calibration import add_baselines, point_metrics, series_scale
 from procurement.forecast.features import infer_freq, regularize, spec_for
-from procurement.forecast.model import ModelParams, TrainingData, fit_price_model
+from procurement.forecast.model import ModelParams, TrainingData, fit_price_model, min_history
 from procurement.recommend import Policy, policy_summary, recommend
 
 
@@ -60,6 +60,15 @@ def run_backtest(
     if len(calendar) <= folds * horizon:
         raise ValueError("series too short for that many folds")
     cutoffs = [calendar[-1 - (folds - i) * horizon] for i in range(folds)]
+    need = min_history(spec, horizon)
+    if len(calendar) - folds * horizon < need:
+        # the first fold trains on what lies before its cutoff
+        fit = (len(calendar) - need) // horizon
+        raise ValueError(
+            f"the first of {folds} folds ends on {cutoffs[0].date()} with "
+            f"{len(calendar) - folds * horizon} periods of history, and training needs {need}: "
+            + (f"use at most {fit} folds" if fit >= 1 else "more history, or a shorter horizon")
+        )
 
     rows, recs_all, shrinks, policies = [], [], [], []
     model_pts: list[pd.DataFrame] = []

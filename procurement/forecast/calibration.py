@@ -10,6 +10,7 @@ error of the forecast *change* from the first day, which is what the buy-day con
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -245,7 +246,9 @@ def _series_choice(
     window is missing): its own best blend whose gain is consistent (t above ``bar``); else the
     inherited one (-1: naive), unless that lost to the last price on the series."""
     n = np.sum(np.isfinite(gains[:, :, 0]), axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # a series with one window has no spread: its t is NaN and it takes the inherited blend
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(gains, axis=1)  # series x blends
         sd = np.nanstd(gains, axis=1, ddof=1)
         t = np.where(sd > 0, mean / (sd / np.sqrt(n)[:, None]), np.where(mean > 0, np.inf, 0))

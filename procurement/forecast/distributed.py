@@ -42,6 +42,7 @@ from procurement.forecast.model import (
     history_to_keep,
     make_forecaster,
     make_level_forecaster,
+    min_history,
     newest_prices,
     prepare,
 )
@@ -227,7 +228,7 @@ def fit_distributed(
     frame, spec, exog = prepare(data, freq, params.max_history)
     # the same short-series rule and backtest sample as fit_price_model
     lengths = frame.groupby("unique_id").size()
-    min_len = spec.history_needed + 3 * horizon + 10
+    min_len = min_history(spec, horizon)
     long_ids = lengths[lengths >= min_len].index
     if len(long_ids) == 0:
         raise ValueError(f"every series is shorter than {min_len} periods; need more history")

@@ -676,6 +676,11 @@ def _rows_by_key(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.searchsorted(key[order], np.arange(n_keys + 1))
 
 
+def min_history(spec: FreqSpec, horizon: int) -> int:
+    """Periods a product needs to be trained on: the features' look-back and three horizons."""
+    return spec.history_needed + 3 * horizon + 10
+
+
 WEEKLY_BACKTEST_WEEKS = 208  # weekly prices are judged on at least four years of windows
 
 
@@ -716,7 +721,7 @@ def fit_price_model(
     frame, spec, exog = prepare(data, freq, params.max_history, with_exog=not lazy)
     last_known = frame["ds"].max()
     lengths = frame.groupby("unique_id").size()
-    min_len = spec.history_needed + 3 * horizon + 10
+    min_len = min_history(spec, horizon)
     short = lengths[lengths < min_len]
     if len(short) == len(lengths):
         raise ValueError(f"every series is shorter than {min_len} periods; need more history")
