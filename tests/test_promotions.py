@@ -465,3 +465,80 @@ def test_a_running_promotion_ends_as_the_earlier_ones_did() -> None:
     assert cal.chance[0] == pytest.approx(1.0)
     assert cal.chance[1:3] == pytest.approx([0.5, 0.5], abs=0.15)
     assert cal.chance[3:10].max() < 0.05
+
+
+def test_promotions_are_seen_through_a_weekday_pattern() -> None:
+    """A price that moves 2-5% from each weekday to the next, with a 15% promotion every 23
+    days or so: five usual daily moves were more than the promotion's fall, so most promotions
+    went unseen and the product had no calendar. Less its weekday pattern, all are seen."""
+    x, starts = shelf(days=600, cycle=23, length=5, depth=0.15, seed=4)
+    x += np.array([0.0, 0.04, -0.01, 0.03, -0.03, 0.02, -0.05])[np.arange(600) % 7]
+    whole = starts[starts < 600 - 5]
+    assert len(find_promotions(x).starts) < len(whole) / 2  # the weekday's moves hide them
+    found = find_promotions(x, season=7)
+    np.testing.assert_array_equal(found.starts, whole)
+    assert found.depths == pytest.approx(np.full(len(whole), 0.15), abs=0.03)
+    cut = starts[-2] - 4  # four days before a promotion
+    cal = calendar_of(x[:cut], horizon=14, season=7)
+    assert cal is not None
+    assert cal.cycle == pytest.approx(23, abs=1)
+    assert cal.depth == pytest.approx(0.15, abs=0.03)
+    assert abs(int(np.argmax(cal.chance)) + 1 - 4) <= 2
+
+
+def test_a_promotion_not_seen_counts_its_gap_as_two_cycles() -> None:
+    """Promotions every 18 days give or take three, of which one in five was too shallow to see:
+    gaps of about 36 days among those of 18. The cycle is 18, and the next one is put where it
+    comes; gaps scattered from 10 to 80 days still make no calendar."""
+    rng = np.random.default_rng(2)
+    days = 560
+    x = np.log(30.0) + 0.003 * rng.standard_normal(days)
+    starts, d, k = [], 6, 0
+    while d < days - 5:
+        seen = k % 5 != 1
+        x[d : d + 3] -= 0.15 if seen else 0.01
+        if seen:
+            starts.append(d)
+        d += 18 + int(rng.integers(-3, 4))
+        k += 1
+    gaps = np.diff(starts)
+    assert (gaps[-10:] > 27).sum() >= 2  # the unseen ones leave double gaps
+    # three days before the last promotion that came about a cycle after the one before
+    nxt = [s for s, g in zip(starts[1:], gaps, strict=True) if abs(g - 18) <= 1][-1]
+    cut = nxt - 3
+    cal = calendar_of(x[:cut], horizon=14, season=7)
+    assert cal is not None
+    assert cal.cycle == pytest.approx(18, abs=1.5)
+    assert abs(int(np.argmax(cal.chance)) + 1 - 3) <= 2
+
+
+def test_a_price_that_moves_like_a_random_walk_gets_no_calendar() -> None:
+    """A volatile market price with falls of 15% every 40 days that come back: regular enough
+    for a calendar, but its changes over two weeks are as large as a random walk's, so the falls
+    are taken for its noise and no backtest window tries a calendar on it. A shelf good with the
+    same promotions and calm prices keeps its calendar."""
+    from procurement.forecast.calibration import DRIFT_RATIO, variance_ratio
+    from procurement.forecast.model import ModelParams, TrainingData, fit_price_model
+
+    days = 730
+    rng = np.random.default_rng(7)
+    dates = pd.date_range("2024-12-01", periods=days, freq="D")
+    walk = np.log(70.0) + np.cumsum(0.03 * rng.standard_normal(days))
+    calm, starts = shelf(days=days, cycle=40, length=2, depth=0.15, seed=6)
+    for s in starts[starts > days - 330]:
+        walk[s : s + 2] -= 0.15
+    frame = pd.concat(
+        [
+            pd.DataFrame({"unique_id": k, "ds": dates, "y": np.exp(x)})
+            for k, x in (("walk", walk), ("shelf", calm))
+        ],
+        ignore_index=True,
+    )
+    ratio = variance_ratio(frame, 14)
+    assert ratio["walk"] >= DRIFT_RATIO > ratio["shelf"]
+    assert calendar_of(walk, 14, 7) is not None  # its falls alone look like promotions
+    model = fit_price_model(
+        TrainingData(prices=frame), "D", 14, ModelParams(n_estimators=40, max_history=730)
+    )
+    assert model.metrics["calendars_backtested"] == 1
+    assert "walk" not in (model.promotions or {})

@@ -26,6 +26,7 @@ from mlforecast.target_transforms import (
 from sklearn.preprocessing import FunctionTransformer
 
 from procurement.forecast.calibration import (
+    DRIFT_RATIO,
     NAIVE,
     Calibration,
     add_naive,
@@ -810,10 +811,16 @@ def fit_price_model(
     cv["pool"] = w.sum(axis=1) > 0
     calendars: dict[str, bool] = {}
     calendar_default = False
+    backtested_calendars = 0  # products with a calendar in some backtest window
     if spec.freq in ("D", "B"):  # series with a price at or below zero have no calendar
         say(0.4, "promotion calendars")
         cuts = sorted(cv["cutoff"].unique())
         promo_cv = calendar_paths(cv_frame, horizon, spec.season, cuts, spec.freq)
+        # a price that moves like a random walk, or trends, runs no promotions: its falls that
+        # come back within days are its noise (Brent had a calendar in three folds of 2025)
+        moving = ratio.index[ratio >= DRIFT_RATIO]
+        promo_cv = promo_cv[~promo_cv["unique_id"].isin(moving)]
+        backtested_calendars = int(promo_cv["unique_id"].nunique())
         if len(promo_cv):
             step = (
                 cv.sort_values(["unique_id", "cutoff", "ds"])
@@ -827,6 +834,8 @@ def fit_price_model(
                 how="left",
             )
             calendars, calendar_default, held_cal = choose_calendars(cv)
+            if calendar_default:
+                calendars.update(dict.fromkeys(map(str, moving), False))
             cv = cv.merge(held_cal, on=["unique_id", "cutoff"], how="left")
             use = cv["use"].astype("boolean").fillna(calendar_default).to_numpy(bool)
             promo = np.where(use, cv["promo"].to_numpy(float), np.nan)
@@ -855,6 +864,7 @@ def fit_price_model(
     record = advice_record(replayed, policy).set_index("sku")
     metrics = backtest_metrics(cv, cv_frame, spec.season)
     metrics["backtest_windows"] = n_windows
+    metrics["calendars_backtested"] = backtested_calendars
     metrics["coverage_80"] = coverage_80  # in-sample for the interval calibration
     metrics["shrink_to_naive"] = float(np.mean(cv["pool"])) if len(cv) else 0.0
     metrics["trusted_products"] = int(
