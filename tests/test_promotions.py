@@ -542,3 +542,21 @@ def test_a_price_that_moves_like_a_random_walk_gets_no_calendar() -> None:
     )
     assert model.metrics["calendars_backtested"] == 1
     assert "walk" not in (model.promotions or {})
+
+
+def test_a_shallow_fall_before_the_next_promotion_is_due_does_not_restart_the_cycle() -> None:
+    """A 19% promotion every 53 days, and a 7% dip 39 days after the last one, five days
+    before the cutoff: counted from the dip, the calendar put the next promotion a cycle later
+    and the advice said buy now, nine days before it came."""
+    x, starts = shelf(days=700, cycle=53, length=3, depth=0.19, seed=9)
+    nxt = starts[-2]
+    dip = nxt - 14
+    x[dip : dip + 6] -= 0.07  # still low at the cutoff
+    cut = nxt - 9
+    found = find_promotions(x[:cut])
+    assert found.starts[-1] == dip  # it is found as a fall
+    cal = calendar_of(x[:cut], horizon=14, season=7)
+    assert cal is not None
+    assert cal.cycle == pytest.approx(53, abs=2)
+    assert not cal.ongoing and cal.since == cut - 1 - starts[-3]
+    assert abs(int(np.argmax(cal.chance)) + 1 - 9) <= 2

@@ -129,7 +129,10 @@ def _deep_only(promo: Promotions) -> Promotions:
     gaps were irregular, so those products had no calendar and stayed at their last price."""
     if not len(promo.depths):
         return promo
-    keep = promo.depths >= DEEP_SHARE * np.quantile(promo.depths, 0.9)
+    return _subset(promo, promo.depths >= DEEP_SHARE * np.quantile(promo.depths, 0.9))
+
+
+def _subset(promo: Promotions, keep: np.ndarray) -> Promotions:
     flags = np.zeros(len(promo.flags), dtype=bool)
     for t, length in zip(promo.starts[keep].tolist(), promo.lengths[keep].tolist(), strict=True):
         flags[t : t + length] = True
@@ -297,6 +300,16 @@ def calendar_of(
     if best is None:
         return None
     _, promo, start_days, cycle, spread = best
+    # a shallow fall well before the next promotion is due is no promotion: counted from it, the
+    # calendar put the next a cycle later (a 7% dip five days before a cutoff, 39 days into a
+    # 53-day cycle of 19% promotions, hid the one that came nine days on)
+    early = np.r_[False, np.diff(start_days) < cycle - 2 * spread]
+    stray = early & (promo.depths < DEEP_SHARE * _median(promo.depths))
+    if stray.any():
+        promo, start_days = _subset(promo, ~stray), start_days[~stray]
+        if len(promo.starts) < MIN_PROMOTIONS:
+            return None
+        cycle, spread = _cycle(np.diff(start_days)[-RECENT:])
     ends = promo.starts + promo.lengths
     end_days = np.where(ends < n, days[np.minimum(ends, n - 1)], days[-1] + 1)
     length = max(1, round(_median((end_days - start_days)[-RECENT:])))
