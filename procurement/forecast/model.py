@@ -817,7 +817,7 @@ def fit_price_model(
         cuts = sorted(cv["cutoff"].unique())
         promo_cv = calendar_paths(cv_frame, horizon, spec.season, cuts, spec.freq)
         # a price that moves like a random walk, or trends, runs no promotions: its falls that
-        # come back within days are its noise (Brent had a calendar in three folds of 2025)
+        # come back within days are its noise, however regular they happen to look
         moving = ratio.index[ratio >= DRIFT_RATIO]
         promo_cv = promo_cv[~promo_cv["unique_id"].isin(moving)]
         backtested_calendars = int(promo_cv["unique_id"].nunique())

@@ -158,7 +158,8 @@ def _cycle(gaps: np.ndarray) -> tuple[float, float]:
     for _ in range(4):
         twice = np.round(gaps / cycle) >= 2
         if twice.sum() > MISSED_SHARE * len(gaps):  # no cycle that a few unseen ones explain
-            return _median(gaps), max(1.0, 1.4826 * _median(np.abs(gaps - _median(gaps))))
+            cycle, units = _median(gaps), gaps
+            break
         units = np.where(twice, gaps / 2, gaps)
         new = _median(units)
         if new == cycle:
