@@ -31,7 +31,12 @@ import numpy as np
 import pandas as pd
 from mlforecast import MLForecast
 
-from procurement.forecast.calibration import random_walks, trust_groups, variance_ratio
+from procurement.forecast.calibration import (
+    DRIFT_RATIO,
+    random_walks,
+    trust_groups,
+    variance_ratio,
+)
 from procurement.forecast.model import (
     ModelParams,
     PriceModel,
@@ -269,18 +274,20 @@ def fit_distributed(
     sales_tail = base.sales_tail
     if data.sales is not None and len(data.sales) and sales_tail is not None:
         sales_tail = data.sales[data.sales["ds"] >= sales_tail["ds"].min()].copy()
-    # every product its own calendar, where the sample's backtest says calendars pay
+    ratio = variance_ratio(frame, horizon)  # the calendars', the trust groups' and the hold's
+    # every product its own calendar, where the sample's backtest says calendars pay (none for
+    # a price that moves like a random walk, as on one machine)
     promotions, promotion_info, odds = base.promotions, base.promotion_info, base.promotion_odds
     choice = base.metrics.get("promotion_choice")
     if choice is not None and (base.promotions or choice["default"]):
         decided = {
             **dict.fromkeys(choice["declined"], False),
+            **dict.fromkeys(map(str, ratio.index[ratio >= DRIFT_RATIO]), False),
             **dict.fromkeys(base.promotions or {}, True),
         }
         promotions, promotion_info, odds = calendars_ahead(
             frame, spec, horizon, decided, bool(choice["default"])
         )
-    ratio = variance_ratio(frame, horizon)  # the trust groups' and the hold's
     groups = trust_groups(frame, horizon, pd.Series(categories, dtype=object), ratio).to_dict()
     policy = base.policy
     if policy is not None and policy.kinds:
