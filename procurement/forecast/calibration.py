@@ -211,6 +211,13 @@ def variance_ratio(frame: pd.DataFrame, horizon: int) -> pd.Series:
     return pd.Series(ratio, index=ids[first])
 
 
+def drifting(ratio: pd.Series) -> frozenset[str]:
+    """The products whose price moves like a random walk or trends (``variance_ratio`` at least
+    ``DRIFT_RATIO``): the ``|drifts`` of ``trust_groups``, and those without a promotion
+    calendar (their falls that come back within days are noise, however regular they look)."""
+    return frozenset(str(k) for k in ratio.index[ratio >= DRIFT_RATIO])
+
+
 def random_walks(ratio: pd.Series) -> frozenset[str]:
     """The products whose price moves like a random walk, neither coming back nor trending
     (``variance_ratio`` from ``DRIFT_RATIO`` up to ``TREND_RATIO``)."""

@@ -32,7 +32,7 @@ import pandas as pd
 from mlforecast import MLForecast
 
 from procurement.forecast.calibration import (
-    DRIFT_RATIO,
+    drifting,
     random_walks,
     trust_groups,
     variance_ratio,
@@ -282,7 +282,7 @@ def fit_distributed(
     if choice is not None and (base.promotions or choice["default"]):
         decided = {
             **dict.fromkeys(choice["declined"], False),
-            **dict.fromkeys(map(str, ratio.index[ratio >= DRIFT_RATIO]), False),
+            **dict.fromkeys(drifting(ratio), False),
             **dict.fromkeys(base.promotions or {}, True),
         }
         promotions, promotion_info, odds = calendars_ahead(

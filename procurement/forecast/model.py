@@ -26,12 +26,12 @@ from mlforecast.target_transforms import (
 from sklearn.preprocessing import FunctionTransformer
 
 from procurement.forecast.calibration import (
-    DRIFT_RATIO,
     NAIVE,
     Calibration,
     add_naive,
     backtest_metrics,
     choose_blend,
+    drifting,
     random_walks,
     trust_groups,
     variance_ratio,
@@ -788,7 +788,8 @@ def fit_price_model(
             on=["unique_id", "ds", "cutoff"],
             how="left",
         )
-    ratio = variance_ratio(frame, horizon)  # the trust groups' and the hold's
+    ratio = variance_ratio(frame, horizon)  # the trust groups', the hold's and the calendars'
+    moving = drifting(ratio)  # no promotion calendar
     held, hold_after = frozenset[str](), 0
     if data.drivers is not None and len(data.drivers) and max(spec.driver_lags) < horizon:
         hold_after = max(spec.driver_lags)
@@ -816,10 +817,7 @@ def fit_price_model(
         say(0.4, "promotion calendars")
         cuts = sorted(cv["cutoff"].unique())
         promo_cv = calendar_paths(cv_frame, horizon, spec.season, cuts, spec.freq)
-        # a price that moves like a random walk, or trends, runs no promotions: its falls that
-        # come back within days are its noise, however regular they happen to look
-        moving = ratio.index[ratio >= DRIFT_RATIO]
-        promo_cv = promo_cv[~promo_cv["unique_id"].isin(moving)]
+        promo_cv = promo_cv[~promo_cv["unique_id"].isin(list(moving))]
         backtested_calendars = int(promo_cv["unique_id"].nunique())
         if len(promo_cv):
             step = (
@@ -834,8 +832,6 @@ def fit_price_model(
                 how="left",
             )
             calendars, calendar_default, held_cal = choose_calendars(cv)
-            if calendar_default:
-                calendars.update(dict.fromkeys(map(str, moving), False))
             cv = cv.merge(held_cal, on=["unique_id", "cutoff"], how="left")
             use = cv["use"].astype("boolean").fillna(calendar_default).to_numpy(bool)
             promo = np.where(use, cv["promo"].to_numpy(float), np.nan)
@@ -872,14 +868,14 @@ def fit_price_model(
     )
     # the products whose price moves like a random walk (``trust_groups``), and how many of them
     # follow a model, on their own windows or their group's (the rest stay at the last price)
-    drifting = [
+    backtested_drifting = [
         k
         for k in trust
         if not k.startswith("group:") and str(groups.get(k, "")).endswith("|drifts")
     ]
-    metrics["drifting_products"] = len(drifting)
+    metrics["drifting_products"] = len(backtested_drifting)
     metrics["held_after_drivers"] = {"products": len(held), "after": hold_after}
-    metrics["drifting_trusted"] = int(sum(sum(trust[k]) > 0 for k in drifting))
+    metrics["drifting_trusted"] = int(sum(sum(trust[k]) > 0 for k in backtested_drifting))
     metrics["blends"] = {
         f"change {b[0]:g} + level {b[1]:g}": int(
             sum(v == b for k, v in trust.items() if not k.startswith("group:"))
@@ -924,8 +920,10 @@ def fit_price_model(
     promotions, promotion_info, promotion_odds = None, None, None
     if any(calendars.values()) or calendar_default:
         say(0.91, "promotion calendars of every product")
+        # the products the backtest did not judge take the default, except those drifting
+        choice = {**dict.fromkeys(moving, False), **calendars}
         promotions, promotion_info, promotion_odds = calendars_ahead(
-            frame, spec, horizon, calendars, calendar_default
+            frame, spec, horizon, choice, calendar_default
         )
         metrics["promotion_calendars"] = len(promotions)
     # which products take their calendar, as judged on the backtest (the Dask path reads it to
