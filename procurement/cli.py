@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -222,19 +223,53 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _say_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Each warning of a backtest once; mlforecast's about missing feature values (a driver
+    that stops before the forecast's dates, or is weekly beside daily prices: hundreds of them,
+    one per forecast step) as one line naming the features."""
+    missing: set[str] = set()
+    steps, seen = 0, set()
+    for w in caught:
+        text = str(w.message)
+        if text.startswith("Found null values in "):
+            steps += 1
+            missing.update(
+                c.strip() for c in text.removeprefix("Found null values in ").rstrip(".").split(",")
+            )
+        elif (text, w.category) not in seen:
+            seen.add((text, w.category))
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if steps:
+        print(
+            f"warning: {steps:,} forecast steps had no value for {', '.join(sorted(missing))} "
+            "(a driver that ends before the prices or is spaced wider than them); the model "
+            "takes them as missing",
+            file=sys.stderr,
+        )
+
+
 def cmd_backtest(args: argparse.Namespace) -> None:
-    from procurement.data.importers import read_lenient_csv
+    from procurement.data.importers import read_lenient
     from procurement.forecast.backtest import run_backtest
     from procurement.training import params_from
 
     fmt = _file_format(args)
-    prices = read_lenient_csv(args.csv, fmt)
-    drivers = None
+    read = {"prices": read_lenient(args.csv, fmt)}
     if args.drivers:
-        d = read_lenient_csv(args.drivers, fmt)
-        drivers = d.rename(columns={"sku": "name", "price": "value"})
+        read["drivers"] = read_lenient(args.drivers, fmt)
+    for name, r in read.items():
+        for line in r.warnings(args.csv if name == "prices" else args.drivers):
+            print(f"warning: {line}", file=sys.stderr)
+    prices = read["prices"].frame
+    drivers = None
+    if "drivers" in read:
+        drivers = read["drivers"].frame.rename(columns={"sku": "name", "price": "value"})
     params = params_from(get_settings())
-    with tqdm(total=args.folds, desc="backtest folds", unit="fold", file=sys.stderr) as bar:
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        tqdm(total=args.folds, desc="backtest folds", unit="fold", file=sys.stderr) as bar,
+    ):
+        warnings.simplefilter("always")
         res = run_backtest(
             prices,
             args.horizon,
@@ -244,8 +279,10 @@ def cmd_backtest(args: argparse.Namespace) -> None:
             freq=args.freq,
             progress=lambda i, n: bar.update(i - bar.n),
         )
+    _say_warnings(caught)
     out = res.forecasts.drop(columns=["y"])
     out.to_csv(args.out, index=False, date_format="%Y-%m-%d")
+    res.metrics["input"] = {name: r.summary() for name, r in read.items()}
     Path(args.json).write_text(json.dumps(res.metrics, indent=2))
     m = res.metrics
     print(

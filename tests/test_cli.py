@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from conftest import END
 
 from procurement.data.synthetic import generate
@@ -82,7 +83,15 @@ def test_predict_before_training_says_to_train(tmp_path) -> None:
 def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
     data = generate(4, 150, seed=1, end=END)
     csv = tmp_path / "p.csv"
-    data.prices[["sku", "date", "price"]].to_csv(csv, index=False)
+    rows = data.prices[["sku", "date", "price"]].astype({"date": str, "price": str})
+    head = rows.iloc[0]
+    # a blank price, a date that does not read, and a second price for a product's first date
+    bad = pd.DataFrame(
+        [[head["sku"], "2020-01-05", ""], [head["sku"], "next week", "9.5"], head.tolist()]
+    ).set_axis(rows.columns, axis=1)
+    bad.loc[2, "price"] = "99999"
+    pd.concat([rows, bad], ignore_index=True).to_csv(csv, index=False)
+    n = len(rows)
     out, js = tmp_path / "f.csv", tmp_path / "m.json"
     r = _run(
         [
@@ -134,6 +143,13 @@ def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
     assert {"coverage_80", "coverage_95", "advice", "reliability"} <= set(m)
     assert m["reliability"]["advice"][0]["bucket"] == "50%-60%"
     assert {"mean_realized_saving", "oracle_share"} <= set(m["advice"])
+    # what was left out or chosen is said, naming the rows, and counted in the metrics
+    assert f"2 of {n + 3:,} rows left out" in r.stderr
+    assert f"line {n + 2}, field 'price': is blank" in r.stderr
+    assert f"line {n + 3}, field 'date': 'next week' is not a date" in r.stderr
+    assert f"line {n + 4}, field 'price': {head['sku']} on {head['date'][:10]}" in r.stderr
+    assert "also priced on line 2" in r.stderr
+    assert m["input"] == {"prices": {"rows": n + 3, "dropped": 2, "conflicting_dates": 1}}
 
 
 def test_user_commands_create_reset_and_deactivate(tmp_path) -> None:
@@ -147,3 +163,27 @@ def test_user_commands_create_reset_and_deactivate(tmp_path) -> None:
     assert _run(["user", "deactivate", "ana"], tmp_path).returncode == 0
     r = _run(["user", "add", "bob", "--role", "buyer"], tmp_path)
     assert r.returncode == 2 and "one company" in r.stderr
+
+
+def test_a_backtest_says_missing_driver_values_once_and_other_warnings_once_each(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """mlforecast warns once per forecast step about a driver with no value (a weekly driver
+    beside daily prices made 750 lines): the backtest says it in one line naming the features."""
+    import warnings
+
+    from procurement.cli import _say_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(40):
+            cols = "index_chg_l1, index_chg_w7" if step % 2 else "index_chg_l1"
+            warnings.warn(f"Found null values in {cols}.", UserWarning, stacklevel=1)
+            warnings.warn("something else", RuntimeWarning, stacklevel=1)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        _say_warnings(caught)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "40 forecast steps had no value for index_chg_l1, index_chg_w7" in err
+    assert [str(w.message) for w in shown] == ["something else"]

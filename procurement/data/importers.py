@@ -656,12 +656,52 @@ def _case_conflicts(skus: pd.Series, lines: np.ndarray) -> list[RowError]:
     return errors
 
 
-def read_lenient_csv(path: str | Path, fmt: FileFormat | None = None) -> pd.DataFrame:
+LENIENT_EXAMPLES = 3  # rows named per kind of row left out or chosen by ``read_lenient``
+
+
+@dataclass(frozen=True)
+class LenientRead:
+    """A file read for analysis, and what the reading left out or chose: the caller says it, so
+    that a backtest never runs quietly on part of a file."""
+
+    frame: pd.DataFrame
+    rows: int  # data rows in the file
+    dropped: int  # rows whose sku, date or price does not read
+    dropped_examples: tuple[RowError, ...]
+    conflicts: int  # (sku, date) given more than one price: the last row's is kept
+    conflict_examples: tuple[RowError, ...]
+
+    def warnings(self, label: str) -> list[str]:
+        """One sentence per kind of row left out or chosen, naming the first few rows."""
+        out = []
+        if self.dropped:
+            named = "; ".join(str(e) for e in self.dropped_examples)
+            out.append(
+                f"{label}: {self.dropped:,} of {self.rows:,} rows left out, their sku, date or "
+                f"price does not read ({named})"
+            )
+        if self.conflicts:
+            named = "; ".join(str(e) for e in self.conflict_examples)
+            which = (
+                "1 product and date has"
+                if self.conflicts == 1
+                else f"{self.conflicts:,} products and dates have"
+            )
+            out.append(f"{label}: {which} more than one price, the last row's is kept ({named})")
+        return out
+
+    def summary(self) -> dict[str, int]:
+        return {"rows": self.rows, "dropped": self.dropped, "conflicting_dates": self.conflicts}
+
+
+def read_lenient(path: str | Path, fmt: FileFormat | None = None) -> LenientRead:
     """Read ``sku,date,price`` (and ``category`` where the file has it) for analysis (backtests):
-    rows whose price or date does not read are dropped, negative prices are kept (they happen:
-    WTI on 2020-04-20). Numbers and dates are read as a price import reads them (decimal comma
-    or point, day/month or month/day dates, decided from the file's values unless ``fmt`` says;
-    a ``FormatError`` names the rows that leave it open)."""
+    rows whose price or date does not read are left out, negative prices are kept (they happen:
+    WTI on 2020-04-20), and of rows giving one product and date different prices the last is
+    kept; what was left out or chosen is counted and its first rows named. Numbers and dates are
+    read as a price import reads them (decimal comma or point, day/month or month/day dates,
+    decided from the file's values unless ``fmt`` says; a ``FormatError`` names the rows that
+    leave it open)."""
     label = str(path)
     df = _csv_strings(path, label, REQUIRED)
     parsed = _parse(df[["price", "date"]], np.arange(2, len(df) + 2), fmt or FileFormat(), label)
@@ -670,14 +710,52 @@ def read_lenient_csv(path: str | Path, fmt: FileFormat | None = None) -> pd.Data
     date = _date_values(parsed.dates, parsed.date_parts, parsed.fmt.date_order or "ymd")
     sku = df["sku"].str.strip()
     out = pd.DataFrame({"sku": sku, "date": date, "price": price})
-    usable = out["date"].notna() & np.isfinite(out["price"]) & (sku != "")
+    usable = (out["date"].notna() & np.isfinite(out["price"]) & (sku != "")).to_numpy()
     if not usable.any():
         raise ImportValidationError([_first_unusable(df, out)], label)
-    out = out[usable.to_numpy()]
+    dropped = [_unusable(df, out, i) for i in np.flatnonzero(~usable)[:LENIENT_EXAMPLES]]
     if "category" in df.columns:
-        category = df.loc[usable.to_numpy(), "category"].str.strip().replace("", None)
-        return out.assign(category=category.to_numpy())
-    return out
+        out["category"] = df["category"].str.strip().replace("", None)
+    out = out.assign(line=np.arange(2, len(df) + 2))[usable]
+    key = out[["sku", "date"]]
+    repeated = out[key.duplicated(keep=False).to_numpy()]
+    prices = repeated.groupby(["sku", "date"], sort=False)["price"]
+    differ = prices.transform("nunique").to_numpy() > 1
+    conflicts = repeated[differ].groupby(["sku", "date"], sort=False)["line"].agg(list)
+    examples = tuple(
+        RowError(
+            int(lines[-1]),
+            "price",
+            f"{sku} on {pd.Timestamp(date):%Y-%m-%d} is also priced on line"
+            f"{'s' if len(lines) > 2 else ''} {', '.join(str(x) for x in lines[:-1])}",
+        )
+        for (sku, date), lines in conflicts.head(LENIENT_EXAMPLES).items()
+    )
+    out = out[~key.duplicated(keep="last").to_numpy()].drop(columns="line")
+    return LenientRead(
+        out.reset_index(drop=True),
+        rows=len(df),
+        dropped=int((~usable).sum()),
+        dropped_examples=tuple(dropped),
+        conflicts=len(conflicts),
+        conflict_examples=examples,
+    )
+
+
+def read_lenient_csv(path: str | Path, fmt: FileFormat | None = None) -> pd.DataFrame:
+    """``read_lenient``'s table alone."""
+    return read_lenient(path, fmt).frame
+
+
+def _unusable(raw: pd.DataFrame, read: pd.DataFrame, i: int) -> RowError:
+    """Why row ``i`` (0-based, of the data rows) does not read."""
+    if read["sku"].iloc[i] == "":
+        return RowError(i + 2, "sku", "is blank")
+    if pd.isna(read["date"].iloc[i]):
+        value = raw["date"].iloc[i]
+        return RowError(i + 2, "date", f"{value!r} is not a date" if value else "is blank")
+    value = raw["price"].iloc[i]
+    return RowError(i + 2, "price", f"{value!r} is not a number" if value else "is blank")
 
 
 def _first_unusable(raw: pd.DataFrame, read: pd.DataFrame) -> RowError:
