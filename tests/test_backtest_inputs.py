@@ -114,3 +114,18 @@ def test_too_many_folds_for_the_history_say_how_many_fit() -> None:
     assert 1 <= fit < 12
     # as many as it says fit: the backtest runs
     assert not run_backtest(rows, horizon=4, folds=fit).forecasts.empty
+
+
+def test_a_stray_date_a_year_after_the_rest_is_named_where_the_folds_find_no_prices() -> None:
+    """The folds end at the file's newest date: one price mistyped a year ahead left them with
+    no product quoted, and the error had said every series was too short."""
+    dates = pd.date_range("2024-01-01", "2025-12-05", freq="D")
+    rows = pd.concat([_walk(s, dates, i) for i, s in enumerate("ABCD")], ignore_index=True)
+    stray = pd.DataFrame({"sku": ["B"], "date": [pd.Timestamp("2026-12-03")], "price": [101.0]})
+    with pytest.raises(ValueError) as err:
+        run_backtest(pd.concat([rows, stray], ignore_index=True), horizon=7, folds=2)
+    text = str(err.value)
+    assert "no product has a price close before a fold's end" in text
+    assert "the file's newest date, 2026-12-03 (B)" in text
+    assert "last prices are on 2025-12-05" in text
+    assert "shorter" not in text

@@ -87,7 +87,14 @@ def run_backtest(
             categories=categories,
             until=cutoff,
         )
-        model = fit_price_model(data, freq, horizon, params)
+        if not len(quoted):
+            raise ValueError(
+                f"no product has a price close before a fold's end: {_stale(panel, quoted, cutoff, horizon)}"
+            )
+        try:
+            model = fit_price_model(data, freq, horizon, params)
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({_stale(panel, quoted, cutoff, horizon)})") from None
         fc = model.predict(horizon)
         shrinks.append(model.shrink)
         fc["cutoff"] = cutoff
@@ -120,6 +127,23 @@ def run_backtest(
     cols = ["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy", "p_cheaper"]
     out = allfc[[*cols, "lo_95", "hi_95", "planned", "y"]].copy()
     return BacktestResult(forecasts=out, metrics=metrics)
+
+
+def _stale(panel: pd.DataFrame, quoted: pd.Index, cutoff: pd.Timestamp, horizon: int) -> str:
+    """Where a fold's products come from, to say beside an error of its training: the folds end
+    at the file's newest date, and one stray date a year after the rest leaves every fold with
+    the one product that has it."""
+    last = panel[panel["observed"]].groupby("unique_id")["ds"].max()
+    newest = last.idxmax()
+    text = (
+        f"the fold ending {cutoff:%Y-%m-%d} has {len(quoted)} of {len(last)} products with a "
+        f"price in the {horizon} periods before it; the folds end at the file's newest date, {last.max():%Y-%m-%d} "
+        f"({newest})"
+    )
+    others = last.drop(newest)
+    if len(others) and len(quoted) < len(last):
+        text += f", and the other products' last prices are on {others.median():%Y-%m-%d} or so"
+    return text
 
 
 def follow_advice(fc: pd.DataFrame, recs: pd.DataFrame) -> pd.DataFrame:
