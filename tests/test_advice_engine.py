@@ -570,6 +570,17 @@ def test_reliability_says_whether_a_buckets_miss_is_within_what_chance_leaves_op
     assert row["within_chance"] is within
 
 
+def test_waits_stated_below_even_odds_have_a_bucket_of_their_own() -> None:
+    """A wait gated on "no dearer" (a price that seldom moves) states its chance of a cheaper
+    day below 50%: such waits were left out of the advice's table altogether."""
+    from procurement.forecast.backtest import reliability
+
+    table = reliability(_advised(12, 40, 0.15))["advice"]
+    (row,) = [r for r in table if r["cases"]]
+    assert row["bucket"] == "0%-50%" and row["cases"] == 40
+    assert row["stated"] == pytest.approx(0.15) and row["observed"] == pytest.approx(0.3)
+
+
 def test_reliability_compares_with_the_price_on_the_first_date_or_not_at_all() -> None:
     """A window whose first date has no price (a holiday) has nothing to compare with: it had
     been compared with its next price, against which nothing was stated."""

@@ -251,7 +251,9 @@ def _metrics(
     return m
 
 
-BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# the advice's stated chance of a cheaper buy day: from 50% in tenths, and one bucket below it
+# (waits gated on "no dearer" where a price seldom moves, stated as the chance of cheaper)
+BUCKETS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def reliability(fc: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
