@@ -152,3 +152,35 @@ def test_stored_forecasts_keep_the_chance_of_no_dearer_and_old_rows_read_as_chea
         forecasts.store_forecast(session, tid, "v2", fc.drop(columns="p_not_dearer"))
     old = forecasts.load_forecast(session, tid, "v2")
     assert old is not None and old["p_not_dearer"].tolist() == old["p_cheaper"].tolist()
+
+
+def test_a_price_that_stays_put_keeps_a_band_at_that_price_and_coverage_holds() -> None:
+    """A product whose price has not moved for as many of its recent steps as the level asks
+    gets the band of that price; pooled over the other products' promotions, a price unchanged
+    for two years had bands 11% (80%) and 68% (95%) of it wide, reaching below zero."""
+    rng = np.random.default_rng(4)
+
+    def shelf(seed: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed)
+        moving = _sticky(r, 60)
+        flat = [
+            pd.DataFrame(
+                {"unique_id": f"F{i}", "ds": moving["ds"].unique(), "y": round(r.uniform(1, 9), 2)}
+            )
+            for i in range(10)
+        ]
+        return pd.concat([moving, *flat], ignore_index=True)
+
+    train = shelf(4)
+    calib = Calibration.from_backtest(_backtest(train, rng), train, HORIZON, vol_window=30)
+    test = shelf(9)
+    rows = calib.replay(_backtest(test, np.random.default_rng(10)), test)
+    flat = rows["sku"].str.startswith("F")
+    for level in (80, 95):
+        lo, hi = rows[f"lo_{level}"], rows[f"hi_{level}"]
+        # the last price, and the forecast where the model's is a hair off it
+        assert ((hi - lo)[flat] / rows.loc[flat, "y"]).max() < 0.01
+        assert rows.loc[flat, "y"].between(lo[flat], hi[flat]).all()
+        assert (lo >= 0).all()
+        covered = rows.loc[~flat, "y"].between(lo[~flat], hi[~flat]).mean()
+        assert covered == pytest.approx(level / 100, abs=0.06), (level, covered)

@@ -620,6 +620,9 @@ class Calibration:
     # (``unchanged_share``; products whose price always moves are left out; None in models
     # saved before)
     unchanged: dict[str, list[float]] | None = None
+    # every price the model was fitted on was above zero: no band reaches below it (False in
+    # models saved before, and where prices can go negative: WTI on 2020-04-20)
+    positive: bool = False
 
     @classmethod
     def from_backtest(
@@ -667,7 +670,9 @@ class Calibration:
             still = unchanged_share(all_frame, horizon, observed=all_observed)
         shares = still.drop(columns=["unique_id", "ds"]).to_numpy()
         sticky = shares[:, 1:].max(axis=1, initial=0.0) >= MIN_UNCHANGED
+        prices = (all_frame if all_frame is not None else frame)["y"]
         calib = cls(
+            positive=bool(len(prices)) and bool((prices > 0).all()),
             scale={k: float(v) for k, v in scale.items()},
             pools=pools,
             vol_window=vol_window,
@@ -767,6 +772,20 @@ class Calibration:
                     # mixed as the forecast mixes the calendar's prices into the model's
                     raw = mix(raw, promo[m]) * (1.0 - still[m])
                     p[m] = np.clip(cal.recalibrate(raw), P_FLOOR, P_CEIL)
+        # A price that has stayed put for at least the level's share of the product's recent
+        # steps this far apart keeps that chance of being the last price: the band is that price
+        # (and the forecast, where it differs). Pooled over every product's errors, a price
+        # unchanged for two years had 80% and 95% bands 11% and 68% of it wide.
+        stay = self._unchanged(fc, h, ahead=1)
+        point = fc["last"].to_numpy(float) if "last" in fc else y_pred
+        point = np.where(np.isfinite(point), point, y_pred)
+        for level in (80, 95):
+            held = stay >= level / 100
+            lo, hi = bands[f"lo_{level}"], bands[f"hi_{level}"]
+            lo[held] = np.minimum(y_pred, point)[held]
+            hi[held] = np.maximum(y_pred, point)[held]
+            if getattr(self, "positive", False):
+                np.maximum(lo, 0.0, out=lo)
         for k, v in bands.items():
             fc[k] = v
         fc["p_cheaper"] = p
@@ -776,11 +795,16 @@ class Calibration:
         fc["expected_saving"] = np.where(h == 0, 0.0, first - y_pred - s * bias)
         return fc.drop(columns=[c for c in ("_trusted", "unchanged", "last", "p_promo") if c in fc])
 
-    def _unchanged(self, fc: pd.DataFrame, h: np.ndarray) -> np.ndarray:
+    def _unchanged(self, fc: pd.DataFrame, h: np.ndarray, ahead: int = 0) -> np.ndarray:
         """Per row: the chance that the price has not moved from the first forecast date (the
-        frame's ``unchanged`` column where it has one, else the product's own share)."""
+        frame's ``unchanged`` column where it has one, else the product's own share);
+        ``ahead=1``: from the last price before it, one step further back (the last step's
+        chance stands for the step beyond the horizon)."""
         if "unchanged" in fc:
-            return fc["unchanged"].fillna(0.0).to_numpy(float)
+            col = fc["unchanged"].fillna(0.0)
+            if ahead:
+                col = col.groupby(fc["sku"], sort=False).shift(-ahead).fillna(col)
+            return col.to_numpy(float)
         known = getattr(self, "unchanged", None)
         if not known:
             return np.zeros(len(fc))
@@ -791,7 +815,7 @@ class Calibration:
             shares = known.get(str(sku))
             if shares:
                 table[i, : len(shares)] = shares
-        return table[codes, np.minimum(h, width - 1)]
+        return table[codes, np.minimum(h + ahead, width - 1)]
 
     def replay(
         self, cv: pd.DataFrame, frame: pd.DataFrame, rs: pd.DataFrame | None = None
