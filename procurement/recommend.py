@@ -414,10 +414,11 @@ MAP_GRID = np.r_[P_FLOOR, np.linspace(0.01, 0.99, 99), P_CEIL]
 SHIFT_PRIOR = 20.0  # independent windows at which the advice's logistic map gets half the weight
 # How far the mapped confidence of a wait may stand from its mean over the backtest's waits (1:
 # as mapped). The map is fitted on the windows that also calibrated every probability (and, when
-# this was measured, chose the thresholds: see ``_advised_out_of_fold``); out of sample (12-fold backtests of eight shelves, synthetic and structured,
-# 4,665 advised windows) the mapped confidences were right on average but too spread: what came
-# true rose by 0.56-1.06 (median 0.75) per point stated, and pooled, waits stated 76% came true
-# 82% of the time and those stated 94% came true 92%.
+# this was measured, chose the thresholds: see ``_advised_out_of_fold``); out of sample (12-fold
+# backtests of eight shelves, synthetic and structured, 4,665 advised windows) the mapped
+# confidences were right on average but too spread: what came true rose by 0.56-1.06 (median
+# 0.75) per point stated, and pooled, waits stated 76% came true 82% of the time and those
+# stated 94% came true 92%.
 ADVICE_SPREAD = 0.75
 
 

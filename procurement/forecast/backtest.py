@@ -88,9 +88,8 @@ def run_backtest(
             until=cutoff,
         )
         if not len(quoted):
-            raise ValueError(
-                f"no product has a price close before a fold's end: {_stale(panel, quoted, cutoff, horizon)}"
-            )
+            where = _stale(panel, quoted, cutoff, horizon)
+            raise ValueError(f"no product has a price close before a fold's end: {where}")
         try:
             model = fit_price_model(data, freq, horizon, params)
         except ValueError as exc:
@@ -137,8 +136,8 @@ def _stale(panel: pd.DataFrame, quoted: pd.Index, cutoff: pd.Timestamp, horizon:
     newest = last.idxmax()
     text = (
         f"the fold ending {cutoff:%Y-%m-%d} has {len(quoted)} of {len(last)} products with a "
-        f"price in the {horizon} periods before it; the folds end at the file's newest date, {last.max():%Y-%m-%d} "
-        f"({newest})"
+        f"price in the {horizon} periods before it; the folds end at the file's newest date, "
+        f"{last.max():%Y-%m-%d} ({newest})"
     )
     others = last.drop(newest)
     if len(others) and len(quoted) < len(last):
