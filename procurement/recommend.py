@@ -473,7 +473,8 @@ def _advised_out_of_fold(grid: _Grid, y: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def confidence_map(replayed: pd.DataFrame, policy: Policy, evidence: float) -> Policy:
     """``policy`` with the map from the probability stated on each advised day of the replayed
-    backtest windows to how often that day was really cheaper than the first.
+    backtest windows to how often that day was really cheaper than the first. The days are
+    those advised out of fold (``_advised_out_of_fold``), or ``policy``'s own where too few are.
 
     The map moves the stated probability by a logistic fit of what came true on it (Platt
     scaling: a shift and a slope in log-odds), then towards an isotonic fit of what came true.
