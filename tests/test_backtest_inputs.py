@@ -3,6 +3,8 @@ products that stopped, prices that never move, weekly quotes moved by a holiday.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +131,15 @@ def test_a_stray_date_a_year_after_the_rest_is_named_where_the_folds_find_no_pri
     assert "the file's newest date, 2026-12-03 (B)" in text
     assert "last prices are on 2025-12-05" in text
     assert "shorter" not in text
+
+
+def test_a_weekly_frequency_naming_another_weekday_than_the_dates_says_so() -> None:
+    """Friday quotes backtested as W-MON are dated on the Monday that ends their week: said,
+    not silent. The weekday the dates fall on runs without a word."""
+    fridays = pd.date_range("2022-01-07", periods=160, freq="W-FRI")
+    rows = pd.concat([_walk(s, fridays, i) for i, s in enumerate("AB")], ignore_index=True)
+    with pytest.warns(UserWarning, match=r"W-MON given for prices dated on Fris \(W-FRI\)"):
+        run_backtest(rows, horizon=2, folds=1, freq="W-MON")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="frequency W-")
+        run_backtest(rows, horizon=2, folds=1, freq="W-FRI")

@@ -3,6 +3,7 @@ without a database: each fold refits on data up to its cutoff and is scored on t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -49,6 +50,8 @@ def run_backtest(
     if "category" in prices.columns:
         named = prices.dropna(subset=["category"]).drop_duplicates("sku", keep="last")
         categories = dict(zip(named["sku"].astype(str), named["category"].astype(str), strict=True))
+    if freq and freq.startswith("W-"):
+        _say_other_weekday(raw, freq)
     freq = freq or infer_freq(raw)
     spec = spec_for(freq)
     panel = regularize(raw, freq)
@@ -126,6 +129,23 @@ def run_backtest(
     cols = ["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy", "p_cheaper"]
     out = allfc[[*cols, "lo_95", "hi_95", "planned", "y"]].copy()
     return BacktestResult(forecasts=out, metrics=metrics)
+
+
+def _say_other_weekday(raw: pd.DataFrame, freq: str) -> None:
+    """Warn where a weekly ``freq`` names another weekday than the prices are dated on: each
+    week's price is then dated on that weekday (Friday quotes read as the next Monday's,
+    silently)."""
+    try:
+        found = infer_freq(raw)
+    except ValueError:
+        return
+    if found.startswith("W-") and found != freq:
+        warnings.warn(
+            f"frequency {freq} given for prices dated on {found[2:].title()}s ({found}): each "
+            f"week's price is dated on the {freq[2:].title()} of its week",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _stale(panel: pd.DataFrame, quoted: pd.Index, cutoff: pd.Timestamp, horizon: int) -> str:
