@@ -28,7 +28,7 @@ from scipy.special import expit
 from scipy.stats import norm
 from sklearn.isotonic import IsotonicRegression
 
-from procurement.forecast.calibration import ISO_PRIOR, P_CEIL, P_FLOOR
+from procurement.forecast.calibration import ISO_PRIOR, P_CEIL, P_FLOOR, t_stats
 
 NEVER_WAIT = 1.0  # a min_confidence no stated probability reaches (they stop at 99.5%)
 CONFIDENCE_GRID = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
@@ -371,14 +371,9 @@ def _best(out: _Outcomes, cols: np.ndarray) -> tuple[Policy, list[dict[str, Any]
         return Policy(NEVER_WAIT, 0.0), []
     gain = 100 * out.saved[:, cols].sum(axis=1) / count
     waits = out.waits[:, cols].sum(axis=1)
-    # the mean saving per cutoff must be positive with some consistency (``t_stat``)
+    # the mean saving per cutoff must be positive with some consistency
     per_window = out.saved[:, cols] / out.windows[cols]
-    k = per_window.shape[1]
-    mean = per_window.mean(axis=1)
-    se = per_window.std(axis=1, ddof=1) / np.sqrt(k) if k >= 2 else np.full(len(mean), np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(np.isfinite(se) & (se > 0), mean / se, np.where(mean > 0, np.inf, 0.0))
-    consistent = (k >= 3) & (t > MIN_POLICY_T)
+    consistent = (per_window.shape[1] >= 3) & (t_stats(per_window, axis=1) > MIN_POLICY_T)
     ok = (gain > 0) & (waits >= 5) & consistent
     table = [
         {

@@ -10,7 +10,6 @@ error of the forecast *change* from the first day, which is what the buy-day con
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -170,6 +169,20 @@ def t_stat(gains: pd.Series) -> float:
     return float(gains.mean() / se)
 
 
+def t_stats(x: np.ndarray, axis: int) -> np.ndarray:
+    """``t_stat`` of each slice of ``x`` along ``axis``, its NaN left out: the mean over its
+    standard error, inf for a positive mean with no spread (or a single value), else 0 there.
+    Computed by hand: ``np.nanstd`` warns on a slice of one value, and silencing warnings is
+    not thread-safe."""
+    count = np.sum(np.isfinite(x), axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(x, axis=axis) / count
+        dev = np.nansum((x - np.expand_dims(mean, axis)) ** 2, axis=axis)
+        se = np.sqrt(dev / (count - 1)) / np.sqrt(count)
+        se = np.where(count > 1, se, np.nan)
+        return np.where(np.isfinite(se) & (se > 0), mean / se, np.where(mean > 0, np.inf, 0.0))
+
+
 def blend(cv: pd.DataFrame, w: tuple[float, float]) -> np.ndarray:
     """The blended forecast of backtest rows with columns naive, change and (optionally) level."""
     n = cv["naive"].to_numpy(float)
@@ -253,12 +266,9 @@ def _series_choice(
     window is missing): its own best blend whose gain is consistent (t above ``bar``); else the
     inherited one (-1: naive), unless that lost to the last price on the series."""
     n = np.sum(np.isfinite(gains[:, :, 0]), axis=1)
-    # a series with one window has no spread: its t is NaN and it takes the inherited blend
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(gains, axis=1)  # series x blends
-        sd = np.nanstd(gains, axis=1, ddof=1)
-        t = np.where(sd > 0, mean / (sd / np.sqrt(n)[:, None]), np.where(mean > 0, np.inf, 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(gains, axis=1) / np.sum(np.isfinite(gains), axis=1)  # series x blends
+    t = t_stats(gains, axis=1)  # a series of fewer than ``min_windows`` inherits, below
     valid = (t > bar) & (mean > 0)
     score = np.where(valid, mean, -np.inf)
     own = np.where(valid.any(axis=1), score.argmax(axis=1), -1)
