@@ -257,8 +257,8 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     read = {"prices": read_lenient(args.csv, fmt)}
     if args.drivers:
         read["drivers"] = read_lenient(args.drivers, fmt)
-    for name, r in read.items():
-        for line in r.warnings(args.csv if name == "prices" else args.drivers):
+    for r in read.values():
+        for line in r.warnings():
             print(f"warning: {line}", file=sys.stderr)
     prices = read["prices"].frame
     drivers = None

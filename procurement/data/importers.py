@@ -665,19 +665,20 @@ class LenientRead:
     that a backtest never runs quietly on part of a file."""
 
     frame: pd.DataFrame
+    label: str  # the file, as named to the reader
     rows: int  # data rows in the file
     dropped: int  # rows whose sku, date or price does not read
     dropped_examples: tuple[RowError, ...]
     conflicts: int  # (sku, date) given more than one price: the last row's is kept
     conflict_examples: tuple[RowError, ...]
 
-    def warnings(self, label: str) -> list[str]:
+    def warnings(self) -> list[str]:
         """One sentence per kind of row left out or chosen, naming the first few rows."""
         out = []
         if self.dropped:
             named = "; ".join(str(e) for e in self.dropped_examples)
             out.append(
-                f"{label}: {self.dropped:,} of {self.rows:,} rows left out, their sku, date or "
+                f"{self.label}: {self.dropped:,} of {self.rows:,} rows left out, their sku, date or "
                 f"price does not read ({named})"
             )
         if self.conflicts:
@@ -687,7 +688,9 @@ class LenientRead:
                 if self.conflicts == 1
                 else f"{self.conflicts:,} products and dates have"
             )
-            out.append(f"{label}: {which} more than one price, the last row's is kept ({named})")
+            out.append(
+                f"{self.label}: {which} more than one price, the last row's is kept ({named})"
+            )
         return out
 
     def summary(self) -> dict[str, int]:
@@ -712,7 +715,9 @@ def read_lenient(path: str | Path, fmt: FileFormat | None = None) -> LenientRead
     out = pd.DataFrame({"sku": sku, "date": date, "price": price})
     usable = (out["date"].notna() & np.isfinite(out["price"]) & (sku != "")).to_numpy()
     if not usable.any():
-        raise ImportValidationError([_first_unusable(df, out)], label)
+        first = _unusable(df, out, 0)
+        why = f"{first.message} (no row of the file is usable)"
+        raise ImportValidationError([RowError(first.line, first.field, why)], label)
     dropped = [_unusable(df, out, i) for i in np.flatnonzero(~usable)[:LENIENT_EXAMPLES]]
     if "category" in df.columns:
         out["category"] = df["category"].str.strip().replace("", None)
@@ -734,6 +739,7 @@ def read_lenient(path: str | Path, fmt: FileFormat | None = None) -> LenientRead
     out = out[~key.duplicated(keep="last").to_numpy()].drop(columns="line")
     return LenientRead(
         out.reset_index(drop=True),
+        label=label,
         rows=len(df),
         dropped=int((~usable).sum()),
         dropped_examples=tuple(dropped),
@@ -756,17 +762,6 @@ def _unusable(raw: pd.DataFrame, read: pd.DataFrame, i: int) -> RowError:
         return RowError(i + 2, "date", f"{value!r} is not a date" if value else "is blank")
     value = raw["price"].iloc[i]
     return RowError(i + 2, "price", f"{value!r} is not a number" if value else "is blank")
-
-
-def _first_unusable(raw: pd.DataFrame, read: pd.DataFrame) -> RowError:
-    """What keeps the first row of a file with no usable row from being read."""
-    if read["sku"].iloc[0] == "":
-        return RowError(2, "sku", "is blank (no row of the file is usable)")
-    if pd.isna(read["date"].iloc[0]):
-        value = raw["date"].iloc[0]
-        return RowError(2, "date", f"{value!r} is not a date (no row of the file is usable)")
-    value = raw["price"].iloc[0]
-    return RowError(2, "price", f"{value!r} is not a number (no row of the file is usable)")
 
 
 def apply_mapping(
