@@ -331,14 +331,15 @@ class _Outcomes:
     waits: np.ndarray  # (policies, cutoffs): windows where waiting was advised
     windows: np.ndarray  # (cutoffs,): windows with a first price
     cutoffs: np.ndarray  # (cutoffs,): their names
+    row_cutoff: np.ndarray  # per window (row of the grid), its cutoff's name
 
 
 def _outcomes(grid: _Grid, y: np.ndarray) -> _Outcomes:
     y_first = y[:, 0]
     keep = np.isfinite(y_first) & (np.abs(y_first) > 0)
     idx = np.arange(len(y))
-    window = np.array([str(k).rsplit("@", 1)[-1] for k in grid.skus])[keep]
-    codes, names = pd.factorize(window)
+    row_cutoff = np.array([str(k).rsplit("@", 1)[-1] for k in grid.skus])
+    codes, names = pd.factorize(row_cutoff[keep])
     n = len(names)
     horizon = grid.y_pred.shape[1]
     graces = sorted({round(f * (horizon - 1)) for f in GRACE_GRID})
@@ -361,6 +362,7 @@ def _outcomes(grid: _Grid, y: np.ndarray) -> _Outcomes:
         np.array(waits).reshape(len(policies), n),
         np.bincount(codes, minlength=n).astype(float),
         np.asarray(names),
+        row_cutoff,
     )
 
 
@@ -451,15 +453,14 @@ def _advised_out_of_fold(grid: _Grid, y: np.ndarray) -> tuple[np.ndarray, np.nda
     came true 5-8 points less often out of sample on four shelves of 12-fold backtests (as the
     trust blend and the calendars are chosen without each window, for the same reason)."""
     out = _outcomes(grid, y)
-    window = np.array([str(k).rsplit("@", 1)[-1] for k in grid.skus])
-    day = np.zeros(len(window), dtype=int)
-    bought = np.zeros(len(window), dtype=int)
+    day = np.zeros(len(out.row_cutoff), dtype=int)
+    bought = np.zeros(len(out.row_cutoff), dtype=int)
     if len(out.cutoffs) < 2:
         return day, bought
     order = np.sort(out.cutoffs)
     for group in np.array_split(order, min(len(order), MAP_FOLDS)):
         own, _ = _best(out, ~np.isin(out.cutoffs, group))
-        here = np.isin(window, group)
+        here = np.isin(out.row_cutoff, group)
         d = grid.choose(own)
         day[here] = d[here]
         bought[here] = grid.follow(y, d, own)[here]
