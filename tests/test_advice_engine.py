@@ -23,6 +23,9 @@ from procurement.recommend import (
     NEVER_WAIT,
     SHIFT_PRIOR,
     Policy,
+    _best,
+    _outcomes,
+    _with_actuals,
     advice_record,
     choose_policies,
     choose_policy,
@@ -630,3 +633,33 @@ def test_advice_confidence_is_mapped_on_waits_advised_by_thresholds_chosen_witho
     stated = confidence_map(replay, policy, evidence=1e9).confidence(np.array([0.6, 0.9]))
     assert stated[0] < in_sample, stated
     assert stated[1] > 0.75  # the steady waits keep their confidence
+
+
+def test_the_policy_is_the_threshold_whose_neighbours_paid_too_not_a_lone_lucky_one() -> None:
+    """Of ~350 thresholds tried on a few backtest windows, the one that saved the most alone,
+    between neighbours that saved nothing, is luck; a plateau of thresholds that all paid is not."""
+    out = _outcomes(*_with_actuals(_replayed(0.8, 3.0, actual_later=96.0)))
+    n_cut = 8
+    rng = np.random.default_rng(1)
+    out.cutoffs = np.array([f"c{i}" for i in range(n_cut)])
+    out.windows = np.full(n_cut, 100.0)
+    out.waits = np.full((len(out.policies), n_cut), 10.0)
+    out.saved = np.zeros((len(out.policies), n_cut))
+
+    def at(conf: float, pct: float) -> int:
+        return next(
+            i
+            for i, p in enumerate(out.policies)
+            if (p.min_confidence, p.min_saving_pct, p.target_price) == (conf, pct, False)
+        )
+
+    lone = at(0.85, 3.0)
+    out.saved[lone] = 2.0 + rng.normal(0, 0.1, n_cut)  # 2% a window, its neighbours nothing
+    plateau = [at(c, s) for c in (0.55, 0.6, 0.65) for s in (0.0, 0.25, 0.5)]
+    out.saved[plateau] = 1.5 + rng.normal(0, 0.1, (len(plateau), n_cut))
+
+    policy, table = _best(out, np.ones(n_cut, dtype=bool))
+    best_alone = max(range(len(table)), key=lambda i: table[i]["saving_pct"])
+    assert best_alone == lone  # the lone threshold has the best record of its own
+    chosen = at(policy.min_confidence, policy.min_saving_pct)
+    assert chosen in plateau and not policy.target_price
