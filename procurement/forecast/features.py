@@ -236,12 +236,15 @@ def driver_features(
     sales: pd.DataFrame | None,
     last_known: pd.Timestamp,
     overrides: Mapping[str, float] | None = None,
+    pass_rates: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Exogenous columns for each (unique_id, ds) in ``keys``.
 
     Every feature at date t uses driver values up to t-1 only, so future dates need driver values
     only up to the day before; those come from the driver's own forecast (last value) times the
-    what-if factor in ``overrides`` (keys: driver names, or ``demand``).
+    what-if factor in ``overrides`` (keys: driver names, or ``demand``). ``pass_rates``
+    (``pass_through``): per product, how its price follows each driver change column; each
+    such column gets a ``pass_<column>`` beside it, the change times the product's rate.
 
     Features are computed once per calendar date (and category or product) in small matrices and
     gathered by integer position, so millions of rows need no joins.
@@ -299,9 +302,75 @@ def driver_features(
             vals = np.full(len(out), np.nan)
             vals[has] = m[pos[has], prod_pos[has]]
             cols[f"demand_ratio_l{lag}"] = vals
+    if pass_rates is not None and len(pass_rates.columns):
+        at = pass_rates.index.get_indexer(out["unique_id"])
+        for col in pass_rates.columns:
+            if col in cols:
+                rate = np.append(pass_rates[col].to_numpy(float), np.nan)[at]  # -1: unknown
+                cols[f"pass_{col}"] = rate * cols[col]
     for name, vals in cols.items():
         out[name] = vals
     return out
+
+
+MIN_PASS_T = 2.0  # t-statistic below which a product is taken not to follow a driver
+
+
+def pass_through(
+    frame: pd.DataFrame,
+    spec: FreqSpec,
+    drivers: pd.DataFrame | None,
+    categories: Mapping[str, str] | None,
+    last_known: pd.Timestamp,
+    log: bool = False,
+) -> pd.DataFrame | None:
+    """Per product (rows) and driver change column (``*_chg_l<lag>``): how much of a driver's
+    change its price passes on, as the slope of the product's change (scaled by its own typical
+    change, as the change model's target) on the driver's, over ``frame`` (unique_id, ds, y on a
+    regular calendar, sorted); 0 where the slope's t-statistic is below ``MIN_PASS_T``.
+    ``log``: the change model works on log prices.
+
+    One global model sees a commodity index's move alike for every product of its category,
+    while one supplier's price list passes on 60% of it and another's all of it, and shelf goods
+    hardly any: the model had drawn commodities' next week at about half the move their index
+    had already made. With the product's own rate as a feature it can follow each."""
+    if drivers is None or not len(drivers) or not len(frame):
+        return None
+    keys = frame[["unique_id", "ds"]]
+    feats = driver_features(keys, spec, drivers, categories, None, last_known)
+    cols = [c for c in feats.columns if "_chg_l" in c]
+    if not cols:
+        return None
+    y = frame["y"].to_numpy(float)
+    if log:
+        y = np.log(np.where(y > 0, y, np.nan))
+    ids = frame["unique_id"].to_numpy()
+    codes, products = pd.factorize(ids)
+    n = len(products)
+    dy = np.r_[np.nan, np.diff(y)]
+    dy[np.r_[True, ids[1:] != ids[:-1]]] = np.nan
+    seen = np.isfinite(dy)
+    # scaled as ``LocalScale`` scales the target: by the root mean square of the changes
+    rms = np.sqrt(
+        np.bincount(codes[seen], dy[seen] ** 2, n)
+        / np.maximum(np.bincount(codes[seen], minlength=n), 1)
+    )
+    z = dy / np.where(rms > 0, rms, np.nan)[codes]
+    rates = {}
+    for col in cols:
+        x = feats[col].to_numpy(float)
+        ok = np.isfinite(z) & np.isfinite(x)
+        c = codes[ok]
+        sxz = np.bincount(c, z[ok] * x[ok], n)
+        sxx = np.bincount(c, x[ok] ** 2, n)
+        szz = np.bincount(c, z[ok] ** 2, n)
+        m = np.bincount(c, minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = sxz / sxx
+            resid = np.maximum(szz - slope * sxz, 1e-12) / np.maximum(m - 2, 1)
+            t2 = slope**2 * sxx / resid
+        rates[col] = np.where((sxx > 0) & (m > 2) & (t2 > MIN_PASS_T**2), slope, 0.0)
+    return pd.DataFrame(rates, index=pd.Index(products, name="unique_id"))
 
 
 def _demand_ratio(

@@ -42,6 +42,7 @@ from procurement.forecast.features import (
     driver_features,
     is_coarse,
     month_dates,
+    pass_through,
     period_days,
     periods_between,
     regularize,
@@ -203,6 +204,9 @@ class TrainingData:
     # (the backtest's cutoff, where a product had no price that day); None: each from its own
     # last price
     until: pd.Timestamp | None = None
+    # per product, how its price follows each driver change (``features.pass_through``), as
+    # measured on the prices it is fitted on (``prepare_training``)
+    pass_rates: pd.DataFrame | None = None
 
 
 @dataclass
@@ -248,6 +252,8 @@ class PriceModel:
     # periods, as far as the drivers reach (none in models saved before)
     held: frozenset[str] = frozenset()
     held_after: int = 0
+    # per product, how its price follows each driver change (none in models saved before)
+    pass_rates: pd.DataFrame | None = None
 
     def stale_prices(
         self, newer: pd.DataFrame | None = None, newest: Any = None
@@ -321,7 +327,14 @@ class PriceModel:
         if ids is not None and sales is not None:
             sales = sales[sales["unique_id"].isin(products)]
         x = driver_features(
-            keys, self.spec, self.drivers_tail, self.categories, sales, self.last_date, overrides
+            keys,
+            self.spec,
+            self.drivers_tail,
+            self.categories,
+            sales,
+            self.last_date,
+            overrides,
+            self.pass_rates,
         )
         for col in self.exog:
             if col not in x.columns:
@@ -588,7 +601,17 @@ def newest_prices(frame: pd.DataFrame, observed: pd.Series | np.ndarray) -> dict
 def prepare(
     data: TrainingData, freq: str, max_history: int | None, with_exog: bool = True
 ) -> tuple[pd.DataFrame, FreqSpec, list[str]]:
-    """Regular calendar, history cap and exogenous columns; returns (frame, spec, exog names).
+    """Regular calendar, history cap and exogenous columns; returns (frame, spec, exog names)."""
+    frame, spec, exog, _ = prepare_training(data, freq, max_history, with_exog)
+    return frame, spec, exog
+
+
+def prepare_training(
+    data: TrainingData, freq: str, max_history: int | None, with_exog: bool = True
+) -> tuple[pd.DataFrame, FreqSpec, list[str], TrainingData]:
+    """``prepare``, and ``data`` with each product's rates of following its drivers
+    (``pass_rates``), measured on the frame, that its driver columns (and the forecasts' ones)
+    are computed with.
 
     Done for groups of series at a time (every step is per series, with the company's last
     date for the drivers), the exogenous columns written into one preallocated matrix: on
@@ -615,17 +638,25 @@ def prepare(
             panel = panel.groupby("unique_id", sort=False).tail(max_history)
         panels.append(panel.reset_index(drop=True))
     last = max(p["ds"].max() for p in panels)
+    if data.drivers is not None and len(data.drivers):
+        # whole series in each group: one product's rate needs its rows only
+        log = change_of_log(spec, prices["y"])
+        rates = [pass_through(p, spec, data.drivers, data.categories, last, log) for p in panels]
+        found = [r for r in rates if r is not None]
+        data = dataclasses.replace(data, pass_rates=pd.concat(found) if found else None)
     frame = panels[0] if len(panels) == 1 else pd.concat(panels, ignore_index=True)
     exog: list[str] = []
     if not with_exog:  # the caller computes them for runs of series (``SeriesExog``)
-        return frame, spec, exog
+        return frame, spec, exog, data
     matrix: np.ndarray | None = None
     at = 0
     for i, panel in enumerate(panels):
         sales = data.sales
         if sales_groups is not None and sales is not None:
             sales = sales.iloc[sales_groups.rows[i]]
-        feats = driver_features(panel, spec, data.drivers, data.categories, sales, last)
+        feats = driver_features(
+            panel, spec, data.drivers, data.categories, sales, last, pass_rates=data.pass_rates
+        )
         if matrix is None:
             exog = [c for c in feats.columns if c not in ("unique_id", "ds")]
             if not exog:
@@ -640,7 +671,7 @@ def prepare(
         panels[i] = None  # each group's panel freed once used
     for j, col in enumerate(exog):
         frame[col] = matrix[j]  # type: ignore[index]
-    return frame, spec, exog
+    return frame, spec, exog, data
 
 
 @dataclass(frozen=True)
@@ -719,7 +750,7 @@ def fit_price_model(
     say = progress or (lambda f, m: None)
     say(0.05, "building features")
     lazy = len(data.prices) > LAZY_EXOG_ROWS
-    frame, spec, exog = prepare(data, freq, params.max_history, with_exog=not lazy)
+    frame, spec, exog, data = prepare_training(data, freq, params.max_history, with_exog=not lazy)
     last_known = frame["ds"].max()
     lengths = frame.groupby("unique_id").size()
     min_len = min_history(spec, horizon)
@@ -961,6 +992,7 @@ def fit_price_model(
         promotion_info=promotion_info,
         promotion_odds=promotion_odds,
         held=held,
+        pass_rates=data.pass_rates,
         held_after=hold_after,
     )
 
@@ -1156,7 +1188,9 @@ def _drivers_as_of_cutoffs(
     for c in cuts.unique():
         pos = where[cuts == c]
         keys = out.iloc[pos][["unique_id", "ds"]]
-        x = driver_features(keys, spec, data.drivers, data.categories, sales, c)
+        x = driver_features(
+            keys, spec, data.drivers, data.categories, sales, c, pass_rates=data.pass_rates
+        )
         for col in exog:
             values[col][pos] = x[col].to_numpy() if col in x else np.nan
     for col in exog:
@@ -1199,7 +1233,9 @@ class SeriesExog:
 
     def _columns(self, keys: pd.DataFrame, sales: pd.DataFrame | None) -> pd.DataFrame:
         d = self.data
-        return driver_features(keys, self.spec, d.drivers, d.categories, sales, self.last)
+        return driver_features(
+            keys, self.spec, d.drivers, d.categories, sales, self.last, pass_rates=d.pass_rates
+        )
 
     def _with(self, keys: pd.DataFrame, sales: pd.DataFrame | None) -> pd.DataFrame:
         feats = self._columns(keys, sales)
