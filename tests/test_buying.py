@@ -171,11 +171,7 @@ def test_old_data_is_flagged_by_its_own_frequency(
         ("below_high_lag1_window56", "D", "price below its 8 weeks high"),
         ("drv_fx_chg_l7", "D", "exchange rate change over 1 week"),
         ("index_chg_w28", "D", "commodity index change over 4 weeks"),
-        (
-            "pass_index_chg_l7",
-            "D",
-            "commodity index change over 1 week, at this product's pass-through",
-        ),
+        ("pass_index_chg_l7", "D", "pass-through: commodity index change over 1 week"),
         ("dayofweek", "D", "day of the week"),
         ("something_new", "D", "something_new"),
     ],

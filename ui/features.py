@@ -56,7 +56,7 @@ def feature_words(name: str, freq: str = "D") -> str:
     if re.fullmatch(r"drop_gap_lag1_.*", name):
         return "size of the last price drop"
     if name.startswith("pass_"):
-        return f"{feature_words(name[len('pass_') :], freq)}, at this product's pass-through"
+        return f"pass-through: {feature_words(name[len('pass_') :], freq)}"
     if name == "dayofweek":
         return "day of the week"
     if name in ("month", "week", "quarter"):
