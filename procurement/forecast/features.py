@@ -324,8 +324,8 @@ def pass_through(
     last_known: pd.Timestamp,
     log: bool = False,
 ) -> pd.DataFrame | None:
-    """Per product (rows) and driver change column (``*_chg_l<lag>``): how much of a driver's
-    change its price passes on, as the slope of the product's change (scaled by its own typical
+    """Per product (rows) and change column of its category's index (``index_chg_l<lag>``):
+    how much of the index's change its price passes on, as the slope of the product's change (scaled by its own typical
     change, as the change model's target) on the driver's, over ``frame`` (unique_id, ds, y on a
     regular calendar, sorted); 0 where the slope's t-statistic is below ``MIN_PASS_T``.
     ``log``: the change model works on log prices.
@@ -338,7 +338,11 @@ def pass_through(
         return None
     keys = frame[["unique_id", "ds"]]
     feats = driver_features(keys, spec, drivers, categories, None, last_known)
-    cols = [c for c in feats.columns if "_chg_l" in c]
+    # the indices of products' own categories only: with a dozen drivers every product sees
+    # (retail fuel after twelve spot prices), a rate per driver and lag added 36 features to 12
+    # weekly series, the backtest took 1.7x as long, and the advice saved 0.27% against 0.46%
+    # (MASE/naive 0.829 against 0.849)
+    cols = [c for c in feats.columns if c.startswith(f"{GLOBAL_INDEX}_chg_l")]
     if not cols:
         return None
     y = frame["y"].to_numpy(float)
