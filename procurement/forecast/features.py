@@ -243,8 +243,8 @@ def driver_features(
     Every feature at date t uses driver values up to t-1 only, so future dates need driver values
     only up to the day before; those come from the driver's own forecast (last value) times the
     what-if factor in ``overrides`` (keys: driver names, or ``demand``). ``pass_rates``
-    (``pass_through``): per product, how its price follows each driver change column; each
-    such column gets a ``pass_<column>`` beside it, the change times the product's rate.
+    (``pass_through``): per product, how its price follows its category index's change at each
+    lag; each such column gets a ``pass_<column>`` beside it, the change times the rate.
 
     Features are computed once per calendar date (and category or product) in small matrices and
     gathered by integer position, so millions of rows need no joins.

@@ -204,8 +204,8 @@ class TrainingData:
     # (the backtest's cutoff, where a product had no price that day); None: each from its own
     # last price
     until: pd.Timestamp | None = None
-    # per product, how its price follows each driver change (``features.pass_through``), as
-    # measured on the prices it is fitted on (``prepare_training``)
+    # per product, how its price follows its category index's changes
+    # (``features.pass_through``), as measured on the prices it is fitted on (``prepare_training``)
     pass_rates: pd.DataFrame | None = None
 
 
@@ -252,7 +252,8 @@ class PriceModel:
     # periods, as far as the drivers reach (none in models saved before)
     held: frozenset[str] = frozenset()
     held_after: int = 0
-    # per product, how its price follows each driver change (none in models saved before)
+    # per product, how its price follows its category index's changes (none in models saved
+    # before)
     pass_rates: pd.DataFrame | None = None
 
     def stale_prices(
@@ -609,7 +610,7 @@ def prepare(
 def prepare_training(
     data: TrainingData, freq: str, max_history: int | None, with_exog: bool = True
 ) -> tuple[pd.DataFrame, FreqSpec, list[str], TrainingData]:
-    """``prepare``, and ``data`` with each product's rates of following its drivers
+    """``prepare``, and ``data`` with each product's rates of following its category index
     (``pass_rates``), measured on the frame, that its driver columns (and the forecasts' ones)
     are computed with.
 
