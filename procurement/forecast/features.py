@@ -303,7 +303,9 @@ def driver_features(
             vals[has] = m[pos[has], prod_pos[has]]
             cols[f"demand_ratio_l{lag}"] = vals
     if pass_rates is not None and len(pass_rates.columns):
-        at = pass_rates.index.get_indexer(out["unique_id"])
+        # looked up per product, not per row (millions of rows, thousands of products)
+        codes, uniques = pd.factorize(out["unique_id"].to_numpy())
+        at = pass_rates.index.get_indexer(uniques)[codes]
         for col in pass_rates.columns:
             if col in cols:
                 rate = np.append(pass_rates[col].to_numpy(float), np.nan)[at]  # -1: unknown
@@ -351,10 +353,13 @@ def pass_through(
     if log:
         y = np.log(np.where(y > 0, y, np.nan))
     ids = frame["unique_id"].to_numpy()
-    codes, products = pd.factorize(ids)
+    # each product's rows are one run (the frame is sorted): its code counts the runs
+    starts = np.r_[True, ids[1:] != ids[:-1]]
+    codes = np.cumsum(starts) - 1
+    products = ids[starts]
     n = len(products)
     dy = np.r_[np.nan, np.diff(y)]
-    dy[np.r_[True, ids[1:] != ids[:-1]]] = np.nan
+    dy[starts] = np.nan
     seen = np.isfinite(dy)
     # scaled as ``LocalScale`` scales the target: by the root mean square of the changes
     rms = np.sqrt(
