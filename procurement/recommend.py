@@ -427,6 +427,17 @@ def choose_policy(replayed: pd.DataFrame) -> tuple[Policy, list[dict[str, Any]]]
     return _best(out, np.ones(len(out.cutoffs), dtype=bool))
 
 
+def _chosen_and_mapped(
+    replayed: pd.DataFrame, evidence: float
+) -> tuple[Policy, list[dict[str, Any]]]:
+    """``choose_policy`` then ``confidence_map``, replaying every candidate on the windows once
+    for both."""
+    grid, y = _with_actuals(replayed)
+    out = _outcomes(grid, y)
+    policy, table = _best(out, np.ones(len(out.cutoffs), dtype=bool))
+    return _mapped(grid, y, out, policy, evidence), table
+
+
 MIN_MAP_CASES = 60  # advised backtest windows below which the confidence is not remapped
 MAP_GRID = np.r_[P_FLOOR, np.linspace(0.01, 0.99, 99), P_CEIL]
 SHIFT_PRIOR = 20.0  # independent windows at which the advice's logistic map gets half the weight
@@ -462,8 +473,11 @@ def _logistic_fit(p: np.ndarray, came_true: np.ndarray) -> tuple[float, float]:
 MAP_FOLDS = 8  # groups of backtest cutoffs whose advice is stated with thresholds of the others
 
 
-def _advised_out_of_fold(grid: _Grid, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per replayed window (rows of ``grid``, actual prices ``y``), the advised step and the
+def _advised_out_of_fold(
+    grid: _Grid, y: np.ndarray, out: _Outcomes
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per replayed window (rows of ``grid``, actual prices ``y``, candidates' records ``out``),
+    the advised step and the
     step a buyer following the advice bought on, under the thresholds that would have been
     chosen (``choose_policy``) on the windows of the other backtest cutoffs: the cutoffs in up
     to ``MAP_FOLDS`` consecutive groups, each advised with the policy of the rest. All zero (no
@@ -473,7 +487,6 @@ def _advised_out_of_fold(grid: _Grid, y: np.ndarray) -> tuple[np.ndarray, np.nda
     there. Mapped on the waits they advised in sample, the advice stated 70-90% for waits that
     came true 5-8 points less often out of sample on four shelves of 12-fold backtests (as the
     trust blend and the calendars are chosen without each window, for the same reason)."""
-    out = _outcomes(grid, y)
     day = np.zeros(len(out.row_cutoff), dtype=int)
     bought = np.zeros(len(out.row_cutoff), dtype=int)
     if len(out.cutoffs) < 2:
@@ -508,19 +521,25 @@ def confidence_map(replayed: pd.DataFrame, policy: Policy, evidence: float) -> P
     its mean over these windows by ``ADVICE_SPREAD``, as far as the logistic fit is trusted:
     fitted in sample, it stays too spread out of sample."""
     grid, y = _with_actuals(replayed)
+    return _mapped(grid, y, _outcomes(grid, y), policy, evidence)
+
+
+def _mapped(grid: _Grid, y: np.ndarray, out: _Outcomes, policy: Policy, evidence: float) -> Policy:
+    """``confidence_map`` on the replayed windows as a grid, their actual prices and every
+    candidate's record on them."""
     idx = np.arange(len(grid.skus))
 
-    def advised(day: np.ndarray, bought: np.ndarray) -> np.ndarray:
+    def advised(bought: np.ndarray) -> np.ndarray:
         return (bought > 0) & np.isfinite(y[idx, bought]) & np.isfinite(y[:, 0])
 
-    day, bought = _advised_out_of_fold(grid, y)
-    seen = advised(day, bought)
+    day, bought = _advised_out_of_fold(grid, y, out)
+    seen = advised(bought)
     if seen.sum() < MIN_MAP_CASES:
         # too few waits advised out of sample (thresholds chosen on the other windows rarely
         # wait): the record of ``policy`` on these windows is what there is
         day = grid.choose(policy)
         bought = grid.follow(y, day, policy)
-        seen = advised(day, bought)
+        seen = advised(bought)
     if seen.sum() < MIN_MAP_CASES or evidence <= 0:
         return policy
     # stated on the advised day's forecast; came true where following the advice (the first
@@ -574,8 +593,7 @@ def choose_policies(
     waiting for on the buy day itself, while a target price, which catches a promotion that
     comes early or late, bought them too soon on a falling index (24% of their oracle saving
     with the company's policy, 46% with their own; the shelf goods 59% -> 60%)."""
-    policy, table = choose_policy(replayed)
-    policy = confidence_map(replayed, policy, evidence)
+    policy, table = _chosen_and_mapped(replayed, evidence)
     kind = _window_skus(replayed["sku"]).map(kind_of).fillna("")
     windows = replayed.groupby(kind.to_numpy())["sku"].nunique()
     if any(windows.get(k, 0) < MIN_KIND_WINDOWS for k in KINDS):
@@ -583,8 +601,7 @@ def choose_policies(
     kinds = {}
     for k in KINDS:
         part = replayed[(kind == k).to_numpy()]
-        own, _ = choose_policy(part)
-        kinds[k] = confidence_map(part, own, evidence * windows[k] / windows.sum())
+        kinds[k], _ = _chosen_and_mapped(part, evidence * windows[k] / windows.sum())
     return dataclasses.replace(policy, kinds=kinds, kind_of=dict(kind_of)), table
 
 
