@@ -259,6 +259,8 @@ def driver_features(
     if (pos < 0).any():
         raise ValueError("dates off the series' calendar; regularize first")
     cols: dict[str, np.ndarray] = {}
+    # each row's product as (codes, uniques), factorized once for the features that need it
+    products: tuple[np.ndarray, pd.Index] | None = None
 
     if drivers is not None and len(drivers):
         wide = _driver_wide(drivers, cal, last_known, overrides)
@@ -280,8 +282,7 @@ def driver_features(
         idx_cols = [c for c in wide.columns if c.startswith(f"{GLOBAL_INDEX}:")]
         if idx_cols and categories:
             cat_pos = {c.split(":", 1)[1]: i for i, c in enumerate(idx_cols)}
-            uid = out["unique_id"].to_numpy()
-            codes, uniques = pd.factorize(uid)
+            products = codes, uniques = pd.factorize(out["unique_id"].to_numpy())
             per_uid = np.array([cat_pos.get(categories.get(u, ""), -1) for u in uniques])
             which = per_uid[codes]
             has = which >= 0
@@ -304,7 +305,7 @@ def driver_features(
             cols[f"demand_ratio_l{lag}"] = vals
     if pass_rates is not None and len(pass_rates.columns):
         # looked up per product, not per row (millions of rows, thousands of products)
-        codes, uniques = pd.factorize(out["unique_id"].to_numpy())
+        codes, uniques = products or pd.factorize(out["unique_id"].to_numpy())
         at = pass_rates.index.get_indexer(uniques)[codes]
         for col in pass_rates.columns:
             if col in cols:
