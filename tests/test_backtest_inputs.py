@@ -79,7 +79,7 @@ def test_prices_that_never_move_are_forecast_exactly_without_a_crash() -> None:
 
 
 def test_a_backtest_file_is_read_in_the_formats_a_price_import_reads(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from procurement.data.importers import ImportValidationError, read_lenient_csv
+    from procurement.data.importers import ImportValidationError, read_lenient
 
     iso = tmp_path / "iso.csv"
     iso.write_text("sku,date,price\nA,2025-01-30,1002.5\nA,2025-01-31,999.0\nB,2025-01-31,3\n")
@@ -89,10 +89,10 @@ def test_a_backtest_file_is_read_in_the_formats_a_price_import_reads(tmp_path) -
     )
     us = tmp_path / "us.csv"
     us.write_text('sku,date,price\nA,01/30/2025,"1,002.50"\nA,01/31/2025,999.00\nB,1/31/2025,3\n')
-    want = read_lenient_csv(iso)
+    want = read_lenient(iso).frame
     assert list(want["date"].astype(str)) == ["2025-01-30", "2025-01-31", "2025-01-31"]
     for path in (european, us):
-        got = read_lenient_csv(path)
+        got = read_lenient(path).frame
         # day-first dates, decimal commas and thousands separators had dropped every row, and a
         # padded " A " had been a product of its own
         pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
@@ -100,7 +100,7 @@ def test_a_backtest_file_is_read_in_the_formats_a_price_import_reads(tmp_path) -
     dollars = tmp_path / "dollars.csv"
     dollars.write_text("sku,date,price\nA,2025-01-30,$12.50\nA,2025-01-31,$12.60\n")
     with pytest.raises(ImportValidationError, match=r"line 2, field 'price': '\$12.50' is not a"):
-        read_lenient_csv(dollars)
+        read_lenient(dollars)
 
 
 def test_too_many_folds_for_the_history_say_how_many_fit() -> None:

@@ -255,7 +255,7 @@ def test_backtest_sees_drivers_as_known_at_each_cutoff_not_their_actual_moves() 
     )
     prices = pd.DataFrame({"unique_id": "A", "ds": dates, "y": 10 + rng.random(120)})
     data = TrainingData(prices=prices, drivers=drivers)
-    frame, spec, exog = prepare(data, "D", None)
+    frame, spec, exog, _ = prepare(data, "D", None)
     train = frame.drop(columns=["observed"])
     out = _drivers_as_of_cutoffs(train, spec, data, exog, n_windows=2, horizon=5)
     actual, seen = train["drv_fx_chg_l1"].to_numpy(), out["drv_fx_chg_l1"].to_numpy()
@@ -382,7 +382,7 @@ def test_weekly_series_are_trained_whole_and_daily_ones_up_to_the_cap() -> None:
     for freq, n, kept in (("W-MON", 1000, 1000), ("D", 1000, 730)):
         dates = pd.date_range("2000-01-03", periods=n, freq=freq)
         data = TrainingData(prices=pd.DataFrame({"unique_id": "A", "ds": dates, "y": 5.0}))
-        frame, _, _ = prepare(data, freq, max_history=730)
+        frame, _, _, _ = prepare(data, freq, max_history=730)
         assert len(frame) == kept
 
 
@@ -418,7 +418,7 @@ def test_backtest_demand_features_are_the_same_from_the_sample_of_series_as_from
         }
     )
     data = TrainingData(prices=prices, sales=sales)
-    frame, spec, exog = prepare(data, "D", None)
+    frame, spec, exog, _ = prepare(data, "D", None)
     train = frame.drop(columns=["observed"])
     sample = train[train["unique_id"] == "A"]
     got = _drivers_as_of_cutoffs(sample, spec, data, exog, n_windows=3, horizon=7)
@@ -502,7 +502,7 @@ def test_a_backtest_file_with_categories_lets_each_categorys_index_drive_its_pro
 ) -> None:
     """A price file's ``category`` column maps ``index:<category>`` drivers to its products, as
     training from the database does; without it those drivers drive nothing."""
-    from procurement.data.importers import read_lenient_csv
+    from procurement.data.importers import read_lenient
     from procurement.forecast.backtest import run_backtest
 
     rng = np.random.default_rng(5)
@@ -525,7 +525,7 @@ def test_a_backtest_file_with_categories_lets_each_categorys_index_drive_its_pro
         )
     path = tmp_path / "prices.csv"
     pd.concat(rows).to_csv(path, index=False, date_format="%Y-%m-%d")
-    prices = read_lenient_csv(path)
+    prices = read_lenient(path).frame
     assert prices.loc[prices["sku"] == "P1", "category"].eq("grain").all()
     drv = drivers.rename(columns={"sku": "name", "price": "value"})
     with_cats = run_backtest(prices, 7, 2, drv).metrics

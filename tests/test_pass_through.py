@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from procurement.forecast.features import driver_features, pass_through, spec_for
-from procurement.forecast.model import TrainingData, fit_price_model, prepare_training
+from procurement.forecast.model import TrainingData, fit_price_model, prepare
 
 pytestmark = pytest.mark.filterwarnings("ignore:Found null values in:UserWarning")
 
@@ -73,7 +73,7 @@ def test_a_commodity_forecast_follows_the_index_move_at_its_own_rate() -> None:
     prices, drivers = _catalog(rates, fall_at_end=0.08, seed=11)
     cats = dict.fromkeys(rates, "steel")
     data = TrainingData(prices=prices, drivers=drivers, categories=cats)
-    _, _, exog, prepared = prepare_training(data, "D", None)
+    _, _, exog, prepared = prepare(data, "D", None)
     assert f"pass_index_chg_l{LAG}" in exog and prepared.pass_rates is not None
 
     model = fit_price_model(data, "D", 14)

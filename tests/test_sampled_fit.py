@@ -22,7 +22,7 @@ def _train(n: int = 24, days: int = 320) -> pd.DataFrame:
     syn = generate(n, days, seed=5, end=dt.date(2026, 6, 30))
     p = syn.prices.rename(columns={"sku": "unique_id", "date": "ds", "price": "y"})
     prices = p[["unique_id", "ds", "y"]].assign(ds=lambda d: pd.to_datetime(d["ds"]))
-    frame, _, _ = M.prepare(M.TrainingData(prices=prices), "D", None)
+    frame, _, _, _ = M.prepare(M.TrainingData(prices=prices), "D", None)
     return frame[["unique_id", "ds", "y"]]
 
 
@@ -198,9 +198,9 @@ def test_prepare_in_groups_of_series_gives_the_whole_table(monkeypatch) -> None:
     prices = prices.sample(frac=1.0, random_state=1)  # any order
     sales = data.sales[~data.sales["unique_id"].isin(prices["unique_id"].unique()[:8])]
     data = M.TrainingData(prices, data.drivers, sales, data.categories)
-    whole, _, exog = M.prepare(data, "D", 150)
+    whole, _, exog, _ = M.prepare(data, "D", 150)
     monkeypatch.setattr(M, "PREPARE_CHUNK_ROWS", 700)  # groups of about 4 series
-    grouped, _, exog_grouped = M.prepare(data, "D", 150)
+    grouped, _, exog_grouped, _ = M.prepare(data, "D", 150)
     assert exog_grouped == exog and any(c.startswith("demand") for c in exog)
     pd.testing.assert_frame_equal(grouped, whole)
     assert whole["demand_ratio_l1"].isna().sum() >= 8 * 100  # the products without sales

@@ -748,11 +748,6 @@ def read_lenient(path: str | Path, fmt: FileFormat | None = None) -> LenientRead
     )
 
 
-def read_lenient_csv(path: str | Path, fmt: FileFormat | None = None) -> pd.DataFrame:
-    """``read_lenient``'s table alone."""
-    return read_lenient(path, fmt).frame
-
-
 def _unusable(raw: pd.DataFrame, read: pd.DataFrame, i: int) -> RowError:
     """Why row ``i`` (0-based, of the data rows) does not read."""
     if read["sku"].iloc[i] == "":

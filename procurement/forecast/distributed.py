@@ -49,7 +49,7 @@ from procurement.forecast.model import (
     make_level_forecaster,
     min_history,
     newest_prices,
-    prepare_training,
+    prepare,
 )
 from procurement.recommend import kinds_of
 
@@ -230,7 +230,7 @@ def fit_distributed(
     params = params or ModelParams()
     say = progress or (lambda f, m: None)
     say(0.05, "building features")
-    frame, spec, exog, data = prepare_training(data, freq, params.max_history)
+    frame, spec, exog, data = prepare(data, freq, params.max_history)
     # the same short-series rule and backtest sample as fit_price_model
     lengths = frame.groupby("unique_id").size()
     min_len = min_history(spec, horizon)

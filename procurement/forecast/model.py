@@ -205,7 +205,7 @@ class TrainingData:
     # last price
     until: pd.Timestamp | None = None
     # per product, how its price follows its category index's changes
-    # (``features.pass_through``), as measured on the prices it is fitted on (``prepare_training``)
+    # (``features.pass_through``), as measured on the prices it is fitted on (``prepare``)
     pass_rates: pd.DataFrame | None = None
 
 
@@ -601,18 +601,10 @@ def newest_prices(frame: pd.DataFrame, observed: pd.Series | np.ndarray) -> dict
 
 def prepare(
     data: TrainingData, freq: str, max_history: int | None, with_exog: bool = True
-) -> tuple[pd.DataFrame, FreqSpec, list[str]]:
-    """Regular calendar, history cap and exogenous columns; returns (frame, spec, exog names)."""
-    frame, spec, exog, _ = prepare_training(data, freq, max_history, with_exog)
-    return frame, spec, exog
-
-
-def prepare_training(
-    data: TrainingData, freq: str, max_history: int | None, with_exog: bool = True
 ) -> tuple[pd.DataFrame, FreqSpec, list[str], TrainingData]:
-    """``prepare``, and ``data`` with each product's rates of following its category index
-    (``pass_rates``), measured on the frame, that its driver columns (and the forecasts' ones)
-    are computed with.
+    """Regular calendar, history cap and exogenous columns; returns (frame, spec, exog names,
+    ``data`` with each product's rates of following its category index (``pass_rates``),
+    measured on the frame, that its driver columns and the forecasts' ones are computed with).
 
     Done for groups of series at a time (every step is per series, with the company's last
     date for the drivers), the exogenous columns written into one preallocated matrix: on
@@ -751,7 +743,7 @@ def fit_price_model(
     say = progress or (lambda f, m: None)
     say(0.05, "building features")
     lazy = len(data.prices) > LAZY_EXOG_ROWS
-    frame, spec, exog, data = prepare_training(data, freq, params.max_history, with_exog=not lazy)
+    frame, spec, exog, data = prepare(data, freq, params.max_history, with_exog=not lazy)
     last_known = frame["ds"].max()
     lengths = frame.groupby("unique_id").size()
     min_len = min_history(spec, horizon)
