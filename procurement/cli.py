@@ -294,6 +294,13 @@ def cmd_backtest(args: argparse.Namespace) -> None:
         f"price {m['advice']['bought_before_advised_day']} windows bought sooner, "
         f"{m['advice']['bought_after_advised_day']} later)"
     )
+    gone = m["not_forecast"]
+    if gone["products"]:
+        names = ", ".join(gone["skus"]) + (" ..." if gone["products"] > len(gone["skus"]) else "")
+        print(
+            f"warning: not forecast in any fold, so not in these figures: {names} ({gone['why']})",
+            file=sys.stderr,
+        )
     print("reliability of advice (stated -> observed, cases, 90% interval of the observed):")
     for r in m["reliability"]["advice"]:
         if r["cases"]:

@@ -345,14 +345,15 @@ def _outcomes(grid: _Grid, y: np.ndarray) -> _Outcomes:
     graces = sorted({round(f * (horizon - 1)) for f in GRACE_GRID})
     ways = [(False, 0)] + [(True, g) for g in graces]  # the buy day alone, or with a target
     policies, saved, waits = [], [], []
+    kept_first = y_first[keep]  # a zero first price (electricity) has no saving in percent
     for conf, pct in itertools.product(CONFIDENCE_GRID, SAVING_GRID):
         planned = grid.choose(Policy(float(conf), float(pct)))
         at_target = grid.first_at_target(y, planned)
         for target, grace in ways:
             pol = Policy(float(conf), float(pct), target, grace)
             day = grid.follow(y, planned, pol, at_target)
-            paid = np.where(day > 0, y[idx, day], y_first)
-            realized = np.where(np.isfinite(paid), (y_first - paid) / np.abs(y_first), 0.0)[keep]
+            paid = np.where(day > 0, y[idx, day], y_first)[keep]
+            realized = np.where(np.isfinite(paid), (kept_first - paid) / np.abs(kept_first), 0.0)
             policies.append(pol)
             saved.append(np.bincount(codes, realized, n))
             waits.append(np.bincount(codes, (day[keep] > 0).astype(float), n))

@@ -3,6 +3,7 @@ learned policy, the stock-out reason, and probabilities that never claim certain
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -200,6 +201,18 @@ def test_policy_never_waits_when_waiting_lost_money_in_the_backtest() -> None:
     assert policy.min_confidence == NEVER_WAIT
     fc = _replayed(0.99, 5.0, 90.0, n=1).drop(columns="y").assign(sku="A")
     assert recommend(fc, policy).iloc[0]["buy_now"]  # no stated probability reaches it
+
+
+def test_a_window_whose_first_price_is_zero_is_left_out_of_the_policy_without_a_warning() -> None:
+    paid = _replayed(0.8, 3.0, actual_later=96.0)
+    # electricity at zero on a window's first day: its saving in percent does not exist
+    zero = _replayed(0.8, 3.0, actual_later=5.0, n=1).assign(sku="Z@0")
+    zero.loc[zero.index[0], "y"] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's divide by zero had reached the buyer's screen
+        policy, table = choose_policy(pd.concat([paid, zero], ignore_index=True))
+    assert policy.min_confidence <= 0.8
+    assert max(r["saving_pct"] for r in table) == pytest.approx(4.0)
 
 
 def _two_kinds(n: int) -> pd.DataFrame:

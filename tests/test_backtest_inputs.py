@@ -143,3 +143,38 @@ def test_a_weekly_frequency_naming_another_weekday_than_the_dates_says_so() -> N
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="frequency W-")
         run_backtest(rows, horizon=2, folds=1, freq="W-FRI")
+
+
+def test_the_later_dated_of_two_quotes_in_one_week_is_kept_whatever_the_row_order() -> None:
+    mondays = pd.date_range("2024-09-02", periods=6, freq="W-MON")
+    quoted = mondays.to_series().reset_index(drop=True)
+    quoted[2] -= pd.Timedelta(3, "D")  # quoted on the Friday before: it is that Monday's week
+    df = pd.DataFrame({"unique_id": "A", "ds": quoted, "y": np.arange(6.0)})
+    # and a second quote on the Monday itself, the newer price of the same week
+    df = pd.concat([df, pd.DataFrame({"unique_id": ["A"], "ds": [mondays[2]], "y": [9.0]})])
+    oldest_first = regularize(df.sort_values("ds"), "W-MON")
+    newest_first = regularize(df.sort_values("ds", ascending=False), "W-MON")
+    assert list(oldest_first["ds"]) == list(mondays)
+    assert oldest_first["y"].tolist() == [0.0, 1.0, 9.0, 3.0, 4.0, 5.0]
+    # newest first had kept the Friday's 2.0, the older quote
+    pd.testing.assert_frame_equal(newest_first, oldest_first)
+
+
+def test_a_fold_whose_cutoff_week_was_quoted_after_a_holiday_is_forecast_from_that_quote() -> None:
+    mondays = pd.date_range("2019-01-07", periods=320, freq="W-MON")
+    rows = pd.concat([_walk(s, mondays, i) for i, s in enumerate("ABCD")], ignore_index=True)
+    cutoff = mondays[-5]  # the last fold's cutoff with horizon 4
+    at_cutoff = rows["date"] == cutoff
+    # the Monday was a holiday: quoted on Tuesday, 15% above the week before, and the walk
+    # goes on from there
+    later = rows["date"] >= cutoff
+    rows.loc[later, "price"] = (rows.loc[later, "price"] * 1.15).round(2)
+    rows.loc[at_cutoff, "date"] = cutoff + pd.Timedelta(1, "D")
+    res = run_backtest(rows, horizon=4, folds=1)
+    fc = res.forecasts.sort_values(["sku", "date"])
+    assert (fc["cutoff"] == cutoff).all()
+    quote = rows[rows["date"] == cutoff + pd.Timedelta(1, "D")].set_index("sku")["price"]
+    first = fc.groupby("sku")["y_pred"].first()
+    # a random walk is forecast near its last price: the Tuesday quote, which the naive
+    # forecast uses too; the fold had been trained on the week before, 15% lower
+    assert ((first / quote.reindex(first.index) - 1).abs() < 0.05).all(), (first, quote)

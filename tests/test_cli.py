@@ -84,6 +84,9 @@ def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
     data = generate(4, 150, seed=1, end=END)
     csv = tmp_path / "p.csv"
     rows = data.prices[["sku", "date", "price"]].astype({"date": str, "price": str})
+    # a new product with three weeks of prices: too few to forecast, and said so
+    newbie = rows.tail(21).assign(sku="NEWBIE")
+    rows = pd.concat([rows, newbie], ignore_index=True)
     head = rows.iloc[0]
     # a blank price, a date that does not read, and a second price for a product's first date
     bad = pd.DataFrame(
@@ -150,6 +153,8 @@ def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
     assert f"line {n + 4}, field 'price': {head['sku']} on {head['date'][:10]}" in r.stderr
     assert "also priced on line 2" in r.stderr
     assert m["input"] == {"prices": {"rows": n + 3, "dropped": 2, "conflicting_dates": 1}}
+    assert m["not_forecast"]["skus"] == ["NEWBIE"] and m["not_forecast"]["products"] == 1
+    assert "not forecast in any fold, so not in these figures: NEWBIE (fewer than" in r.stderr
 
 
 def test_user_commands_create_reset_and_deactivate(tmp_path) -> None:

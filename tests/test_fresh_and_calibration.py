@@ -12,6 +12,7 @@ import pytest
 from conftest import training_data
 
 from procurement.forecast.calibration import (
+    GRID,
     Calibration,
     PoolCalibration,
     _adaptive_level,
@@ -531,3 +532,24 @@ def test_a_backtest_file_with_categories_lets_each_categorys_index_drive_its_pro
     with_cats = run_backtest(prices, 7, 2, drv).metrics
     without = run_backtest(prices.drop(columns=["category"]), 7, 2, drv).metrics
     assert with_cats["model"]["mase_vs_naive"] < 0.8 * without["model"]["mase_vs_naive"]
+
+
+def test_the_95_band_holds_the_80_band_where_its_adapted_quantile_came_out_narrower() -> None:
+    pool = PoolCalibration(
+        sigma=[1.0, 1.0, 1.0],
+        q={80: 1.0, 95: 2.0},
+        diff_quantiles=[[0.0] * len(GRID)] * 3,
+        change_bias=[0.0] * 3,
+        n_scores=30,
+        # each level adapted to its own misses on few errors: at the second step the 95%
+        # quantile fell below the 80% one (one product, its first backtest fold)
+        q_h={80: [1.0, 1.5, 1.5], 95: [2.0, 1.2, 2.5]},
+    )
+    calib = Calibration(scale={"A": 1.0}, pools={"all": pool})
+    fc = pd.DataFrame(
+        {"sku": "A", "date": pd.date_range("2026-01-05", periods=3), "y_pred": [10.0, 10.0, 10.0]}
+    )
+    out = calib.apply(fc)
+    assert (out["lo_95"] <= out["lo_80"]).all() and (out["hi_95"] >= out["hi_80"]).all()
+    assert out["hi_80"].tolist() == [11.0, 11.5, 11.5]
+    assert out["hi_95"].tolist() == [12.0, 11.5, 12.5]

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from procurement.forecast.calibration import add_baselines, point_metrics, series_scale
-from procurement.forecast.features import infer_freq, regularize, spec_for
+from procurement.forecast.features import infer_freq, period_dates, regularize, spec_for
 from procurement.forecast.model import ModelParams, TrainingData, fit_price_model, min_history
 from procurement.recommend import Policy, policy_summary, recommend
 
@@ -55,6 +55,10 @@ def run_backtest(
     freq = freq or infer_freq(raw)
     spec = spec_for(freq)
     panel = regularize(raw, freq)
+    # each price's date on the calendar: a fold trains on what its cutoff's panel shows (a week's
+    # price quoted on Tuesday after a holiday is that Monday's, and was the naive forecast's
+    # while the model, cut on the quote's own date, forecast from the week before)
+    on_calendar = period_dates(raw["ds"], freq)
     drv = None
     if drivers is not None:
         drv = drivers.rename(columns={"date": "ds"})[["name", "ds", "value"]]
@@ -83,7 +87,7 @@ def run_backtest(
         seen = panel[panel["observed"] & (panel["ds"] <= cutoff)]
         last_seen = seen.groupby("unique_id")["ds"].max()
         quoted = last_seen.index[last_seen > cutoff - horizon * offset]
-        train_raw = raw[(raw["ds"] <= cutoff) & raw["unique_id"].isin(quoted)]
+        train_raw = raw[(on_calendar <= cutoff) & raw["unique_id"].isin(quoted)]
         data = TrainingData(
             prices=train_raw,
             drivers=None if drv is None else drv[drv["ds"] <= cutoff],
@@ -125,6 +129,15 @@ def run_backtest(
     cv = pd.concat(model_pts, ignore_index=True)
     metrics = _metrics(cv, allfc, panel, cutoffs, spec.season, freq, horizon, folds)
     metrics["shrink_to_naive_per_fold"] = shrinks
+    # products of the file no fold forecast: a buyer reading the figures must know who is not
+    # in them (a new product with a few weeks of prices had vanished without a word)
+    absent = sorted(set(panel["unique_id"].astype(str)) - set(allfc["sku"].astype(str)))
+    metrics["not_forecast"] = {
+        "products": len(absent),
+        "skus": absent[:20],
+        "why": f"fewer than {need} periods of prices before every fold's end, or no price in "
+        f"the {horizon} periods before it",
+    }
     metrics["policy_per_fold"] = policies
     cols = ["sku", "cutoff", "date", "y_pred", "lo_80", "hi_80", "buy", "p_cheaper"]
     out = allfc[[*cols, "lo_95", "hi_95", "planned", "y"]].copy()

@@ -156,26 +156,40 @@ def infer_freq(df: pd.DataFrame, id_col: str = "unique_id", time_col: str = "ds"
     )
 
 
+def period_dates(ds: pd.Series, freq: str) -> pd.Series:
+    """The date on the ``freq`` calendar each price date belongs to: itself for daily prices;
+    for weekly ones the nearest week's date (a Monday series' price quoted on Tuesday after a
+    holiday belongs to that Monday, not to the next, where it was overwritten by that week's);
+    for monthly ones the month's date."""
+    ds = pd.to_datetime(ds).dt.normalize()
+    if freq.startswith("W"):
+        anchor = ds.dt.to_period(freq).dt.end_time.dt.normalize()
+        late = (anchor - ds).dt.days > 3
+        return anchor.where(~late, anchor - pd.Timedelta(7, "D"))
+    if freq in MONTHLY:
+        return pd.Series(month_dates(pd.PeriodIndex(ds, freq="M"), freq), index=ds.index)
+    return ds
+
+
 def regularize(df: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Put every series on a regular calendar; fill holidays and gaps with the last known price.
 
     Adds ``observed`` (False on filled rows) so metrics can be computed on real observations only.
     ``end``: carry every series forward to that date (on the calendar), so that all of them are
-    forecast from it.
+    forecast from it. Where two prices fall on one calendar date (a Friday quote and the next
+    Monday's, weekly), the later-dated one is kept, whatever the order of the rows.
     """
     base = df[["unique_id", "ds", "y"]].dropna(subset=["y"])
     base = base.assign(ds=pd.to_datetime(base["ds"]).dt.normalize())
-    if freq.startswith("W"):
-        # the nearest week's date: a Monday series' price quoted on Tuesday after a holiday
-        # belongs to that Monday, not to the next (where it was overwritten by that week's)
-        anchor = base["ds"].dt.to_period(freq).dt.end_time.dt.normalize()
-        late = (anchor - base["ds"]).dt.days > 3
-        base = base.assign(ds=anchor.where(~late, anchor - pd.Timedelta(7, "D")))
-    elif freq in MONTHLY:
-        base = base.assign(ds=month_dates(pd.PeriodIndex(base["ds"], freq="M"), freq))
-    elif freq == "B":
-        base = base[base["ds"].dt.dayofweek < 5]
-    base = base.drop_duplicates(["unique_id", "ds"], keep="last")
+    dated = base["ds"].to_numpy()
+    base = base.assign(ds=period_dates(base["ds"], freq))
+    if freq == "B":
+        weekday = (base["ds"].dt.dayofweek < 5).to_numpy()
+        base, dated = base[weekday], dated[weekday]
+    if base.duplicated(["unique_id", "ds"]).any():
+        # the later-dated price, not the later row: a newest-first file had kept the older quote
+        order = np.argsort(dated, kind="stable")
+        base = base.iloc[order].drop_duplicates(["unique_id", "ds"], keep="last")
     short = end is not None and bool((base.groupby("unique_id")["ds"].max() < end).any())
     if _is_regular(base, freq) and not short:
         full = base.sort_values(["unique_id", "ds"], ignore_index=True)
