@@ -178,3 +178,21 @@ def test_a_fold_whose_cutoff_week_was_quoted_after_a_holiday_is_forecast_from_th
     # a random walk is forecast near its last price: the Tuesday quote, which the naive
     # forecast uses too; the fold had been trained on the week before, 15% lower
     assert ((first / quote.reindex(first.index) - 1).abs() < 0.05).all(), (first, quote)
+
+
+def test_daily_prices_backtested_as_weekly_say_so() -> None:
+    days = pd.date_range("2022-01-03", periods=7 * 160, freq="D")
+    rows = pd.concat([_walk(s, days, i) for i, s in enumerate("AB")], ignore_index=True)
+    with pytest.warns(UserWarning, match=r"W-FRI given for daily prices"):
+        run_backtest(rows, horizon=2, folds=1, freq="W-FRI")
+
+
+def test_weekly_series_in_a_file_of_daily_prices_are_named() -> None:
+    days = pd.date_range("2023-01-01", "2024-12-31", freq="D")
+    daily = [_walk(s, days, i) for i, s in enumerate("ABC")]
+    weekly = _walk("WEEKLY", days[::7], 9)
+    with pytest.warns(UserWarning, match=r"1 of 4 series are priced 5 or more days apart .*WEEKLY"):
+        run_backtest(pd.concat([*daily, weekly]), horizon=7, folds=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*days apart")
+        run_backtest(pd.concat(daily), horizon=7, folds=1)

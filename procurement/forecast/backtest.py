@@ -53,6 +53,7 @@ def run_backtest(
     if freq and freq.startswith("W-"):
         _say_other_weekday(raw, freq)
     freq = freq or infer_freq(raw)
+    _say_sparse(raw, freq)
     spec = spec_for(freq)
     panel = regularize(raw, freq)
     # each price's date on the calendar: a fold trains on what its cutoff's panel shows (a week's
@@ -156,6 +157,37 @@ def _say_other_weekday(raw: pd.DataFrame, freq: str) -> None:
         warnings.warn(
             f"frequency {freq} given for prices dated on {found[2:].title()}s ({found}): each "
             f"week's price is dated on the {freq[2:].title()} of its week",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif found in ("D", "B"):
+        warnings.warn(
+            f"frequency {freq} given for daily prices: each week is forecast and judged at the "
+            "last price of its days up to three after its date, not at the price of that date",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+SPARSE_STEP = 5  # days between a series' prices from which it is not a daily series
+
+
+def _say_sparse(raw: pd.DataFrame, freq: str) -> None:
+    """Warn where a file of daily prices holds series priced a week or more apart: they are
+    forecast as daily prices held between quotes (a file mixing daily and weekly series had 80%
+    bands that held 99% of the daily prices and 68% of the weekly ones)."""
+    if freq not in ("D", "B"):
+        return
+    dated = raw[["unique_id", "ds"]].drop_duplicates().sort_values(["unique_id", "ds"])
+    step = dated.groupby("unique_id")["ds"].diff().dt.days.groupby(dated["unique_id"]).median()
+    sparse = step[step >= SPARSE_STEP].index.astype(str).tolist()
+    if sparse:
+        names = ", ".join(sparse[:10]) + (" ..." if len(sparse) > 10 else "")
+        warnings.warn(
+            f"{len(sparse)} of {len(step)} series are priced {SPARSE_STEP} or more days apart in "
+            f"a file of daily prices ({names}): they are forecast as daily prices held between "
+            "quotes, and their bands are sized on the daily ones; backtest them in a file of "
+            "their own",
             UserWarning,
             stacklevel=3,
         )
