@@ -254,7 +254,7 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     from procurement.training import params_from
 
     fmt = _file_format(args)
-    read = {"prices": read_lenient(args.csv, fmt)}
+    read = {"prices": read_lenient(args.csv, fmt, get_settings().outlier_factor)}
     if args.drivers:
         read["drivers"] = read_lenient(args.drivers, fmt)
     for r in read.values():

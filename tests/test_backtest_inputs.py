@@ -196,3 +196,26 @@ def test_weekly_series_in_a_file_of_daily_prices_are_named() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*days apart")
         run_backtest(pd.concat(daily), horizon=7, folds=1)
+
+
+def test_a_price_far_off_its_neighbours_is_named_but_a_decade_of_rises_and_negatives_are_not(
+    tmp_path,
+) -> None:
+    from procurement.data.importers import read_lenient
+
+    days = pd.date_range("2015-01-01", periods=3650, freq="D")
+    rising = pd.DataFrame(
+        {"sku": "RISE", "date": days, "price": np.round(10 * 1.3 ** (np.arange(3650) / 365), 2)}
+    )  # 13x over the file: a whole-file median would call both ends outliers
+    power = _walk("POWER", days, 3).assign(price=lambda d: d["price"] - 100.0)  # crosses zero
+    typo = _walk("TYPO", days, 4)
+    typo.loc[typo.index[2000], "price"] *= 1000
+    path = tmp_path / "p.csv"
+    pd.concat([rising, power, typo]).to_csv(path, index=False)
+    read = read_lenient(path, outlier_factor=5.0)
+    assert read.outliers == 1
+    (named,) = read.outlier_examples
+    assert named.line == 2 + 2 * 3650 + 2000 and named.field == "price"
+    assert "TYPO around " + f"{days[2000]:%Y-%m-%d}" in named.message
+    assert len(read.frame) == 3 * 3650  # kept as read
+    assert read_lenient(path).outliers == 0  # not asked

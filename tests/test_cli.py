@@ -152,7 +152,12 @@ def test_backtest_writes_forecasts_and_metrics(tmp_path) -> None:
     assert f"line {n + 3}, field 'date': 'next week' is not a date" in r.stderr
     assert f"line {n + 4}, field 'price': {head['sku']} on {head['date'][:10]}" in r.stderr
     assert "also priced on line 2" in r.stderr
-    assert m["input"] == {"prices": {"rows": n + 3, "dropped": 2, "conflicting_dates": 1}}
+    # the kept 99999 is far off the product's prices around it: kept, and named
+    assert m["input"] == {
+        "prices": {"rows": n + 3, "dropped": 2, "conflicting_dates": 1, "outliers": 1}
+    }
+    assert "1 price is more than 5 times off the median" in r.stderr
+    assert f"line {n + 4}, field 'price': 99999 is " in r.stderr
     assert m["not_forecast"]["skus"] == ["NEWBIE"] and m["not_forecast"]["products"] == 1
     assert "not forecast in any fold, so not in these figures: NEWBIE (fewer than" in r.stderr
 

@@ -671,6 +671,10 @@ class LenientRead:
     dropped_examples: tuple[RowError, ...]
     conflicts: int  # (sku, date) given more than one price: the last row's is kept
     conflict_examples: tuple[RowError, ...]
+    # prices far off the product's own around them (a typo of a thousand times), kept as read
+    outliers: int = 0
+    outlier_examples: tuple[RowError, ...] = ()
+    outlier_factor: float = 0.0
 
     def warnings(self) -> list[str]:
         """One sentence per kind of row left out or chosen, naming the first few rows."""
@@ -691,20 +695,69 @@ class LenientRead:
             out.append(
                 f"{self.label}: {which} more than one price, the last row's is kept ({named})"
             )
+        if self.outliers:
+            named = "; ".join(str(e) for e in self.outlier_examples)
+            which = "1 price is" if self.outliers == 1 else f"{self.outliers:,} prices are"
+            out.append(
+                f"{self.label}: {which} more than {self.outlier_factor:g} "
+                f"times off the median of their product's {OUTLIER_ROWS} rows around them, kept "
+                f"as read ({named})"
+            )
         return out
 
     def summary(self) -> dict[str, int]:
-        return {"rows": self.rows, "dropped": self.dropped, "conflicting_dates": self.conflicts}
+        return {
+            "rows": self.rows,
+            "dropped": self.dropped,
+            "conflicting_dates": self.conflicts,
+            "outliers": self.outliers,
+        }
 
 
-def read_lenient(path: str | Path, fmt: FileFormat | None = None) -> LenientRead:
+OUTLIER_ROWS = 61  # a product's prices around one, whose median it is compared with
+
+
+def _outliers(out: pd.DataFrame, factor: float | None) -> tuple[int, tuple[RowError, ...]]:
+    """Rows of ``out`` (sku, date, price, line; one per sku and date) whose price is more than
+    ``factor`` times above or below the median of its product's ``OUTLIER_ROWS`` rows around
+    it, in date order: a whole-history median would flag a price that rose for ten years."""
+    if not factor or out.empty:
+        return 0, ()
+    rows = out.sort_values(["sku", "date"], kind="stable")
+    median = rows.groupby("sku", sort=False)["price"].transform(
+        lambda s: s.rolling(OUTLIER_ROWS, center=True, min_periods=1).median()
+    )
+    price, m = rows["price"].to_numpy(float), median.to_numpy(float)
+    # a product whose prices reach zero or below (electricity, WTI in April 2020) has no ratio
+    # to speak of: 0.30 beside 5.14 is an ordinary day there
+    signed = (rows.groupby("sku", sort=False)["price"].transform("min") > 0).to_numpy() & (m > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(signed, np.maximum(price / m, m / price), 1.0)
+    far = np.flatnonzero(ratio > factor)
+    examples = tuple(
+        RowError(
+            int(rows["line"].iloc[i]),
+            "price",
+            f"{price[i]:g} is {ratio[i]:.1f}x {'above' if price[i] > m[i] else 'below'} the "
+            f"median {m[i]:g} of {rows['sku'].iloc[i]} around "
+            f"{pd.Timestamp(rows['date'].iloc[i]):%Y-%m-%d}",
+        )
+        for i in far[:LENIENT_EXAMPLES]
+    )
+    return len(far), examples
+
+
+def read_lenient(
+    path: str | Path, fmt: FileFormat | None = None, outlier_factor: float | None = None
+) -> LenientRead:
     """Read ``sku,date,price`` (and ``category`` where the file has it) for analysis (backtests):
     rows whose price or date does not read are left out, negative prices are kept (they happen:
     WTI on 2020-04-20), and of rows giving one product and date different prices the last is
     kept; what was left out or chosen is counted and its first rows named. Numbers and dates are
     read as a price import reads them (decimal comma or point, day/month or month/day dates,
     decided from the file's values unless ``fmt`` says; a ``FormatError`` names the rows that
-    leave it open)."""
+    leave it open). ``outlier_factor``: count and name the prices more than that many times off
+    their product's around them (``_outliers``), keeping them."""
     label = str(path)
     df = _csv_strings(path, label, REQUIRED)
     parsed = _parse(df[["price", "date"]], np.arange(2, len(df) + 2), fmt or FileFormat(), label)
@@ -736,15 +789,19 @@ def read_lenient(path: str | Path, fmt: FileFormat | None = None) -> LenientRead
         )
         for (sku, date), lines in conflicts.head(LENIENT_EXAMPLES).items()
     )
-    out = out[~key.duplicated(keep="last").to_numpy()].drop(columns="line")
+    out = out[~key.duplicated(keep="last").to_numpy()]
+    outliers, outlier_examples = _outliers(out, outlier_factor)
     return LenientRead(
-        out.reset_index(drop=True),
+        out.drop(columns="line").reset_index(drop=True),
         label=label,
         rows=len(df),
         dropped=int((~usable).sum()),
         dropped_examples=tuple(dropped),
         conflicts=len(conflicts),
         conflict_examples=examples,
+        outliers=outliers,
+        outlier_examples=outlier_examples,
+        outlier_factor=outlier_factor or 0.0,
     )
 
 
