@@ -3,6 +3,7 @@ who imported, undo, outliers, SKU identity, concurrent imports."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import pandas as pd
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from procurement import ingest
 from procurement.auth import PermissionDenied, Principal
-from procurement.data.importers import ImportValidationError, read_price_csv
+from procurement.data.importers import MAX_DAYS_AHEAD, ImportValidationError, read_price_csv
 from procurement.db import catalog, history, open_session
 from procurement.db.models import PriceObservation, Product
 
@@ -58,6 +59,18 @@ def test_missing_column_is_named() -> None:
 def test_bad_value_names_line_and_field(row: bytes, field: str) -> None:
     errs = _errors(HEADER + b"A,2026-01-01,1.0\n" + row + b"\n")
     assert errs[0].startswith(f"line 3, field '{field}'")
+
+
+def test_a_date_far_ahead_of_today_is_refused_naming_line_and_field() -> None:
+    today = dt.date.today()
+    soon = today + dt.timedelta(days=MAX_DAYS_AHEAD)  # a price list for next week: kept
+    typo = today + dt.timedelta(days=MAX_DAYS_AHEAD + 1)
+    ok = read_price_csv(HEADER + f"A,{today},1.0\nA,{soon},1.1\n".encode())
+    assert len(ok) == 2
+    errs = _errors(HEADER + f"A,{today},1.0\nB,2099-01-01,2.0\nC,{typo},3.0\n".encode())
+    # stored, 2099 had become the company's newest day and every forecast started there
+    assert errs[0].startswith("line 3, field 'date': '2099-01-01' is more than 7 days after")
+    assert errs[1].startswith(f"line 4, field 'date': '{typo}' is more than 7 days after")
 
 
 def test_same_sku_and_date_with_different_prices_is_an_error() -> None:

@@ -519,6 +519,9 @@ def _not_fitting(kind: str, fmt: FileFormat, field: str) -> bool:
     return kind in DECIMALS and kind != fmt.decimal
 
 
+MAX_DAYS_AHEAD = 7  # a supplier's price list may be announced for next week, not further
+
+
 def validate_prices(
     df: pd.DataFrame,
     source: str = "input",
@@ -564,6 +567,18 @@ def validate_prices(
         else:
             msg = f"{raw!r} is not a date (YYYY-MM-DD, DD/MM/YYYY or MM/DD/YYYY)"
         errors.append(RowError(int(lines[i]), "date", msg))
+    # A price is dated when it was quoted: one far ahead of today is a typo (2099 for 2025),
+    # and stored it became the company's newest day, every product's forecast starting there
+    latest = np.datetime64(dt.date.today() + dt.timedelta(days=MAX_DAYS_AHEAD), "D")
+    for i in np.flatnonzero(~np.isnat(dates) & (dates.astype("datetime64[D]") > latest)):
+        errors.append(
+            RowError(
+                int(lines[i]),
+                "date",
+                f"{out['date'].iloc[i]!r} is more than {MAX_DAYS_AHEAD} days after today "
+                f"({dt.date.today():%Y-%m-%d}); prices are dated when quoted",
+            )
+        )
 
     numbers: dict[str, np.ndarray] = {}
     for col in parsed.numbers:
