@@ -218,6 +218,19 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     _write(recs[[*ADVICE_COLUMNS[:4], "buy_now", *ADVICE_COLUMNS[4:]]], args.out)
 
 
+def _probability(text: str) -> float:
+    """A bar of confidence for the advice: 70 typed for 70% had silently meant "never wait"."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.5 <= value <= 0.99:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a probability between 0.5 and 0.99 (0.7 for 70%)"
+        )
+    return value
+
+
 def _ratio(value: float | None) -> str:
     """A ratio to three decimals; "n/a" where it has none (nothing to divide by)."""
     return "n/a" if value is None else f"{value:.3f}"
@@ -593,7 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "predict":
             s.add_argument("--sku", action="append", help="only these products")
         else:
-            s.add_argument("--min-confidence", type=float)
+            s.add_argument(
+                "--min-confidence",
+                type=_probability,
+                help="advise waiting only this sure or surer, between 0.5 and 0.99 (0.7 for 70%%)",
+            )
         s.set_defaults(func=func)
 
     s = sub.add_parser("source", help="add a supplier API or web page source (JSON config file)")

@@ -197,3 +197,14 @@ def test_a_backtest_says_missing_driver_values_once_and_other_warnings_once_each
     assert err.count("\n") == 1
     assert "40 forecast steps had no value for index_chg_l1, index_chg_w7" in err
     assert [str(w.message) for w in shown] == ["something else"]
+
+
+@pytest.mark.parametrize("value", ["70", "0", "1.5", "nan", "high"])
+def test_a_bar_of_confidence_that_is_not_a_probability_is_refused(tmp_path, value: str) -> None:
+    r = _run(["recommend", "--min-confidence", value], tmp_path)
+    # 70 meant as 70% had been taken as a bar no advice reaches: "buy now" on everything
+    assert r.returncode == 2
+    assert "--min-confidence" in r.stderr
+    assert (
+        "is not a number" if value == "high" else "between 0.5 and 0.99 (0.7 for 70%)"
+    ) in r.stderr
