@@ -175,13 +175,19 @@ def _train(
         if promoted:
             refresh_forecasts(engine, settings, slug, res.version, checked=res.forecast)
     except Exception as exc:
-        log.exception("training %s failed", slug)
+        # the data's fault (too short a history, one stray date) is said in one line, as the
+        # run records it; anything else is a fault of ours and keeps its traceback in the log
+        said = isinstance(exc, ValueError)
+        if said:
+            log.error("training %s failed: %s", slug, exc)
+        else:
+            log.exception("training %s failed", slug)
         with open_session(engine) as s, s.begin():
             r = runs.get_run(s, run_id)
             if r is not None:
                 r.status, r.message, r.finished_at = (
                     runs.FAILED,
-                    f"{type(exc).__name__}: {exc}",
+                    str(exc) if said else f"{type(exc).__name__}: {exc}",
                     runs.now(),
                 )
 

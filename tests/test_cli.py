@@ -208,3 +208,11 @@ def test_a_bar_of_confidence_that_is_not_a_probability_is_refused(tmp_path, valu
     assert (
         "is not a number" if value == "high" else "between 0.5 and 0.99 (0.7 for 70%)"
     ) in r.stderr
+
+
+def test_training_on_too_short_a_history_fails_in_one_line_without_a_traceback(tmp_path) -> None:
+    assert _run(["seed", "--products", "2", "--days", "60"], tmp_path).returncode == 0
+    r = _run(["train"], tmp_path)
+    assert r.returncode == 2
+    assert "error: training demo failed: every series is shorter than" in r.stderr
+    assert "Traceback" not in r.stderr  # the data's fault, said as the run records it
