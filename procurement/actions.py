@@ -38,7 +38,7 @@ from procurement.db import monitoring as monitoring_db
 from procurement.db.models import AppUser, DataSource, DriftRetrain, ImportRun, ModelRun, Tenant
 from procurement.db.runs import TrainingBusy
 from procurement.forecast import store
-from procurement.forecast.model import PriceModel
+from procurement.forecast.model import PriceModel, min_history
 from procurement.orders import (
     approve,
     edit_line,
@@ -449,6 +449,15 @@ def forecast(
     are what-if factors on the drivers, e.g. ``{"fx": 1.05, "index:steel": 0.9}``."""
     ten = authorized_tenant(session, tenant, actor, "view")
     stored = _model(tenant, settings)
+    unknown = sorted(set(skus or ()) - set(stored.model.products))
+    if unknown:
+        # mlforecast's own words ("ids weren't seen during training") said nothing a buyer can do
+        need = min_history(stored.model.spec, stored.model.horizon)
+        raise LookupError(
+            f"no forecast for {', '.join(unknown)}: not in model {stored.version}, which forecasts "
+            f"the products with at least {need} periods of prices when it was trained (a new "
+            "product is forecast from the first retrain after it has them; check the spelling)"
+        )
     return _forecast(session, ten, stored, skus, overrides)
 
 

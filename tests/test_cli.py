@@ -68,6 +68,10 @@ def test_seed_train_recommend_round_trip(tmp_path) -> None:
     assert len(recs) == 6 and {"buy_date", "saving_pct", "confidence"} <= set(recs.columns)
     r = _run(["predict", "--what-if", "fx=oops"], tmp_path)
     assert r.returncode == 2 and "NAME=FACTOR" in r.stderr
+    r = _run(["predict", "--sku", "NEW-001", "--sku", recs["sku"].iloc[0]], tmp_path)
+    # mlforecast's "ids weren't seen during training" had said nothing a buyer could act on
+    assert r.returncode == 2 and "error: no forecast for NEW-001: not in model " in r.stderr
+    assert "at least 116 periods of prices" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_predict_before_training_says_to_train(tmp_path) -> None:
