@@ -739,9 +739,10 @@ def _outliers(out: pd.DataFrame, factor: float | None) -> tuple[int, tuple[RowEr
     if not factor or out.empty:
         return 0, ()
     rows = out.sort_values(["sku", "date"], kind="stable")
-    median = rows.groupby("sku", sort=False)["price"].transform(
-        lambda s: s.rolling(OUTLIER_ROWS, center=True, min_periods=1).median()
+    rolling = rows.groupby("sku", sort=False)["price"].rolling(
+        OUTLIER_ROWS, center=True, min_periods=1
     )
+    median = rolling.median().reset_index(level=0, drop=True).reindex(rows.index)
     price, m = rows["price"].to_numpy(float), median.to_numpy(float)
     # a product whose prices reach zero or below (electricity, WTI in April 2020) has no ratio
     # to speak of: 0.30 beside 5.14 is an ordinary day there
