@@ -160,7 +160,8 @@ def period_dates(ds: pd.Series, freq: str) -> pd.Series:
     """The date on the ``freq`` calendar each price date belongs to: itself for daily prices;
     for weekly ones the nearest week's date (a Monday series' price quoted on Tuesday after a
     holiday belongs to that Monday, not to the next, where it was overwritten by that week's);
-    for monthly ones the month's date."""
+    for monthly ones the month's date; NaT for a weekend day of business-day prices, which has
+    no date on their calendar."""
     ds = pd.to_datetime(ds).dt.normalize()
     if freq.startswith("W"):
         anchor = ds.dt.to_period(freq).dt.end_time.dt.normalize()
@@ -168,6 +169,8 @@ def period_dates(ds: pd.Series, freq: str) -> pd.Series:
         return anchor.where(~late, anchor - pd.Timedelta(7, "D"))
     if freq in MONTHLY:
         return pd.Series(month_dates(pd.PeriodIndex(ds, freq="M"), freq), index=ds.index)
+    if freq == "B":
+        return ds.where(ds.dt.dayofweek < 5)
     return ds
 
 
@@ -183,9 +186,9 @@ def regularize(df: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> 
     base = base.assign(ds=pd.to_datetime(base["ds"]).dt.normalize())
     dated = base["ds"].to_numpy()
     base = base.assign(ds=period_dates(base["ds"], freq))
-    if freq == "B":
-        weekday = (base["ds"].dt.dayofweek < 5).to_numpy()
-        base, dated = base[weekday], dated[weekday]
+    on_calendar = base["ds"].notna().to_numpy()
+    if not on_calendar.all():
+        base, dated = base[on_calendar], dated[on_calendar]
     if base.duplicated(["unique_id", "ds"]).any():
         # the later-dated price, not the later row: a newest-first file had kept the older quote
         order = np.argsort(dated, kind="stable")

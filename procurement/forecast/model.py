@@ -43,6 +43,7 @@ from procurement.forecast.features import (
     is_coarse,
     month_dates,
     pass_through,
+    period_dates,
     period_days,
     periods_between,
     regularize,
@@ -273,10 +274,9 @@ class PriceModel:
                 seen.update({k: max(v, seen.get(k, v)) for k, v in dates.items()})
                 newest_day = max(newest_day, *dates.values())
         if newest is not None:  # dated on the calendar as a price of that day would be
-            one = pd.DataFrame({"unique_id": ["_"], "ds": [pd.Timestamp(newest)], "y": [0.0]})
-            day = regularize(one, self.spec.freq)["ds"]
-            if len(day):
-                newest_day = max(newest_day, day.iloc[0])
+            day = period_dates(pd.Series([pd.Timestamp(newest)]), self.spec.freq).iloc[0]
+            if pd.notna(day):
+                newest_day = max(newest_day, day)
         return {k: v for k, v in seen.items() if v < newest_day}
 
     def __post_init__(self) -> None:
