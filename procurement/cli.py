@@ -219,16 +219,17 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 
 
 def _probability(text: str) -> float:
-    """A bar of confidence for the advice: 70 typed for 70% had silently meant "never wait"."""
+    """A buyer's bar of confidence (``recommend.buyers_bar``), refused as the arguments are read."""
+    from procurement.recommend import buyers_bar
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.5 <= value <= 0.99:
-        raise argparse.ArgumentTypeError(
-            f"{text} is not a probability between 0.5 and 0.99 (0.7 for 70%)"
-        )
-    return value
+    try:
+        return buyers_bar(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _ratio(value: float | None) -> str:

@@ -38,6 +38,18 @@ GRACE_GRID = (0.0, 0.25, 0.5, 1.0)
 MIN_POLICY_T = 1.0  # the saving per backtest window must be positive with some consistency
 
 
+BUYERS_BAR = (0.5, 0.99)  # the confidence a buyer may ask of the advice (the Product page's 50-99%)
+
+
+def buyers_bar(value: float) -> float:
+    """``value`` as a buyer's bar of confidence, or a ValueError saying what it must be: 70 meant
+    as 70% had been a bar no advice reaches, "buy now" on everything."""
+    lo, hi = BUYERS_BAR
+    if not lo <= value <= hi:
+        raise ValueError(f"{value:g} is not a probability between {lo} and {hi} (0.7 for 70%)")
+    return value
+
+
 @dataclass(frozen=True)
 class Policy:
     min_confidence: float = 0.7  # chance that the chosen day is no dearer than the first day
@@ -78,6 +90,7 @@ class Policy:
 
     def with_min_confidence(self, value: float) -> Policy:
         """The policy with every kind's bar of confidence set to ``value`` (a buyer's own)."""
+        value = buyers_bar(value)
         kinds = self.kinds and {k: p.with_min_confidence(value) for k, p in self.kinds.items()}
         return dataclasses.replace(self, min_confidence=value, kinds=kinds or None)
 

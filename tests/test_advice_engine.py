@@ -244,6 +244,9 @@ def test_each_kind_of_product_gets_the_policy_its_own_windows_paid_for() -> None
     assert not recs.loc["X", "buy_now"]
     # a buyer's own bar applies to every kind
     assert recommend(fc, policy.with_min_confidence(0.9))["buy_now"].all()
+    # and is a probability, whoever asks (the CLI, the assistant): 70 for 70% is refused
+    with pytest.raises(ValueError, match=r"70 is not a probability between 0.5 and 0.99"):
+        policy.with_min_confidence(70)
     record = advice_record(replayed, policy).set_index("sku")
     assert record.loc["D", "waits"] == 0 and record.loc["R", "waits"] == MIN_KIND_WINDOWS
     summary = policy_summary(policy)
