@@ -77,6 +77,14 @@ class Policy:
     # models saved before, and in the policies of ``kinds`` themselves.
     kinds: Mapping[str, Policy] | None = None
     kind_of: Mapping[str, str] | None = None
+    # What choosing thresholds this way saved on backtest cutoffs it had not seen
+    # (``out_of_fold_record``): the mean saving per window in percent of the first price, and
+    # its t-statistic over the cutoffs. None where not measured (older models, fewer cutoffs).
+    out_of_fold_pct: float | None = None
+    out_of_fold_t: float | None = None
+    # the thresholds saved money on the windows they were chosen on but not out of fold, so the
+    # advice never waits (``min_confidence`` is ``NEVER_WAIT``)
+    unproven: bool = False
 
     def of(self, sku: str) -> Policy:
         """The policy that advises on ``sku``."""
@@ -449,7 +457,45 @@ def _chosen_and_mapped(
     grid, y = _with_actuals(replayed)
     out = _outcomes(grid, y)
     policy, table = _best(out, np.ones(len(out.cutoffs), dtype=bool))
-    return _mapped(grid, y, out, policy, evidence), table
+    day, bought = _advised_out_of_fold(grid, y, out)
+    pct, t = out_of_fold_record(y, bought, out)
+    policy = dataclasses.replace(policy, out_of_fold_pct=pct, out_of_fold_t=t)
+    if policy.min_confidence < NEVER_WAIT and t is not None and not t > MIN_OUT_OF_FOLD_T:
+        # thresholds chosen this way lost money, or saved nothing consistent, on the cutoffs
+        # they were not chosen on: what they saved on their own is luck of the search
+        return dataclasses.replace(policy, min_confidence=NEVER_WAIT, unproven=True), table
+    return _mapped(grid, y, out, policy, evidence, (day, bought)), table
+
+
+# the t-statistic over backtest cutoffs that the out-of-fold saving of the threshold search must
+# exceed for the advice to wait at all
+MIN_OUT_OF_FOLD_T = 0.0
+
+
+def out_of_fold_record(
+    y: np.ndarray, bought: np.ndarray, out: _Outcomes
+) -> tuple[float | None, float | None]:
+    """The mean saving per window (percent of the first price) of the advice given out of fold
+    (``_advised_out_of_fold``: ``bought``, the step bought on per window, 0 for buying at once),
+    and its t-statistic over the backtest cutoffs; None where there are fewer than three."""
+    if len(out.cutoffs) < 3:
+        return None, None
+    idx = np.arange(len(y))
+    first = y[:, 0]
+    keep = np.isfinite(first) & (np.abs(first) > 0)
+    paid = np.where(bought > 0, y[idx, bought], first)
+    realized = np.where(
+        keep & np.isfinite(paid), (first - paid) / np.where(keep, np.abs(first), 1), 0
+    )
+    codes = pd.Index(out.cutoffs).get_indexer(out.row_cutoff)
+    per_cutoff = np.bincount(codes[keep], realized[keep], len(out.cutoffs)) / np.maximum(
+        out.windows, 1
+    )
+    per_cutoff = per_cutoff[out.windows > 0]
+    if len(per_cutoff) < 3:
+        return None, None
+    mean = 100 * float(realized[keep].sum() / keep.sum())
+    return mean, float(t_stats(per_cutoff[None, :], axis=1)[0])
 
 
 MIN_MAP_CASES = 60  # advised backtest windows below which the confidence is not remapped
@@ -538,15 +584,22 @@ def confidence_map(replayed: pd.DataFrame, policy: Policy, evidence: float) -> P
     return _mapped(grid, y, _outcomes(grid, y), policy, evidence)
 
 
-def _mapped(grid: _Grid, y: np.ndarray, out: _Outcomes, policy: Policy, evidence: float) -> Policy:
+def _mapped(
+    grid: _Grid,
+    y: np.ndarray,
+    out: _Outcomes,
+    policy: Policy,
+    evidence: float,
+    out_of_fold: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Policy:
     """``confidence_map`` on the replayed windows as a grid, their actual prices and every
-    candidate's record on them."""
+    candidate's record on them (and ``_advised_out_of_fold`` where the caller has it)."""
     idx = np.arange(len(grid.skus))
 
     def advised(bought: np.ndarray) -> np.ndarray:
         return (bought > 0) & np.isfinite(y[idx, bought]) & np.isfinite(y[:, 0])
 
-    day, bought = _advised_out_of_fold(grid, y, out)
+    day, bought = out_of_fold or _advised_out_of_fold(grid, y, out)
     seen = advised(bought)
     if seen.sum() < MIN_MAP_CASES:
         # too few waits advised out of sample (thresholds chosen on the other windows rarely
@@ -627,6 +680,9 @@ def policy_summary(policy: Policy) -> dict[str, Any]:
         "min_saving_pct": policy.min_saving_pct,
         "target_price": policy.target_price,
         "grace_steps": policy.grace_steps,
+        "out_of_fold_saving_pct": policy.out_of_fold_pct,
+        "out_of_fold_t": policy.out_of_fold_t,
+        "unproven": policy.unproven,
     }
     if policy.kinds:
         counts = pd.Series(list((policy.kind_of or {}).values()), dtype=object).value_counts()

@@ -33,6 +33,7 @@ from procurement.recommend import (
     policy_summary,
     recommend,
 )
+from ui.features import policy_words
 
 
 def _reference(x: np.ndarray, kind: str, window: int) -> np.ndarray:
@@ -255,6 +256,51 @@ def test_each_kind_of_product_gets_the_policy_its_own_windows_paid_for() -> None
     # too few windows of a kind: one policy for the company
     few, _ = choose_policies(_two_kinds(MIN_KIND_WINDOWS - 1), kind_of, evidence=50.0)
     assert few.kinds is None and "kinds" not in policy_summary(few)
+
+
+def _noise(seed: int, n: int = 40) -> pd.DataFrame:
+    """n windows stated at assorted probabilities and savings whose outcome is noise: the price
+    later is 100 +- 2 whatever was stated."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for w in range(n):
+        p = float(rng.choice([0.55, 0.65, 0.75, 0.85, 0.95]))
+        saving = float(rng.choice([0.3, 0.7, 1.5, 2.5, 4.0]))
+        parts.append(_replayed(p, saving, 100.0 + rng.normal(0, 2.0), n=1).assign(sku=f"A@{w}"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_thresholds_that_paid_only_where_they_were_chosen_do_not_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import procurement.recommend as rec
+
+    noise = _noise(2)
+    policy, _ = choose_policies(noise, {}, evidence=50.0)
+    assert policy.min_confidence == NEVER_WAIT
+    assert policy.out_of_fold_pct is not None and policy.out_of_fold_pct < 0
+    summary = policy_summary(policy)
+    assert summary["out_of_fold_saving_pct"] == policy.out_of_fold_pct
+    assert summary["out_of_fold_t"] == policy.out_of_fold_t < 0
+    assert summary["unproven"] and policy_words(summary, 14, "D") == (
+        "Advice learned from the backtest: never wait (the thresholds that saved the most on the "
+        f"backtest windows they were chosen on saved {policy.out_of_fold_pct:.2f}% a window on "
+        "the others)."
+    )
+    # the search alone found thresholds that would have paid on these very windows
+    monkeypatch.setattr(rec, "MIN_OUT_OF_FOLD_T", -np.inf)
+    lucky, _ = choose_policies(noise, {}, evidence=50.0)
+    assert lucky.min_confidence < NEVER_WAIT and not lucky.unproven
+    # waiting that pays on every cutoff passes the check, out of fold as in sample
+    paid, _ = choose_policies(
+        pd.concat(
+            [_replayed(0.8, 3.0, 96.0, n=1).assign(sku=f"A@{w}") for w in range(20)],
+            ignore_index=True,
+        ),
+        {},
+        evidence=50.0,
+    )
+    assert paid.min_confidence <= 0.8 and (paid.out_of_fold_pct or 0) == pytest.approx(4.0)
 
 
 def test_stock_out_is_the_reason_when_waiting_would_pay_but_stock_runs_out() -> None:

@@ -387,7 +387,9 @@ def test_weekly_series_are_trained_whole_and_daily_ones_up_to_the_cap() -> None:
         assert len(frame) == kept
 
 
-def test_weekly_models_are_judged_on_four_years_of_windows_daily_ones_on_the_setting() -> None:
+def test_weekly_models_are_judged_on_four_years_of_windows_monthly_on_eight_daily_on_the_setting() -> (
+    None
+):
     from procurement.forecast.model import WEEKLY_BACKTEST_WEEKS, _backtest_windows
 
     long_ = pd.Series([1500, 1400, 1600])
@@ -395,6 +397,8 @@ def test_weekly_models_are_judged_on_four_years_of_windows_daily_ones_on_the_set
     assert _backtest_windows(long_, spec_for("D"), 14, 8) == 8
     short = pd.Series([200, 200])  # a short weekly history gets what it allows, at least 2
     assert 2 <= _backtest_windows(short, spec_for("W-MON"), 4, 8) < 52
+    # four years of months are 48 periods, too few market turns: monthly ones get 96 (8 years)
+    assert _backtest_windows(pd.Series([400, 360]), spec_for("MS"), 3, 8) == 32
 
 
 def test_backtest_demand_features_are_the_same_from_the_sample_of_series_as_from_all() -> None:

@@ -82,6 +82,12 @@ KIND_WORDS = {
 
 def _bar_words(pol: Mapping[str, Any]) -> str:
     if pol.get("min_confidence", 0) >= 1:
+        if pol.get("unproven"):
+            return (
+                "never wait (the thresholds that saved the most on the backtest windows they "
+                "were chosen on saved "
+                f"{pol.get('out_of_fold_saving_pct') or 0.0:.2f}% a window on the others)"
+            )
         return "never wait (no threshold saved money)"
     by = f" by {pol['min_saving_pct']:g}% or more" if pol.get("min_saving_pct", 0) > 0 else ""
     return f"wait only when a later day is at least {pol['min_confidence']:.0%} likely to be cheaper{by}"
