@@ -781,7 +781,9 @@ def _reason(
                 )
             else:
                 when += f" (sooner at {price} or less)"
-        text = f"{when}: expected {saving_pct:.1f}% cheaper than today, {likely} likely"
+        # a saving under 0.05% read "0.0% cheaper", which a buyer takes for no saving at all
+        pct = f"{saving_pct:.1f}" if abs(saving_pct) >= 0.05 else f"{saving_pct:.2g}"
+        text = f"{when}: expected {pct}% cheaper than today, {likely} likely"
         if not_dearer - conf >= STICKY_GAP:
             # a price that mostly stays put: waiting rarely costs more even when it saves nothing
             text += f" ({int(shown_percent(not_dearer))}% likely no dearer)"

@@ -28,6 +28,12 @@ def test_recommend_picks_cheapest_confident_day_and_exact_saving() -> None:
     assert rec["reason"] == "Buy on Thu 03 Dec: expected 5.0% cheaper than today, 90% likely"
 
 
+def test_a_wait_for_a_tiny_saving_says_how_tiny_not_zero() -> None:
+    rec = recommend(_fc([100, 99.96, 100], [0, 0.8, 0.1]), Policy(0.7, 0.0)).iloc[0]
+    assert not rec["buy_now"]
+    assert rec["reason"] == "Buy on Wed 02 Dec: expected 0.04% cheaper than today, 80% likely"
+
+
 def test_recommend_buy_now_when_saving_is_not_confident_enough() -> None:
     rec = recommend(_fc([100, 98, 96], [0, 0.55, 0.6])).iloc[0]
     assert rec["buy_now"] and rec["saving"] == 0
