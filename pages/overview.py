@@ -2,6 +2,7 @@ import streamlit as st
 
 from procurement import buying
 from ui.charts import buy_calendar, saving_by
+from ui.features import span_words
 from ui.money import company_currency, money, shown_percent
 from ui.page import advice_for, catalog_for, how_sure_column, page_setup, plain
 
@@ -31,14 +32,31 @@ c4.metric(
     help="The day of the newest price in the data; the forecasts and advice start from it.",
 )
 
-unforecast = sorted(set(products["sku"]) - set(recs["sku"]))
-if unforecast:
-    shown = ", ".join(unforecast[:8]) + (
-        f" and {len(unforecast) - 8:,} more" if len(unforecast) > 8 else ""
-    )
+short, new = buying.unforecast(products, recs, ctx.model)
+
+
+def _listed(skus: list[str]) -> str:
+    return ", ".join(skus[:8]) + (f" and {len(skus) - 8:,} more" if len(skus) > 8 else "")
+
+
+def _products_have(n: int) -> str:
+    return "1 product has" if n == 1 else f"{n:,} products have"
+
+
+if short and ctx.model is not None:
+    needs = span_words(int(ctx.model.min_periods), ctx.model.spec.freq)
     st.info(
         plain(
-            f"{len(unforecast):,} products have no forecast yet ({shown}): they arrived after "
+            f"{_products_have(len(short))} too little price history to forecast "
+            f"({_listed(short)}): a forecast needs {needs} of prices. They get one at the first "
+            "retrain after that."
+        ),
+        icon=":material/hourglass_empty:",
+    )
+if new:
+    st.info(
+        plain(
+            f"{_products_have(len(new))} no forecast yet ({_listed(new)}): they arrived after "
             f"model {ctx.version} was trained. Retrain to include them."
         ),
         icon=":material/new_releases:",

@@ -193,6 +193,18 @@ def stale_data(last: dt.date, freq: str, today: dt.date) -> str | None:
     )
 
 
+def unforecast(
+    products: pd.DataFrame, recs: pd.DataFrame, model: PriceModel | None
+) -> tuple[list[str], list[str]]:
+    """The catalog's products without advice, split: those whose price history was too short
+    for ``model`` to train on (they come in once they have ``model.min_periods`` periods), and
+    those new since it was trained (a retrain brings them in). Models saved before recorded no
+    short products."""
+    absent = sorted(set(products["sku"].astype(str)) - set(recs["sku"].astype(str)))
+    short = getattr(model, "too_short", frozenset())
+    return [u for u in absent if u in short], [u for u in absent if u not in short]
+
+
 def summary(recs: pd.DataFrame) -> dict[str, float]:
     """Headline numbers for the overview page."""
     wait = ~recs["buy_now"]

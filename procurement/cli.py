@@ -204,7 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_recommend(args: argparse.Namespace) -> None:
     """The same advice as the Recommendations page (``actions.advice``)."""
     from procurement import actions
-    from procurement.buying import ADVICE_COLUMNS
+    from procurement.buying import ADVICE_COLUMNS, unforecast
     from procurement.db import open_session
 
     with open_session(_db()) as s:
@@ -214,6 +214,22 @@ def cmd_recommend(args: argparse.Namespace) -> None:
             tenant=args.tenant,
             overrides=_overrides(args.what_if),
             min_confidence=args.min_confidence,
+        )
+        products = actions.catalog(Principal.system(), session=s, tenant=args.tenant)
+        stored = actions.current_model(Principal.system(), session=s, tenant=args.tenant)
+    short, new = unforecast(products, recs, stored.model if stored else None)
+    # the products without advice, on stderr so the CSV stays clean
+    if short and stored:
+        print(
+            f"{len(short)} product(s) with too little price history to forecast "
+            f"({', '.join(short[:8])}): a forecast needs {stored.model.min_periods} periods",
+            file=sys.stderr,
+        )
+    if new:
+        print(
+            f"{len(new)} product(s) new since the model was trained ({', '.join(new[:8])}): "
+            "retrain to include them",
+            file=sys.stderr,
         )
     _write(recs[[*ADVICE_COLUMNS[:4], "buy_now", *ADVICE_COLUMNS[4:]]], args.out)
 

@@ -603,3 +603,18 @@ def test_recommendations_show_when_a_promotion_is_due(app_env) -> None:
     plain_skus = [s for s in recs["sku"] if s not in (model.promotion_info or {})]
     # blank, not "None", where no promotion is due
     assert (recs.set_index("sku").loc[plain_skus, "promotion_due"] == "").all()
+
+
+def test_overview_says_which_products_need_more_history_and_which_a_retrain(
+    app_env, monkeypatch
+) -> None:
+    from procurement import buying
+
+    monkeypatch.setattr(buying, "unforecast", lambda p, r, m: (["SKU-00003"], ["SKU-00009"]))
+    at = _app()
+    infos = [i.value.replace("\\", "") for i in at.info]  # markdown escapes
+    short = next(i for i in infos if "too little price history" in i)
+    assert "1 product has too little price history to forecast (SKU-00003)" in short
+    assert "a forecast needs " in short and " of prices" in short
+    new = next(i for i in infos if "no forecast yet" in i)
+    assert "(SKU-00009): they arrived after model" in new and "SKU-00003" not in new

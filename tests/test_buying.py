@@ -246,3 +246,22 @@ def test_the_learned_policy_in_a_buyers_words_for_the_company_and_for_each_kind(
         "(promotions, shocks that fade): wait only when a later day is at least 60% likely to be "
         "cheaper by 0.5% or more; no target price: buy on the advised day."
     )
+
+
+def test_products_too_short_to_train_on_are_told_apart_from_new_ones(small_data) -> None:
+    from conftest import training_data
+
+    from procurement.forecast.model import ModelParams, fit_price_model, min_history
+
+    data = training_data(small_data)
+    # a product first priced five weeks before the end: too short a history to train on
+    young = data.prices[data.prices["unique_id"] == "SKU-00002"].tail(35).assign(unique_id="NEW-1")
+    data.prices = pd.concat([data.prices, young], ignore_index=True)
+    model = fit_price_model(data, "D", 14, ModelParams(n_estimators=20, max_history=240))
+    assert model.too_short == {"NEW-1"} and "NEW-1" not in model.last_price
+    assert model.min_periods == min_history(model.spec, 14) > 35
+    products = pd.DataFrame({"sku": ["SKU-00001", "NEW-1", "NEW-2"]})
+    recs = pd.DataFrame({"sku": ["SKU-00001"]})
+    # NEW-2 came after the training: a retrain brings it in; NEW-1 needs more prices first
+    assert buying.unforecast(products, recs, model) == (["NEW-1"], ["NEW-2"])
+    assert buying.unforecast(products, recs, None) == ([], ["NEW-1", "NEW-2"])

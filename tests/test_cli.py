@@ -58,6 +58,11 @@ def test_import_bad_file_exits_nonzero_naming_line_and_field(tmp_path) -> None:
 
 def test_seed_train_recommend_round_trip(tmp_path) -> None:
     assert _run(["seed", "--products", "6", "--days", "150"], tmp_path).returncode == 0
+    # a product with ten days of prices: too few to train on
+    young = tmp_path / "young.csv"
+    days = pd.date_range(end=END, periods=10, freq="D")
+    young.write_text("sku,date,price\n" + "".join(f"YOUNG,{d.date()},5\n" for d in days))
+    assert _run(["import", "prices", str(young)], tmp_path).returncode == 0
     r = _run(["train"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "MASE" in r.stdout
@@ -66,6 +71,8 @@ def test_seed_train_recommend_round_trip(tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     recs = pd.read_csv(out)
     assert len(recs) == 6 and {"buy_date", "saving_pct", "confidence"} <= set(recs.columns)
+    assert "1 product(s) with too little price history to forecast (YOUNG)" in r.stderr
+    assert "new since the model" not in r.stderr
     r = _run(["predict", "--what-if", "fx=oops"], tmp_path)
     assert r.returncode == 2 and "NAME=FACTOR" in r.stderr
     r = _run(["predict", "--sku", "NEW-001", "--sku", recs["sku"].iloc[0]], tmp_path)

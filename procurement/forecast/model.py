@@ -253,6 +253,10 @@ class PriceModel:
     # periods, as far as the drivers reach (none in models saved before)
     held: frozenset[str] = frozenset()
     held_after: int = 0
+    # products of the training data left out for too short a history, and how many periods of
+    # prices a product needs (``min_history``): the app says why they have no forecast
+    too_short: frozenset[str] = frozenset()
+    min_periods: int = 0
     # per product, how its price follows its category index's changes (none in models saved
     # before)
     pass_rates: pd.DataFrame | None = None
@@ -992,6 +996,8 @@ def fit_price_model(
         held=held,
         pass_rates=data.pass_rates,
         held_after=hold_after,
+        too_short=frozenset(str(k) for k in short.index),
+        min_periods=min_len,
     )
 
 
