@@ -201,7 +201,7 @@ def unforecast(
     those new since it was trained (a retrain brings them in). Models saved before recorded no
     short products."""
     absent = sorted(set(products["sku"].astype(str)) - set(recs["sku"].astype(str)))
-    short = getattr(model, "too_short", frozenset())
+    short: frozenset[str] = getattr(model, "too_short", frozenset())
     return [u for u in absent if u in short], [u for u in absent if u not in short]
 
 
