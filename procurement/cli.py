@@ -159,8 +159,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     assert stored is not None
     meta = stored.metadata
     m = meta["metrics"]
+    short = sorted(getattr(stored.model, "too_short", frozenset()))
+    left_out = (
+        f" ({len(short)} left out, too little price history: {', '.join(short[:8])}"
+        f"{', ...' if len(short) > 8 else ''})"
+        if short
+        else ""
+    )
     print(
-        f"model {stored.version}: {meta['n_products']} products, "
+        f"model {stored.version}: {meta['n_products']} products{left_out}, "
         f"MASE {m['model']['mase']:.3f} (naive {m['naive']['mase']:.3f}), "
         f"{meta['training_seconds']:.1f}s"
     )

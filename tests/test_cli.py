@@ -65,7 +65,10 @@ def test_seed_train_recommend_round_trip(tmp_path) -> None:
     assert _run(["import", "prices", str(young)], tmp_path).returncode == 0
     r = _run(["train"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "MASE" in r.stdout
+    assert (
+        "MASE" in r.stdout
+        and "6 products (1 left out, too little price history: YOUNG)" in r.stdout
+    )
     out = tmp_path / "recs.csv"
     r = _run(["recommend", "--out", str(out)], tmp_path)
     assert r.returncode == 0, r.stderr
