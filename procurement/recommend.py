@@ -453,7 +453,8 @@ def _chosen_and_mapped(
     replayed: pd.DataFrame, evidence: float
 ) -> tuple[Policy, list[dict[str, Any]]]:
     """``choose_policy`` then ``confidence_map``, replaying every candidate on the windows once
-    for both."""
+    for both; never waiting (``Policy.unproven``) where the thresholds chosen on the other
+    cutoffs saved nothing on each held-out one (``out_of_fold_record``, ``MIN_OUT_OF_FOLD_T``)."""
     grid, y = _with_actuals(replayed)
     out = _outcomes(grid, y)
     policy, table = _best(out, np.ones(len(out.cutoffs), dtype=bool))
@@ -651,8 +652,8 @@ def _window_skus(names: pd.Series | pd.Index) -> pd.Series:
 def choose_policies(
     replayed: pd.DataFrame, kind_of: Mapping[str, str], evidence: float
 ) -> tuple[Policy, list[dict[str, Any]]]:
-    """The company's policy (``choose_policy``, then ``confidence_map``) and, where the
-    backtest windows hold at least ``MIN_KIND_WINDOWS`` of each kind of product (``kind_of``:
+    """The company's policy (``choose_policy``, checked out of fold, then ``confidence_map``:
+    ``_chosen_and_mapped``) and, where the backtest windows hold at least ``MIN_KIND_WINDOWS`` of each kind of product (``kind_of``:
     sku -> one of ``KINDS``), each kind's own, chosen and mapped on its own windows.
 
     One bar for a catalog of both kinds was a compromise that served neither: on the synthetic
