@@ -78,6 +78,24 @@ def test_same_sku_and_date_with_different_prices_is_an_error() -> None:
     assert "lines 2, 4" in errs[0] and "different prices" in errs[0]
 
 
+def test_every_kind_of_error_is_reported_at_once_in_line_order() -> None:
+    errs = _errors(
+        b"sku,date,price,currency\n"
+        b"A,2026-01-01,1.0,USD\n"
+        b"A,2026-01-01,1.5,USD\n"  # the same day at another price
+        b"B,2026-01-02,abc,USD\n"
+        b"C,2026-01-02,2.0,DOLLARS\n"
+    )
+    # the text price had hidden the duplicate and the currency until it was mended
+    assert [e.split(":")[0] for e in errs] == [
+        "line 3, field 'price'",
+        "line 4, field 'price'",
+        "line 5, field 'currency'",
+    ]
+    assert "appears on lines 2, 3 with different prices" in errs[0]
+    assert "'abc' is not a number" in errs[1]
+
+
 def test_exact_duplicates_are_collapsed() -> None:
     df = read_price_csv(HEADER + b"A,2026-01-01,1.0\nA,2026-01-01,1.0\n")
     assert len(df) == 1

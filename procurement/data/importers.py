@@ -603,11 +603,8 @@ def validate_prices(
             errors.append(RowError(int(lines[i]), col.name, msg))
         numbers[col.name] = vals
 
-    if errors:
-        raise ImportValidationError(
-            sorted(errors, key=lambda e: e.line or 0)[:max_errors], source, total=len(errors)
-        )
-
+    # every kind of error in one report: a bad price on one line no longer hides a currency
+    # or a conflicting duplicate further down (the file had to be sent once per kind)
     out["date"] = pd.Series(dates).dt.date.to_numpy()
     for col_name, vals in numbers.items():
         out[col_name] = vals
@@ -642,7 +639,9 @@ def validate_prices(
                     )
         out = out[~key.duplicated(keep="first").to_numpy()]
     if errors:
-        raise ImportValidationError(errors[:max_errors], source, total=len(errors))
+        raise ImportValidationError(
+            sorted(errors, key=lambda e: e.line or 0)[:max_errors], source, total=len(errors)
+        )
     return out.reset_index(drop=True)
 
 
