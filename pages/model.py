@@ -121,6 +121,19 @@ st.caption(
     f"LightGBM {meta['libraries']['lightgbm']}, mlforecast {meta['libraries']['mlforecast']}."
 )
 
+sparse = m.get("sparse_series") or {}
+if sparse.get("products"):
+    names = ", ".join(sparse["skus"][:8]) + (" ..." if sparse["products"] > 8 else "")
+    st.warning(
+        plain(
+            f"{sparse['products']} products are priced {sparse['days']} or more days apart "
+            f"({names}) in a catalog of daily prices: they are forecast and advised as daily "
+            "prices held between their quotes, with bands sized on the daily products. A "
+            "company of their own, weekly, would forecast them in weeks."
+        ),
+        icon=":material/event_busy:",
+    )
+
 left, right = st.columns(2)
 with left:
     st.subheader("Backtest against simple forecasts")

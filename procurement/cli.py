@@ -171,6 +171,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         f"MASE {m['model']['mase']:.3f} (naive {m['naive']['mase']:.3f}), "
         f"{meta['training_seconds']:.1f}s"
     )
+    sparse = m.get("sparse_series") or {}
+    if sparse.get("products"):
+        print(
+            f"warning: {sparse['products']} products are priced {sparse['days']} or more days "
+            f"apart ({', '.join(sparse['skus'][:8])}) among daily prices: they are forecast as "
+            "daily prices held between quotes",
+            file=sys.stderr,
+        )
 
 
 def _write(df: pd.DataFrame, out: str | None) -> None:

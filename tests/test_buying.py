@@ -256,9 +256,15 @@ def test_products_too_short_to_train_on_are_told_apart_from_new_ones(small_data)
     data = training_data(small_data)
     # a product first priced five weeks before the end: too short a history to train on
     young = data.prices[data.prices["unique_id"] == "SKU-00002"].tail(35).assign(unique_id="NEW-1")
-    data.prices = pd.concat([data.prices, young], ignore_index=True)
+    # and one quoted weekly among the daily prices: forecast, and said to be forecast daily
+    weekly = data.prices[data.prices["unique_id"] == "SKU-00003"].iloc[::7]
+    data.prices = pd.concat(
+        [data.prices, young, weekly.assign(unique_id="WEEKLY")], ignore_index=True
+    )
     model = fit_price_model(data, "D", 14, ModelParams(n_estimators=20, max_history=240))
     assert model.too_short == {"NEW-1"} and "NEW-1" not in model.last_price
+    assert "WEEKLY" in model.last_price
+    assert model.metrics["sparse_series"] == {"products": 1, "skus": ["WEEKLY"], "days": 5}
     assert model.min_periods == min_history(model.spec, 14) > 35
     products = pd.DataFrame({"sku": ["SKU-00001", "NEW-1", "NEW-2"]})
     recs = pd.DataFrame({"sku": ["SKU-00001"]})

@@ -63,17 +63,23 @@ def test_seed_train_recommend_round_trip(tmp_path) -> None:
     days = pd.date_range(end=END, periods=10, freq="D")
     young.write_text("sku,date,price\n" + "".join(f"YOUNG,{d.date()},5\n" for d in days))
     assert _run(["import", "prices", str(young)], tmp_path).returncode == 0
+    # and one quoted once a week among the daily prices
+    weekly = tmp_path / "weekly.csv"
+    weeks = pd.date_range(end=END, periods=21, freq="7D")
+    weekly.write_text("sku,date,price\n" + "".join(f"WEEKLY,{d.date()},7\n" for d in weeks))
+    assert _run(["import", "prices", str(weekly)], tmp_path).returncode == 0
     r = _run(["train"], tmp_path)
     assert r.returncode == 0, r.stderr
+    assert "warning: 1 products are priced 5 or more days apart (WEEKLY)" in r.stderr
     assert (
         "MASE" in r.stdout
-        and "6 products (1 left out, too little price history: YOUNG)" in r.stdout
+        and "7 products (1 left out, too little price history: YOUNG)" in r.stdout
     )
     out = tmp_path / "recs.csv"
     r = _run(["recommend", "--out", str(out)], tmp_path)
     assert r.returncode == 0, r.stderr
     recs = pd.read_csv(out)
-    assert len(recs) == 6 and {"buy_date", "saving_pct", "confidence"} <= set(recs.columns)
+    assert len(recs) == 7 and {"buy_date", "saving_pct", "confidence"} <= set(recs.columns)
     assert "1 product(s) with too little price history to forecast (YOUNG)" in r.stderr
     assert "new since the model" not in r.stderr
     r = _run(["predict", "--what-if", "fx=oops"], tmp_path)

@@ -14,7 +14,14 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from procurement.forecast.calibration import add_baselines, point_metrics, series_scale
-from procurement.forecast.features import infer_freq, period_dates, regularize, spec_for
+from procurement.forecast.features import (
+    SPARSE_STEP,
+    infer_freq,
+    period_dates,
+    regularize,
+    sparse_series,
+    spec_for,
+)
 from procurement.forecast.model import ModelParams, TrainingData, fit_price_model, min_history
 from procurement.recommend import Policy, policy_summary, recommend
 
@@ -53,9 +60,9 @@ def run_backtest(
     if freq and freq.startswith("W-"):
         _say_other_weekday(raw, freq)
     freq = freq or infer_freq(raw)
-    _say_sparse(raw, freq)
     spec = spec_for(freq)
     panel = regularize(raw, freq)
+    _say_sparse(panel, freq)
     # each price's date on the calendar: a fold trains on what its cutoff's panel shows (a week's
     # price quoted on Tuesday after a holiday is that Monday's, and was the naive forecast's
     # while the model, cut on the quote's own date, forecast from the week before)
@@ -169,22 +176,15 @@ def _say_other_weekday(raw: pd.DataFrame, freq: str) -> None:
         )
 
 
-SPARSE_STEP = 5  # days between a series' prices from which it is not a daily series
-
-
-def _say_sparse(raw: pd.DataFrame, freq: str) -> None:
-    """Warn where a file of daily prices holds series priced a week or more apart: they are
-    forecast as daily prices held between quotes (a file mixing daily and weekly series had 80%
-    bands that held 99% of the daily prices and 68% of the weekly ones)."""
-    if freq not in ("D", "B"):
-        return
-    dated = raw[["unique_id", "ds"]].drop_duplicates().sort_values(["unique_id", "ds"])
-    step = dated.groupby("unique_id")["ds"].diff().dt.days.groupby(dated["unique_id"]).median()
-    sparse = step[step >= SPARSE_STEP].index.astype(str).tolist()
+def _say_sparse(panel: pd.DataFrame, freq: str) -> None:
+    """Warn where a file of daily prices holds series priced a week or more apart
+    (``sparse_series``)."""
+    sparse = sparse_series(panel["unique_id"], panel["observed"], freq)
     if sparse:
+        n = panel["unique_id"].nunique()
         names = ", ".join(sparse[:10]) + (" ..." if len(sparse) > 10 else "")
         warnings.warn(
-            f"{len(sparse)} of {len(step)} series are priced {SPARSE_STEP} or more days apart in "
+            f"{len(sparse)} of {n} series are priced {SPARSE_STEP} or more days apart in "
             f"a file of daily prices ({names}): they are forecast as daily prices held between "
             "quotes, and their bands are sized on the daily ones; backtest them in a file of "
             "their own",

@@ -132,6 +132,24 @@ def spec_for(freq: str) -> FreqSpec:
     raise ValueError(f"unsupported frequency {freq!r}")
 
 
+SPARSE_STEP = 5  # days between a series' prices from which it is not a daily series
+
+
+def sparse_series(ids: pd.Series, observed: pd.Series | np.ndarray, freq: str) -> list[str]:
+    """The series of a daily (or business-day) frame on its regular calendar (``ids`` its
+    unique_id, ``observed`` whether a row is a price: ``regularize``) whose prices are on
+    average ``SPARSE_STEP`` or more days apart: weekly quotes in a daily catalog, forecast as
+    daily prices held between quotes (a file mixing both had 80% bands that held 99% of the
+    daily prices and 68% of the weekly ones). Counted, not sorted: a pass over the rows."""
+    if freq not in ("D", "B") or not len(ids):
+        return []
+    by = pd.Series(np.asarray(observed, dtype=float), index=ids.index).groupby(
+        ids, sort=False, observed=True
+    )
+    days_each = by.size() * period_days(freq) / by.sum().clip(lower=1)
+    return sorted(days_each.index[days_each >= SPARSE_STEP].astype(str))
+
+
 def infer_freq(df: pd.DataFrame, id_col: str = "unique_id", time_col: str = "ds") -> str:
     """Daily ('D'), business-daily ('B'), weekly ('W-<DAY>') or monthly ('MS' dated on the
     first of the month, else 'ME'), from the spacing of the dates."""

@@ -38,6 +38,7 @@ from procurement.forecast.calibration import (
 )
 from procurement.forecast.features import (
     MONTHLY,
+    SPARSE_STEP,
     FreqSpec,
     driver_features,
     is_coarse,
@@ -47,6 +48,7 @@ from procurement.forecast.features import (
     period_days,
     periods_between,
     regularize,
+    sparse_series,
     spec_for,
 )
 from procurement.forecast.promotions import (
@@ -893,6 +895,10 @@ def fit_price_model(
     record = advice_record(replayed, policy).set_index("sku")
     metrics = backtest_metrics(cv, cv_frame, spec.season)
     metrics["backtest_windows"] = n_windows
+    # weekly quotes in a daily catalog: forecast and advised as daily prices, which the buyer
+    # must be told (the Model page, ``procurement train``)
+    sparse = sparse_series(frame["unique_id"], observed.to_numpy(), spec.freq)
+    metrics["sparse_series"] = {"products": len(sparse), "skus": sparse[:20], "days": SPARSE_STEP}
     metrics["calendars_backtested"] = backtested_calendars
     metrics["coverage_80"] = coverage_80  # in-sample for the interval calibration
     metrics["shrink_to_naive"] = float(np.mean(cv["pool"])) if len(cv) else 0.0
