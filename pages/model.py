@@ -126,7 +126,8 @@ if sparse.get("products"):
     names = ", ".join(sparse["skus"][:8]) + (" ..." if sparse["products"] > 8 else "")
     st.warning(
         plain(
-            f"{sparse['products']} products are priced {sparse['days']} or more days apart "
+            f"{sparse['products']} product{' is' if sparse['products'] == 1 else 's are'} "
+            f"priced {sparse['days']} or more days apart "
             f"({names}) in a catalog of daily prices: they are forecast and advised as daily "
             "prices held between their quotes, with bands sized on the daily products. A "
             "company of their own, weekly, would forecast them in weeks."

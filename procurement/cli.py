@@ -174,8 +174,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     sparse = m.get("sparse_series") or {}
     if sparse.get("products"):
         print(
-            f"warning: {sparse['products']} products are priced {sparse['days']} or more days "
-            f"apart ({', '.join(sparse['skus'][:8])}) among daily prices: they are forecast as "
+            f"warning: {sparse['products']} product(s) priced {sparse['days']} or more days "
+            f"apart ({', '.join(sparse['skus'][:8])}) among daily prices: forecast as "
             "daily prices held between quotes",
             file=sys.stderr,
         )

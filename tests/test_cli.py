@@ -70,7 +70,7 @@ def test_seed_train_recommend_round_trip(tmp_path) -> None:
     assert _run(["import", "prices", str(weekly)], tmp_path).returncode == 0
     r = _run(["train"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "warning: 1 products are priced 5 or more days apart (WEEKLY)" in r.stderr
+    assert "warning: 1 product(s) priced 5 or more days apart (WEEKLY)" in r.stderr
     assert (
         "MASE" in r.stdout
         and "7 products (1 left out, too little price history: YOUNG)" in r.stdout
