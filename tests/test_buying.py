@@ -261,6 +261,19 @@ def test_products_too_short_to_train_on_are_told_apart_from_new_ones(small_data)
     data.prices = pd.concat(
         [data.prices, young, weekly.assign(unique_id="WEEKLY")], ignore_index=True
     )
+    # with their category and sales, as the products they copy (no null features)
+    cats = dict(data.categories or {})
+    data.categories = {**cats, "NEW-1": cats["SKU-00002"], "WEEKLY": cats["SKU-00003"]}
+    assert data.sales is not None
+    sold = {k: data.sales[data.sales["unique_id"] == k] for k in ("SKU-00002", "SKU-00003")}
+    data.sales = pd.concat(
+        [
+            data.sales,
+            sold["SKU-00002"].tail(35).assign(unique_id="NEW-1"),
+            sold["SKU-00003"].iloc[::7].assign(unique_id="WEEKLY"),
+        ],
+        ignore_index=True,
+    )
     model = fit_price_model(data, "D", 14, ModelParams(n_estimators=20, max_history=240))
     assert model.too_short == {"NEW-1"} and "NEW-1" not in model.last_price
     assert "WEEKLY" in model.last_price
