@@ -216,9 +216,15 @@ else:
                     else:
                         bar.progress(1.0, text="done")
                         c = done.counts
+                        renamed = (
+                            f" {c.described:,} products' name, supplier, currency, category "
+                            "or unit changed."
+                            if c.described
+                            else ""
+                        )
                         st.success(
                             f"Import {done.run_id}: {c.added:,} added, {c.updated:,} updated, "
-                            f"{c.unchanged:,} unchanged. It can be undone below."
+                            f"{c.unchanged:,} unchanged.{renamed} It can be undone below."
                         )
 
 st.subheader("Suppliers")

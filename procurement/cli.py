@@ -134,8 +134,13 @@ def cmd_import(args: argparse.Namespace) -> None:
             actor_name=f"cli:{getpass.getuser()}",
         )
     c = res.counts
+    renamed = (
+        f", {c.described} products' name, supplier, currency, category or unit changed"
+        if c.described
+        else ""
+    )
     print(
-        f"{args.file}: {c.added} added, {c.updated} updated, {c.unchanged} unchanged "
+        f"{args.file}: {c.added} added, {c.updated} updated, {c.unchanged} unchanged{renamed} "
         f"(import {res.run_id}; `procurement import undo {res.run_id}` reverts it)"
     )
 

@@ -259,6 +259,41 @@ def test_undo_is_refused_when_a_later_import_changed_the_same_rows(db) -> None:
     assert _stored(db) == [("A", "2026-01-01", 11.0)]
 
 
+def _described(db, sku: str) -> tuple[str | None, str | None, str | None]:
+    with open_session(db) as s:
+        ten = catalog.get_tenant(s, "acme")
+        prods = catalog.load_products(s, ten.id).set_index("sku")
+    row = prods.loc[sku]
+    return row["name"], row["supplier"], row["currency"]
+
+
+def _import_described(db, text: str) -> ingest.ImportResult:
+    prices = read_price_csv(("sku,date,price,name,supplier,currency\n" + text).encode())
+    return ingest.import_prices(db, "acme", prices, "f.csv", Principal.system())
+
+
+def test_undo_restores_the_name_supplier_and_currency_an_import_changed(db) -> None:
+    _import_described(db, "A,2026-01-01,10,Bolt M8,Acme,EUR\nB,2026-01-01,5,Nut,Acme,EUR\n")
+    later = _import_described(db, "A,2026-01-02,11,Bolt M8 zinc,Bolt Co,USD\n")
+    # said, not silent: a price list that renames a product or moves it to another supplier
+    assert later.counts.described == 1 and later.counts.added == 1
+    assert _described(db, "A") == ("Bolt M8 zinc", "Bolt Co", "USD")
+    undo = ingest.undo_import(db, "acme", later.run_id, Principal.system())
+    assert "3 product fields restored" in undo.source
+    assert _described(db, "A") == ("Bolt M8", "Acme", "EUR")
+    assert _described(db, "B") == ("Nut", "Acme", "EUR")
+    assert _stored(db) == [("A", "2026-01-01", 10.0), ("B", "2026-01-01", 5.0)]
+
+
+def test_undo_is_refused_when_a_later_import_renamed_the_product_again(db) -> None:
+    _import_described(db, "A,2026-01-01,10,Bolt,Acme,EUR\n")
+    first = _import_described(db, "A,2026-01-02,11,Bolt M8,Acme,EUR\n")
+    _import_described(db, "A,2026-01-03,12,Bolt M8 zinc,Acme,EUR\n")
+    with pytest.raises(ValueError, match=r"the name of A changed since .*undo the later"):
+        ingest.undo_import(db, "acme", first.run_id, Principal.system())
+    assert _described(db, "A")[0] == "Bolt M8 zinc"  # nothing half-undone
+
+
 def test_undo_needs_the_import_permission_in_that_company(db) -> None:
     res = _import(db, "A,2026-01-01,10,\n")
     with pytest.raises(PermissionDenied):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import func, insert, select
@@ -43,10 +44,16 @@ def list_tenants(session: Session) -> list[Tenant]:
     return list(session.scalars(select(Tenant).order_by(Tenant.slug)))
 
 
-def ensure_products(session: Session, tenant_id: int, catalog: pd.DataFrame) -> dict[str, int]:
+def ensure_products(
+    session: Session,
+    tenant_id: int,
+    catalog: pd.DataFrame,
+    changed: list[tuple[int, str, str | None, str]] | None = None,
+) -> dict[str, int]:
     """Create missing suppliers and products from a frame with ``sku`` (and optional name,
     supplier, currency, category, unit, and the supplier's ``working_days`` in canonical form);
-    update their descriptive fields. Returns sku -> id."""
+    update their descriptive fields, appending each change of a stored product to ``changed``
+    as (product id, field, old, new), the supplier by name. Returns sku -> id."""
     cols = [c for c in ("name", "supplier", "currency", "category", "unit") if c in catalog.columns]
     first = catalog.drop_duplicates("sku", keep="last")[["sku", *cols]]
 
@@ -82,6 +89,8 @@ def ensure_products(session: Session, tenant_id: int, catalog: pd.DataFrame) -> 
         else:
             for k, v in values.items():
                 if getattr(prod, k) != v:
+                    if changed is not None:
+                        changed.append(_described(prod, k, v, supplier_ids))
                     setattr(prod, k, v)
     if new_rows:
         session.execute(insert(Product), new_rows)
@@ -89,6 +98,18 @@ def ensure_products(session: Session, tenant_id: int, catalog: pd.DataFrame) -> 
     return dict(
         session.execute(select(Product.sku, Product.id).where(Product.tenant_id == tenant_id)).all()
     )
+
+
+def _described(
+    prod: Product, field: str, new: Any, supplier_ids: Mapping[str, int]
+) -> tuple[int, str, str | None, str]:
+    """A stored product's descriptive field as an import changes it: (id, field, old, new)."""
+    if field != "supplier_id":
+        old = getattr(prod, field)
+        return prod.id, field, None if old is None else str(old), str(new)
+    names = {i: n for n, i in supplier_ids.items()}
+    old_name = names.get(prod.supplier_id) if prod.supplier_id is not None else None
+    return prod.id, "supplier", old_name, names[new]
 
 
 def store_stock(session: Session, tenant_id: int, stock: pd.DataFrame) -> int:

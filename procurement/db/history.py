@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from typing import cast as type_cast
 
 import numpy as np
@@ -37,6 +38,7 @@ from procurement.db.models import (
     Product,
     Sale,
     Stock,
+    Supplier,
 )
 
 CHUNK = 20_000
@@ -48,12 +50,14 @@ class UpsertCounts:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    described: int = 0  # stored products whose name, supplier, currency, category or unit changed
 
     def __add__(self, other: UpsertCounts) -> UpsertCounts:
         return UpsertCounts(
             self.added + other.added,
             self.updated + other.updated,
             self.unchanged + other.unchanged,
+            self.described + other.described,
         )
 
 
@@ -179,14 +183,26 @@ def store_prices(
     if import_run_id is not None:
         before = set(session.scalars(select(Product.sku).where(Product.tenant_id == tenant_id)))
     known = set(session.scalars(select(Product.id).where(Product.tenant_id == tenant_id)))
-    ids = ensure_products(session, tenant_id, prices)
+    described: list[tuple[int, str, str | None, str]] = []
+    ids = ensure_products(session, tenant_id, prices, described)
+    counts = UpsertCounts(described=len({pid for pid, *_ in described}))
     changes: dict[str, list[pd.DataFrame]] | None = None
     if import_run_id is not None:
         created = [pid for sku, pid in ids.items() if sku not in before]
         changes = {"price": [], "sale": [], "product": [pd.DataFrame({"product_id": created})]}
+        # what the import renamed or moved, so that its undo restores the catalog too
+        session.add_all(
+            ImportChange(
+                import_run_id=import_run_id,
+                kind=field,
+                product_id=pid,
+                old_text=old,
+                new_text=new,
+            )
+            for pid, field, old, new in described
+        )
     df = prices.assign(product_id=prices["sku"].map(ids))
     total, done = len(df), 0
-    counts = UpsertCounts()
     groups = _product_groups(df["product_id"], max_rows=PRODUCT_GROUP_ROWS, max_products=400)
     with bulk_writes(session):
         for pids in groups:
@@ -351,6 +367,10 @@ class ImportChange(Base):
     date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     old_value: Mapped[float | None] = mapped_column(Double, nullable=True)
     new_value: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # a product's descriptive field (kind: name, supplier, currency, category, unit) before and
+    # after the import; the supplier by name
+    old_text: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    new_text: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 def _store_changes(session: Session, run_id: int, changes: dict[str, list[pd.DataFrame]]) -> None:
@@ -391,6 +411,41 @@ def _store_changes(session: Session, run_id: int, changes: dict[str, list[pd.Dat
             conn.exec_driver_sql(sql, rows[start : start + CHUNK])
 
 
+DESCRIBED = ("name", "supplier", "currency", "category", "unit")
+
+
+def _described_back(
+    session: Session, tenant_id: int, run_id: int, changes: pd.DataFrame
+) -> list[tuple[Product, str, Any]]:
+    """The products' descriptive fields as they were before import ``run_id``: (product, field,
+    value) to set; refused (``UndoError``) where one changed since."""
+    ch = changes[changes["kind"].isin(DESCRIBED)]
+    if ch.empty:
+        return []
+    suppliers = dict(
+        session.execute(
+            select(Supplier.name, Supplier.id).where(Supplier.tenant_id == tenant_id)
+        ).all()
+    )
+    out = []
+    for row in ch.itertuples(index=False):
+        prod = session.get(Product, int(row.product_id))
+        if prod is None:
+            continue  # the product was deleted since: nothing to restore
+        if row.kind == "supplier":
+            now = next((n for n, i in suppliers.items() if i == prod.supplier_id), None)
+            field, value = "supplier_id", suppliers.get(row.old_text) if row.old_text else None
+        else:
+            now, field, value = getattr(prod, row.kind), row.kind, row.old_text
+        if now != row.new_text:
+            raise UndoError(
+                f"import {run_id} cannot be undone: the {row.kind} of {prod.sku} changed since "
+                f"({row.new_text!r} -> {now!r}); undo the later imports first"
+            )
+        out.append((prod, field, value))
+    return out
+
+
 class UndoError(ValueError):
     """The import cannot be undone (unknown, not recorded, already undone, or overwritten)."""
 
@@ -420,10 +475,13 @@ def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> Im
                 ImportChange.date,
                 ImportChange.old_value,
                 ImportChange.new_value,
+                ImportChange.old_text,
+                ImportChange.new_text,
             ).where(ImportChange.import_run_id == run_id)
         ).all(),
-        columns=["kind", "product_id", "date", "old_value", "new_value"],
+        columns=["kind", "product_id", "date", "old_value", "new_value", "old_text", "new_text"],
     )
+    described = _described_back(session, tenant_id, run_id, changes)
     plans = []
     for kind, (model, value) in _VALUE_TABLES.items():
         ch = changes[changes["kind"] == kind]
@@ -466,6 +524,8 @@ def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> Im
             )
         if model is PriceObservation:
             restored, removed = len(ups), len(ids)
+    for prod, field, value in described:
+        setattr(prod, field, value)
     created = [int(p) for p in changes.loc[changes["kind"] == "product", "product_id"]]
     if created:
         used = set()
@@ -482,7 +542,9 @@ def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> Im
         session,
         tenant_id,
         f"undo of import {run_id}: {removed} added prices removed, {restored} previous prices "
-        f"restored ({run.source})",
+        f"restored"
+        + (f", {len(described)} product fields restored" if described else "")
+        + f" ({run.source})",
         UpsertCounts(updated=restored),
         actor=actor,
     )
