@@ -353,8 +353,9 @@ class ImportRecord(Base):
 
 
 class ImportChange(Base):
-    """One row an import wrote: a price or sale (old value NULL: the import added it) or a
-    product it created (kind 'product')."""
+    """One row an import wrote: a price or sale (old value NULL: the import added it), a
+    product it created (kind 'product'), or a stored product's descriptive field it changed
+    (kind: one of ``DESCRIBED``, with the old and new text)."""
 
     __tablename__ = "import_change"
 
@@ -362,7 +363,7 @@ class ImportChange(Base):
     import_run_id: Mapped[int] = mapped_column(
         ForeignKey("import_run.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[str] = mapped_column(String(10))  # price | sale | product
+    kind: Mapped[str] = mapped_column(String(10))  # price | sale | product | name | supplier...
     product_id: Mapped[int] = mapped_column(ForeignKey("product.id", ondelete="CASCADE"))
     date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     old_value: Mapped[float | None] = mapped_column(Double, nullable=True)
@@ -411,6 +412,13 @@ def _store_changes(session: Session, run_id: int, changes: dict[str, list[pd.Dat
             conn.exec_driver_sql(sql, rows[start : start + CHUNK])
 
 
+class UndoError(ValueError):
+    """The import cannot be undone (unknown, not recorded, already undone, or overwritten)."""
+
+
+_VALUE_TABLES = {"price": (PriceObservation, "price"), "sale": (Sale, "quantity")}
+
+
 DESCRIBED = ("name", "supplier", "currency", "category", "unit")
 
 
@@ -444,13 +452,6 @@ def _described_back(
             )
         out.append((prod, field, value))
     return out
-
-
-class UndoError(ValueError):
-    """The import cannot be undone (unknown, not recorded, already undone, or overwritten)."""
-
-
-_VALUE_TABLES = {"price": (PriceObservation, "price"), "sale": (Sale, "quantity")}
 
 
 def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> ImportRun:
