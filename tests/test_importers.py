@@ -283,6 +283,10 @@ def test_undo_restores_the_name_supplier_and_currency_an_import_changed(db) -> N
     assert _described(db, "A") == ("Bolt M8", "Acme", "EUR")
     assert _described(db, "B") == ("Nut", "Acme", "EUR")
     assert _stored(db) == [("A", "2026-01-01", 10.0), ("B", "2026-01-01", 5.0)]
+    with open_session(db) as s:
+        ten = catalog.get_tenant(s, "acme")
+        # the supplier the import named first is gone with it; the one in use stays
+        assert catalog.list_suppliers(s, ten.id)["supplier"].tolist() == ["Acme"]
 
 
 def test_undo_is_refused_when_a_later_import_renamed_the_product_again(db) -> None:

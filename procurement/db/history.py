@@ -36,9 +36,11 @@ from procurement.db.models import (
     ImportRun,
     PriceObservation,
     Product,
+    PurchaseOrder,
     Sale,
     Stock,
     Supplier,
+    SupplierTerms,
 )
 
 CHUNK = 20_000
@@ -183,6 +185,7 @@ def store_prices(
     if import_run_id is not None:
         before = set(session.scalars(select(Product.sku).where(Product.tenant_id == tenant_id)))
     known = set(session.scalars(select(Product.id).where(Product.tenant_id == tenant_id)))
+    suppliers_before = _supplier_ids(session, tenant_id)
     described: list[tuple[int, str, str | None, str]] = []
     ids = ensure_products(session, tenant_id, prices, described)
     counts = UpsertCounts(described=len({pid for pid, *_ in described}))
@@ -201,6 +204,19 @@ def store_prices(
             )
             for pid, field, old, new in described
         )
+        # and the suppliers it named first, which its undo removes where nothing uses them
+        for name, sid in _supplier_ids(session, tenant_id).items():
+            if name not in suppliers_before:
+                anchor = session.scalar(select(Product.id).where(Product.supplier_id == sid))
+                if anchor is not None:
+                    session.add(
+                        ImportChange(
+                            import_run_id=import_run_id,
+                            kind=NEW_SUPPLIER,
+                            product_id=anchor,
+                            new_text=name,
+                        )
+                    )
     df = prices.assign(product_id=prices["sku"].map(ids))
     total, done = len(df), 0
     groups = _product_groups(df["product_id"], max_rows=PRODUCT_GROUP_ROWS, max_products=400)
@@ -420,6 +436,33 @@ _VALUE_TABLES = {"price": (PriceObservation, "price"), "sale": (Sale, "quantity"
 
 
 DESCRIBED = ("name", "supplier", "currency", "category", "unit")
+NEW_SUPPLIER = "supplier+"  # a supplier the import named first (new_text: its name)
+
+
+def _supplier_ids(session: Session, tenant_id: int) -> dict[str, int]:
+    return dict(
+        session.execute(
+            select(Supplier.name, Supplier.id).where(Supplier.tenant_id == tenant_id)
+        ).all()
+    )
+
+
+def _remove_unused_suppliers(session: Session, tenant_id: int, names: list[str]) -> int:
+    """Delete the suppliers ``names`` that no product, supplier terms or order refers to."""
+    ids = _supplier_ids(session, tenant_id)
+    removed = 0
+    for name in names:
+        sid = ids.get(name)
+        if sid is None:
+            continue
+        used = any(
+            session.scalar(select(model.id).where(model.supplier_id == sid).limit(1)) is not None
+            for model in (Product, SupplierTerms, PurchaseOrder)
+        )
+        if not used:
+            session.execute(delete(Supplier).where(Supplier.id == sid))
+            removed += 1
+    return removed
 
 
 def _described_back(
@@ -430,11 +473,7 @@ def _described_back(
     ch = changes[changes["kind"].isin(DESCRIBED)]
     if ch.empty:
         return []
-    suppliers = dict(
-        session.execute(
-            select(Supplier.name, Supplier.id).where(Supplier.tenant_id == tenant_id)
-        ).all()
-    )
+    suppliers = _supplier_ids(session, tenant_id)
     out = []
     for row in ch.itertuples(index=False):
         prod = session.get(Product, int(row.product_id))
@@ -527,6 +566,7 @@ def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> Im
             restored, removed = len(ups), len(ids)
     for prod, field, value in described:
         setattr(prod, field, value)
+    session.flush()
     created = [int(p) for p in changes.loc[changes["kind"] == "product", "product_id"]]
     if created:
         used = set()
@@ -537,6 +577,12 @@ def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> Im
         unused = [p for p in created if p not in used]
         if unused:
             conn.execute(delete(Product).where(Product.id.in_(unused)))
+    session.flush()
+    _remove_unused_suppliers(
+        session,
+        tenant_id,
+        [str(n) for n in changes.loc[changes["kind"] == NEW_SUPPLIER, "new_text"]],
+    )
     rec.undone_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rec.undone_by = actor[:100]
     undo = record_import(
