@@ -353,12 +353,21 @@ class _Outcomes:
     windows: np.ndarray  # (cutoffs,): windows with a first price
     cutoffs: np.ndarray  # (cutoffs,): their names
     row_cutoff: np.ndarray  # per window (row of the grid), its cutoff's name
+    kept: np.ndarray  # per window, whether it has a first price to save against
+    codes: np.ndarray  # per kept window, the index of its cutoff in ``cutoffs``
+
+
+def _realized(y: np.ndarray, day: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Per kept window, the saving of buying on step ``day`` (0: at once) against the first
+    price, a fraction of it (0 where that day has no price)."""
+    first = y[kept, 0]  # a zero first price (electricity) has no saving in percent
+    paid = np.where(day > 0, y[np.arange(len(y)), day], y[:, 0])[kept]
+    return np.where(np.isfinite(paid), (first - paid) / np.abs(first), 0.0)
 
 
 def _outcomes(grid: _Grid, y: np.ndarray) -> _Outcomes:
     y_first = y[:, 0]
     keep = np.isfinite(y_first) & (np.abs(y_first) > 0)
-    idx = np.arange(len(y))
     row_cutoff = np.array([str(k).rsplit("@", 1)[-1] for k in grid.skus])
     codes, names = pd.factorize(row_cutoff[keep])
     n = len(names)
@@ -366,17 +375,14 @@ def _outcomes(grid: _Grid, y: np.ndarray) -> _Outcomes:
     graces = sorted({round(f * (horizon - 1)) for f in GRACE_GRID})
     ways = [(False, 0)] + [(True, g) for g in graces]  # the buy day alone, or with a target
     policies, saved, waits = [], [], []
-    kept_first = y_first[keep]  # a zero first price (electricity) has no saving in percent
     for conf, pct in itertools.product(CONFIDENCE_GRID, SAVING_GRID):
         planned = grid.choose(Policy(float(conf), float(pct)))
         at_target = grid.first_at_target(y, planned)
         for target, grace in ways:
             pol = Policy(float(conf), float(pct), target, grace)
             day = grid.follow(y, planned, pol, at_target)
-            paid = np.where(day > 0, y[idx, day], y_first)[keep]
-            realized = np.where(np.isfinite(paid), (kept_first - paid) / np.abs(kept_first), 0.0)
             policies.append(pol)
-            saved.append(np.bincount(codes, realized, n))
+            saved.append(np.bincount(codes, _realized(y, day, keep), n))
             waits.append(np.bincount(codes, (day[keep] > 0).astype(float), n))
     return _Outcomes(
         policies,
@@ -385,6 +391,8 @@ def _outcomes(grid: _Grid, y: np.ndarray) -> _Outcomes:
         np.bincount(codes, minlength=n).astype(float),
         np.asarray(names),
         row_cutoff,
+        keep,
+        codes,
     )
 
 
@@ -481,21 +489,10 @@ def out_of_fold_record(
     and its t-statistic over the backtest cutoffs; None where there are fewer than three."""
     if len(out.cutoffs) < 3:
         return None, None
-    idx = np.arange(len(y))
-    first = y[:, 0]
-    keep = np.isfinite(first) & (np.abs(first) > 0)
-    paid = np.where(bought > 0, y[idx, bought], first)
-    realized = np.where(
-        keep & np.isfinite(paid), (first - paid) / np.where(keep, np.abs(first), 1), 0
-    )
-    codes = pd.Index(out.cutoffs).get_indexer(out.row_cutoff)
-    per_cutoff = np.bincount(codes[keep], realized[keep], len(out.cutoffs)) / np.maximum(
-        out.windows, 1
-    )
-    per_cutoff = per_cutoff[out.windows > 0]
-    if len(per_cutoff) < 3:
-        return None, None
-    mean = 100 * float(realized[keep].sum() / keep.sum())
+    realized = _realized(y, bought, out.kept)
+    # every cutoff listed has kept windows (``_outcomes``)
+    per_cutoff = np.bincount(out.codes, realized, len(out.cutoffs)) / out.windows
+    mean = 100 * float(realized.mean())
     return mean, float(t_stats(per_cutoff[None, :], axis=1)[0])
 
 

@@ -78,6 +78,7 @@ def ensure_products(
     existing = {
         p.sku: p for p in session.scalars(select(Product).where(Product.tenant_id == tenant_id))
     }
+    supplier_names = {i: n for n, i in supplier_ids.items()}
     new_rows = []
     for row in first.itertuples(index=False):
         values = {c: getattr(row, c) for c in cols if getattr(row, c)}
@@ -90,7 +91,7 @@ def ensure_products(
             for k, v in values.items():
                 if getattr(prod, k) != v:
                     if changed is not None:
-                        changed.append(_described(prod, k, v, supplier_ids))
+                        changed.append(_described(prod, k, v, supplier_names))
                     setattr(prod, k, v)
     if new_rows:
         session.execute(insert(Product), new_rows)
@@ -101,15 +102,14 @@ def ensure_products(
 
 
 def _described(
-    prod: Product, field: str, new: Any, supplier_ids: Mapping[str, int]
+    prod: Product, field: str, new: Any, supplier_names: Mapping[int, str]
 ) -> tuple[int, str, str | None, str]:
     """A stored product's descriptive field as an import changes it: (id, field, old, new)."""
     if field != "supplier_id":
         old = getattr(prod, field)
         return prod.id, field, None if old is None else str(old), str(new)
-    names = {i: n for n, i in supplier_ids.items()}
-    old_name = names.get(prod.supplier_id) if prod.supplier_id is not None else None
-    return prod.id, "supplier", old_name, names[new]
+    old_name = supplier_names.get(prod.supplier_id) if prod.supplier_id is not None else None
+    return prod.id, "supplier", old_name, supplier_names[new]
 
 
 def store_stock(session: Session, tenant_id: int, stock: pd.DataFrame) -> int:

@@ -185,7 +185,7 @@ def store_prices(
     if import_run_id is not None:
         before = set(session.scalars(select(Product.sku).where(Product.tenant_id == tenant_id)))
     known = set(session.scalars(select(Product.id).where(Product.tenant_id == tenant_id)))
-    suppliers_before = _supplier_ids(session, tenant_id)
+    suppliers_before = _supplier_ids(session, tenant_id) if import_run_id is not None else {}
     described: list[tuple[int, str, str | None, str]] = []
     ids = ensure_products(session, tenant_id, prices, described)
     counts = UpsertCounts(described=len({pid for pid, *_ in described}))
@@ -577,7 +577,6 @@ def undo_import(session: Session, tenant_id: int, run_id: int, actor: str) -> Im
         unused = [p for p in created if p not in used]
         if unused:
             conn.execute(delete(Product).where(Product.id.in_(unused)))
-    session.flush()
     _remove_unused_suppliers(
         session,
         tenant_id,
